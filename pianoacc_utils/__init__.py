@@ -1,0 +1,13 @@
+"""pianoacc: melody-conditioned piano accompaniment (FNet and Transformer seq2seq on POP909).
+
+Pipeline stages, one module each, data flowing forward:
+``data`` -> ``tokenizer`` -> ``models`` -> ``training`` -> ``generation`` -> ``evaluation``,
+with ``plotting``, ``audio`` and ``cli`` around them.
+"""
+
+from __future__ import annotations
+
+from pianoacc_utils.common import PianoaccError
+
+__all__ = ["PianoaccError"]
+__version__ = "0.1.0"

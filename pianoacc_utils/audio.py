@@ -1,0 +1,148 @@
+"""MIDI -> audio: WAV files for listening and short clips for notebooks.
+
+Renders with FluidSynth and the General MIDI soundfont shipped with pretty_midi
+when ``pyfluidsynth`` (and the system's libfluidsynth) are installed; otherwise
+falls back to pretty_midi's sine-wave synthesis and says so once on stderr.
+Audio is mono, normalised to a peak of :data:`PEAK` (no clipping), written as
+16-bit PCM WAV with the standard library ``wave`` module.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import sys
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pianoacc_utils.common import PianoaccError, write_atomic
+
+SAMPLE_RATE = 22050
+"""Default sample rate in Hz (enough for piano, half the size of 44.1 kHz)."""
+
+PEAK = 0.9
+"""Peak amplitude after normalisation (full scale = 1.0), leaving headroom."""
+
+FADE_SECONDS = 0.05
+"""Fade-out at the end of a clip cut mid-note, so it does not end with a click."""
+
+FLUIDSYNTH = "fluidsynth"
+SINE = "sine"
+
+FALLBACK_NOTICE = (
+    "pianoacc: FluidSynth not available (needs the pyfluidsynth package and libfluidsynth3); "
+    "rendering audio with sine waves instead"
+)
+
+_notice_shown = False
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A rendered WAV file: its path, the renderer used (``"fluidsynth"`` or ``"sine"``),
+    its duration in seconds and sample rate in Hz."""
+
+    path: Path
+    renderer: str
+    seconds: float
+    sample_rate: int
+
+
+def _as_midi(midi_or_path):
+    """A ``pretty_midi.PrettyMIDI`` from itself or from a MIDI file path."""
+    if isinstance(midi_or_path, (str, Path)):
+        from pianoacc_utils.data import read_midi
+
+        return read_midi(midi_or_path)
+    return midi_or_path
+
+
+def _fallback_notice() -> None:
+    """Print the sine-wave fallback notice once per process."""
+    global _notice_shown
+    if not _notice_shown:
+        print(FALLBACK_NOTICE, file=sys.stderr)
+        _notice_shown = True
+
+
+def synthesize(midi, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, str]:
+    """Mono float32 audio of a ``PrettyMIDI`` at ``sample_rate`` Hz with peak :data:`PEAK`,
+    and the renderer used.
+
+    Tries FluidSynth first, then sine waves. Silence stays silence (no NaN).
+    """
+    try:
+        audio, renderer = midi.fluidsynth(fs=sample_rate), FLUIDSYNTH
+    except (ImportError, OSError):
+        _fallback_notice()
+        audio, renderer = midi.synthesize(fs=sample_rate), SINE
+    audio = np.nan_to_num(np.asarray(audio, dtype=np.float64).reshape(-1))
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak > 0:
+        audio = audio * (PEAK / peak)
+    return audio.astype(np.float32), renderer
+
+
+def _has_notes(midi) -> bool:
+    return any(instrument.notes and not instrument.is_drum for instrument in midi.instruments)
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """Mono float audio in [-1, 1] -> the bytes of a 16-bit PCM WAV file."""
+    samples = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(samples.tobytes())
+    return buffer.getvalue()
+
+
+def render_wav(midi_or_path, out_path: str | Path, sample_rate: int = SAMPLE_RATE) -> Rendering:
+    """Render a MIDI file (or ``PrettyMIDI``) to a mono 16-bit WAV file, written atomically.
+
+    Drum tracks are silent with the sine-wave fallback. Raises :class:`PianoaccError`
+    for an unreadable input, a MIDI without pitched notes, or an unwritable output.
+    """
+    out_path = Path(out_path)
+    if sample_rate <= 0:
+        raise PianoaccError(f"{out_path}: sample rate must be positive, got {sample_rate}")
+    midi = _as_midi(midi_or_path)
+    if not _has_notes(midi):
+        source = midi_or_path if isinstance(midi_or_path, (str, Path)) else "the MIDI data"
+        raise PianoaccError(f"{source}: no pitched notes to render to {out_path.name}")
+    audio, renderer = synthesize(midi, sample_rate)
+    try:
+        write_atomic(out_path, wav_bytes(audio, sample_rate))
+    except OSError as error:
+        reason = error.strerror or error
+        raise PianoaccError(f"{out_path}: cannot write the WAV file ({reason})") from error
+    return Rendering(out_path, renderer, len(audio) / sample_rate, sample_rate)
+
+
+def audio_clip(midi_or_path, seconds: float = 10.0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The first ``seconds`` of a MIDI as mono float32 audio, for ``IPython.display.Audio``.
+
+    Notes starting after ``seconds`` are left out before rendering (fast on long
+    songs) and the clip is cut to at most ``seconds * sample_rate`` samples with a
+    short fade-out. Notebooks keep embedded audio to 10 s or less.
+    """
+    if seconds <= 0:
+        raise PianoaccError(f"clip length must be positive, got {seconds} s")
+    midi = copy.deepcopy(_as_midi(midi_or_path))
+    for instrument in midi.instruments:
+        instrument.notes = [note for note in instrument.notes if note.start < seconds]
+        for note in instrument.notes:
+            note.end = min(note.end, seconds)
+    if not _has_notes(midi):
+        return np.zeros(0, dtype=np.float32)
+    audio, _ = synthesize(midi, sample_rate)
+    audio = audio[: int(seconds * sample_rate)].copy()
+    fade = min(int(FADE_SECONDS * sample_rate), len(audio))
+    if fade:
+        audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    return audio

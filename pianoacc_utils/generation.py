@@ -1,0 +1,455 @@
+"""Autoregressive generation: a melody in, accompaniment notes out.
+
+Decoding reuses keras-hub's key/value caches (the cross-attention keys and
+values are computed once per melody window, each step projects one token) and
+runs the whole sampling loop compiled: ``keras_hub.samplers`` inside
+``tf.function(jit_compile=True)`` under TensorFlow, ``jax.jit`` under JAX.
+
+Two rules keep the accompaniment in time with the melody:
+
+* a window never runs past its end: time-shift tokens that would overshoot the
+  window are masked out of the distribution, and once the window's end is
+  reached only ``END`` may follow;
+* long melodies are accompanied window by window (a window is the number of bars
+  the model was trained on); each window overlaps the previous one by
+  ``overlap_bars`` bars whose accompaniment, already generated, primes the
+  decoder, so the result is one continuous piece.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pianoacc_utils import models  # noqa: F401  (sets the default Keras backend)
+from pianoacc_utils.common import PianoaccError, project_root
+from pianoacc_utils.data import Note, Segment, normalize_notes
+from pianoacc_utils.tokenizer import MAX_SHIFT, EventTokenizer
+
+import keras  # noqa: E402  (after models: the backend default is set there)
+import keras_hub  # noqa: E402
+from keras import ops  # noqa: E402
+
+TOKENIZER = EventTokenizer()
+MELODY_BUCKET = 32
+"""Melody windows are padded to a multiple of this many tokens (few recompilations)."""
+
+PRETRAINED = {"fnet": "fnet", "transformer": "transformer"}
+"""Names accepted by :func:`load_checkpoint` for the models shipped in ``pretrained/``."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the next token is drawn. ``temperature=0`` means greedy (argmax).
+
+    ``top_k``/``top_p`` restrict sampling to the k most likely tokens / the
+    smallest set whose probability reaches p; ``seed`` makes sampling reproducible.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = 0.95
+    seed: int = 0
+
+    def sampler(self) -> keras_hub.samplers.Sampler:
+        if self.temperature < 0:
+            raise PianoaccError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise PianoaccError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.top_k is not None and self.top_k < 1:
+            raise PianoaccError(f"top-k must be >= 1, got {self.top_k}")
+        if self.temperature == 0:
+            return keras_hub.samplers.GreedySampler()
+        if self.top_p is not None:
+            return keras_hub.samplers.TopPSampler(
+                p=self.top_p, k=self.top_k, temperature=self.temperature, seed=self.seed
+            )
+        if self.top_k is not None:
+            return keras_hub.samplers.TopKSampler(
+                k=self.top_k, temperature=self.temperature, seed=self.seed
+            )
+        return keras_hub.samplers.RandomSampler(temperature=self.temperature, seed=self.seed)
+
+
+GREEDY = SamplingConfig(temperature=0.0, top_p=None)
+
+
+# --------------------------------------------------------------------------- token masks
+
+
+def _time_shift_table() -> np.ndarray:
+    """Steps each token id advances time by (0 for all but time shifts)."""
+    return np.array([TOKENIZER.time_shift_steps(i) for i in range(len(TOKENIZER))], np.int32)
+
+
+SHIFT_STEPS = _time_shift_table()
+NEVER = np.zeros(len(TOKENIZER), bool)
+NEVER[[TOKENIZER.pad_id, TOKENIZER.start_id]] = True
+"""Tokens the decoder may never emit."""
+
+
+def _mask_logits(logits: Any, remaining: Any) -> Any:
+    """Forbid PAD/START, time shifts past the window end, anything but END at the end.
+
+    ``logits`` (B, V); ``remaining`` (B,) grid steps left in each row's window.
+    """
+    shift = ops.convert_to_tensor(SHIFT_STEPS)[None, :]
+    remaining = remaining[:, None]
+    overshoot = ops.greater(shift, remaining)
+    never = ops.convert_to_tensor(NEVER)[None, :]
+    end = ops.equal(ops.arange(len(TOKENIZER))[None, :], TOKENIZER.end_id)
+    at_end = ops.logical_and(ops.less_equal(remaining, 0), ops.logical_not(end))
+    banned = ops.logical_or(ops.logical_or(overshoot, never), at_end)
+    return ops.where(banned, ops.cast(-1e9, logits.dtype), logits)
+
+
+# --------------------------------------------------------------------------- one batch of windows
+
+
+class CachedDecoder:
+    """Compiled, cached sampling for one model: ``decode(melody, prompt, ...)`` -> tokens.
+
+    One instance per model and sampler keeps the compiled function, so repeated
+    windows of the same shapes do not recompile.
+    """
+
+    def __init__(self, model: models.AccompanimentModel, sampling: SamplingConfig = SamplingConfig()):
+        self.model = model
+        self.sampling = sampling
+        self.sampler = sampling.sampler()
+        self._compiled = None
+
+    def _generate(self, melody: Any, prompt: Any, mask: Any, index: Any, limit: Any, elapsed: Any):
+        """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample."""
+        model = self.model
+        encoder_output = model.encode(melody)
+        self_cache, cross_cache = model.init_cache(encoder_output, ops.shape(prompt)[1])
+        # Prefill the self-attention cache by running the decoder over the whole
+        # prompt buffer once. Only positions 0..index-2 matter: the loop feeds
+        # token index-1 itself and overwrites every later position before any
+        # step can attend to it (the attention is causal).
+        _, self_cache, _ = model.decode_step(
+            prompt, encoder_output, melody, self_cache, cross_cache, 0
+        )
+
+        def next_token(prompt, cache, index):
+            self_cache, elapsed = cache
+            token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
+            shift = ops.take(ops.convert_to_tensor(SHIFT_STEPS), token[:, 0])
+            elapsed = elapsed + shift
+            logits, self_cache, _ = model.decode_step(
+                token, encoder_output, melody, self_cache, cross_cache, index - 1
+            )
+            logits = _mask_logits(logits[:, 0, :], limit - elapsed)
+            return logits, None, (self_cache, elapsed)
+
+        return self.sampler(
+            next_token,
+            prompt,
+            cache=(self_cache, elapsed),
+            index=index,
+            mask=mask,
+            stop_token_ids=(TOKENIZER.end_id,),
+            model=model,
+        )
+
+    def _compile(self):
+        backend = keras.config.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.function(self._generate, jit_compile=True, reduce_retracing=True)
+        if backend == "jax":
+            import itertools
+
+            import jax
+
+            model, sampler = self.model, self.sampler
+
+            @jax.jit
+            def compiled(state, melody, prompt, mask, index, limit, elapsed):
+                sampler_vars, trainable, non_trainable = state
+                mapping = itertools.chain(
+                    zip(sampler.variables, sampler_vars),
+                    zip(model.trainable_variables, trainable),
+                    zip(model.non_trainable_variables, non_trainable),
+                )
+                with keras.StatelessScope(state_mapping=mapping) as scope:
+                    out = self._generate(melody, prompt, mask, index, limit, elapsed)
+                new_sampler_vars = [scope.get_current_value(v) for v in sampler.variables]
+                return out, new_sampler_vars
+
+            def run(melody, prompt, mask, index, limit, elapsed):
+                state = (
+                    [v.value for v in sampler.variables],
+                    [v.value for v in model.trainable_variables],
+                    [v.value for v in model.non_trainable_variables],
+                )
+                out, new_vars = compiled(state, melody, prompt, mask, index, limit, elapsed)
+                for variable, value in zip(sampler.variables, new_vars):
+                    variable.assign(value)
+                return out
+
+            return run
+        return self._generate  # torch: eager loop (still cached)
+
+    def decode(
+        self,
+        melody: np.ndarray,
+        primers: Sequence[Sequence[int]],
+        limits: Sequence[int],
+        max_length: int | None = None,
+    ) -> list[list[int]]:
+        """Generate one window per row.
+
+        ``melody`` (B, Lm) padded ids; ``primers`` the decoder tokens each row starts
+        with (START added here); ``limits`` the grid steps each row may cover.
+        Returns each row's tokens after its primer, up to (not including) END.
+        """
+        length = max_length or self.model.config.accompaniment_length
+        batch = len(primers)
+        prompt = np.zeros((batch, length), np.int32)
+        mask = np.zeros((batch, length), bool)
+        elapsed = np.zeros(batch, np.int32)
+        starts = []
+        for row, primer in enumerate(primers):
+            tokens = [TOKENIZER.start_id, *primer][:length]
+            prompt[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = True
+            starts.append(len(tokens))
+        index = min(starts)
+        for row in range(batch):
+            elapsed[row] = int(SHIFT_STEPS[prompt[row, : index - 1]].sum())
+        if self._compiled is None:
+            self._compiled = self._compile()
+        out = self._compiled(
+            ops.convert_to_tensor(melody.astype(np.int32)),
+            ops.convert_to_tensor(prompt),
+            ops.convert_to_tensor(mask),
+            ops.convert_to_tensor(np.int32(index)),
+            ops.convert_to_tensor(np.asarray(limits, np.int32)),
+            ops.convert_to_tensor(elapsed),
+        )
+        out = np.asarray(ops.convert_to_numpy(out))
+        results = []
+        for row in range(batch):
+            tokens = out[row, starts[row] :].tolist()
+            if TOKENIZER.end_id in tokens:
+                tokens = tokens[: tokens.index(TOKENIZER.end_id)]
+            results.append(tokens)
+        return results
+
+
+def pad_melodies(melodies: Sequence[Sequence[int]], max_length: int) -> np.ndarray:
+    """Right-pad melody token lists to one length (a multiple of :data:`MELODY_BUCKET`)."""
+    longest = max((len(m) for m in melodies), default=1)
+    width = min(max_length, max(MELODY_BUCKET, -(-longest // MELODY_BUCKET) * MELODY_BUCKET))
+    batch = np.zeros((len(melodies), width), np.int32)
+    for row, melody in enumerate(melodies):
+        ids = list(melody)[:width]
+        batch[row, : len(ids)] = ids
+    return batch
+
+
+def naive_decode(
+    model: models.AccompanimentModel, melody_ids: Sequence[int], limit: int, max_tokens: int
+) -> list[int]:
+    """Greedy decoding by re-running the full decoder on the growing prefix (no cache).
+
+    Slow on purpose: the reference that cached decoding must equal, and the
+    baseline of the generation-speed benchmark.
+    """
+    melody = pad_melodies([melody_ids], model.config.melody_length)
+    encoder_output = model.encode(ops.convert_to_tensor(melody))
+    tokens = [TOKENIZER.start_id]
+    elapsed = 0
+    while len(tokens) < max_tokens:
+        decoder = ops.convert_to_tensor(np.array([tokens], np.int32))
+        logits = model.decode(decoder, encoder_output, ops.convert_to_tensor(melody))[:, -1, :]
+        logits = _mask_logits(logits, ops.convert_to_tensor(np.array([limit - elapsed], np.int32)))
+        token = int(np.argmax(ops.convert_to_numpy(logits)[0]))
+        if token == TOKENIZER.end_id:
+            break
+        tokens.append(token)
+        elapsed += int(SHIFT_STEPS[token])
+    return tokens[1:]
+
+
+# --------------------------------------------------------------------------- windows over a melody
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How a melody is cut for the model: windows of ``bars`` bars, overlapping by
+    ``overlap_bars`` (whose accompaniment primes the next window)."""
+
+    bars: int = 8
+    overlap_bars: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap_bars < self.bars:
+            raise PianoaccError(f"overlap_bars must be in 0..{self.bars - 1}")
+
+
+def _notes_in(notes: Sequence[Note], start: int, end: int) -> list[Note]:
+    """Notes starting in [start, end), shifted by -start and cut at ``end``."""
+    return [
+        Note(n.start - start, min(n.end, end) - start, n.pitch, n.velocity)
+        for n in notes
+        if start <= n.start < end
+    ]
+
+
+@dataclass
+class _Job:
+    """Generation state of one melody: what is done and where the next window starts."""
+
+    melody: list[Note]
+    bar_starts: list[int]
+    num_steps: int
+    notes: list[Note]
+    position: int  # grid step up to which the accompaniment is final
+
+
+def _bar_at_or_before(bar_starts: Sequence[int], step: int) -> int:
+    index = int(np.searchsorted(bar_starts, step, side="right")) - 1
+    return max(index, 0)
+
+
+def accompany(
+    model: models.AccompanimentModel,
+    melodies: Sequence[tuple[Sequence[Note], Sequence[int], int]],
+    sampling: SamplingConfig = SamplingConfig(),
+    window: WindowConfig = WindowConfig(),
+    primers: Sequence[Sequence[Note]] | None = None,
+    decoder: CachedDecoder | None = None,
+) -> list[list[Note]]:
+    """Accompaniment for each melody, given as ``(notes, bar_starts, num_steps)`` in steps.
+
+    Melodies are processed together, window by window (batched across melodies).
+    ``primers`` optionally gives ground-truth accompaniment notes that are kept as
+    they are and prime the first window (the original project primed with its
+    first 256 ground-truth tokens); generation continues after the primer's last onset.
+    Nothing is generated past ``num_steps``.
+    """
+    decoder = decoder or CachedDecoder(model, sampling)
+    jobs = []
+    for i, (notes, bar_starts, num_steps) in enumerate(melodies):
+        bars = sorted(int(b) for b in bar_starts) or [0]
+        primer = normalize_notes(primers[i]) if primers else []
+        position = max((n.start for n in primer), default=0)
+        if primer:
+            position = max(position, max(n.end for n in primer))
+        jobs.append(_Job(list(notes), bars, int(num_steps), list(primer), min(position, num_steps)))
+    config = model.config
+    while True:
+        active = [job for job in jobs if job.position < job.num_steps]
+        if not active:
+            break
+        melody_ids, primer_ids, limits, origins, ends = [], [], [], [], []
+        for job in active:
+            first_bar = _bar_at_or_before(job.bar_starts, job.position)
+            first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
+            origin = job.bar_starts[first_bar] if job.position > 0 else 0
+            last_bar = first_bar + window.bars
+            end = job.bar_starts[last_bar] if last_bar < len(job.bar_starts) else job.num_steps
+            end = max(min(end, job.num_steps), job.position + 1)
+            melody_ids.append(TOKENIZER.encode(_notes_in(job.melody, origin, end))[: config.melody_length])
+            context = _notes_in(job.notes, origin, job.position)
+            tokens = TOKENIZER.encode(context)
+            tokens += TOKENIZER.shift_tokens(job.position - origin - TOKENIZER.duration_steps(tokens))
+            primer_ids.append(tokens[: config.accompaniment_length // 2])
+            limits.append(end - origin)
+            origins.append(origin)
+            ends.append(end)
+        generated = decoder.decode(
+            pad_melodies(melody_ids, config.melody_length), primer_ids, limits
+        )
+        for job, tokens, primer, origin, end in zip(active, generated, primer_ids, origins, ends):
+            reached = origin + TOKENIZER.duration_steps(primer) + TOKENIZER.duration_steps(tokens)
+            new_notes = TOKENIZER.decode([*primer, *tokens])
+            start_of_new = origin + TOKENIZER.duration_steps(primer)
+            for note in new_notes:
+                absolute = Note(note.start + origin, min(note.end + origin, job.num_steps), note.pitch, note.velocity)
+                if absolute.start >= start_of_new and absolute.start < job.num_steps:
+                    job.notes.append(absolute)
+            if len(primer) + len(tokens) + 1 >= config.accompaniment_length:
+                # Token budget exhausted before the window's end: continue from where
+                # the decoder got to (at least one bar on, so that generation progresses).
+                next_bar = _bar_at_or_before(job.bar_starts, job.position) + 1
+                floor = job.bar_starts[next_bar] if next_bar < len(job.bar_starts) else end
+                job.position = min(max(reached, floor), job.num_steps)
+            else:
+                job.position = end
+    return [normalize_notes(job.notes) for job in jobs]
+
+
+def accompany_segment(
+    model: models.AccompanimentModel,
+    segments: Sequence[Segment],
+    sampling: SamplingConfig = SamplingConfig(),
+    window: WindowConfig = WindowConfig(),
+    primer_tokens: int = 0,
+    decoder: CachedDecoder | None = None,
+) -> list[list[Note]]:
+    """Accompany POP909 segments; ``primer_tokens`` > 0 keeps that many ground-truth
+    accompaniment tokens as a primer (0: from the melody alone)."""
+    primers = None
+    if primer_tokens > 0:
+        primers = [
+            TOKENIZER.decode(TOKENIZER.encode(seg.accompaniment)[:primer_tokens])
+            for seg in segments
+        ]
+    melodies = [(seg.melody, seg.bar_starts, seg.num_steps) for seg in segments]
+    return accompany(model, melodies, sampling, window, primers, decoder)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def pretrained_dir() -> Path:
+    """Folder of the shipped models (``pretrained/`` in the checkout)."""
+    root = project_root()
+    if root is None:
+        raise PianoaccError("the shipped models live in the repository's pretrained/ folder")
+    return root / "pretrained"
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A ``.keras`` file from a name (``fnet``/``transformer``: shipped models),
+    a ``.keras`` path, or a training folder (its ``best.keras``)."""
+    text = str(name_or_path)
+    if text in PRETRAINED:
+        path = pretrained_dir() / PRETRAINED[text] / "model.keras"
+        if not path.is_file():
+            raise PianoaccError(f"{path}: the shipped {text} model is missing")
+        return path
+    path = Path(text)
+    if path.is_dir():
+        for candidate in ("best.keras", "model.keras", "last.keras"):
+            if (path / candidate).is_file():
+                return path / candidate
+        raise PianoaccError(f"{path}: no best.keras, model.keras or last.keras in this folder")
+    if not path.is_file():
+        raise PianoaccError(f"{path}: checkpoint not found")
+    return path
+
+
+def load_checkpoint(name_or_path: str | Path) -> tuple[models.AccompanimentModel, WindowConfig]:
+    """Load a model and the window it was trained on (from ``config.json`` beside it)."""
+    path = resolve_checkpoint(name_or_path)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # keras raises many kinds on a broken file
+        raise PianoaccError(f"{path}: not a loadable Keras model ({error})") from error
+    bars = 8
+    config_path = path.parent / "config.json"
+    if config_path.is_file():
+        saved = json.loads(config_path.read_text())
+        prepare = saved.get("prepare") or saved.get("profile", {}).get("prepare") or {}
+        bars = int(prepare.get("bars_per_segment", bars))
+    return model, WindowConfig(bars=bars, overlap_bars=max(1, bars // 4) if bars > 1 else 0)

@@ -1,0 +1,74 @@
+"""Shared test setup: where POP909 is, a private cache, headless plotting, quiet TensorFlow.
+
+Variables that libraries read when they are first imported (Keras backend, TensorFlow
+log level, Matplotlib backend) are set when this file loads, before any test module
+imports them; the data locations are set by the session fixture :func:`test_environment`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["MPLBACKEND"] = "Agg"
+
+settings.register_profile(
+    "pianoacc", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("pianoacc")
+"""Property tests: no per-example deadline (two shared CPU cores make timings noisy)."""
+
+SONG_IDS = ("001", "002", "003", "004", "005", "186")
+"""Real songs most tests look at: the first five and the showcase song 186 (irregular bars)."""
+
+
+def pop909_location() -> Path | None:
+    """``POP909_DIR`` if set, else ``../shared/pop909`` beside the checkout, else ``data/POP909``.
+
+    ``None`` when none of them holds the dataset: the first test that needs it then
+    downloads it to ``data/POP909`` (see :func:`pianoacc_utils.data.find_pop909_dir`).
+    """
+    env = os.environ.get("POP909_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    for candidate in (REPO.parent / "shared" / "pop909", REPO / "data" / "POP909"):
+        if (candidate / "001").is_dir():
+            return candidate.resolve()
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment(tmp_path_factory: pytest.TempPathFactory):
+    """Point the package at POP909 (absolute path) and at a cache private to this test session."""
+    with pytest.MonkeyPatch.context() as patch:
+        location = pop909_location()
+        if location is not None:
+            patch.setenv("POP909_DIR", str(location))
+        patch.setenv("PIANOACC_CACHE", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("MPLBACKEND", "Agg")
+        patch.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        patch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))
+        yield
+
+
+@pytest.fixture(scope="session")
+def pop909_dir(test_environment) -> Path:
+    """The folder holding the POP909 song folders 001/ ... 909/."""
+    from pianoacc_utils.data import find_pop909_dir
+
+    return find_pop909_dir()
+
+
+@pytest.fixture(scope="session")
+def songs(pop909_dir: Path) -> dict:
+    """A few real songs (:data:`SONG_IDS`), loaded once per session, by song id."""
+    from pianoacc_utils.data import load_song
+
+    return {song_id: load_song(song_id, root=pop909_dir) for song_id in SONG_IDS}

@@ -1,0 +1,383 @@
+"""Sequence-to-sequence models: melody tokens in, accompaniment token logits out.
+
+Two encoders share one decoder design:
+
+* ``kind="fnet"``: a stack of ``keras_hub.layers.FNetEncoder`` (token mixing by
+  the real part of a 2-D FFT, no attention, no padding mask);
+* ``kind="transformer"``: a stack of ``keras_hub.layers.TransformerEncoder``
+  (self-attention with the melody padding mask).
+
+The decoder is a stack of ``keras_hub.layers.TransformerDecoder`` (causal
+self-attention over the accompaniment so far, cross-attention to the encoded
+melody), followed by a ``Dense`` layer giving logits over the event vocabulary.
+All lengths are in tokens (see :mod:`pianoacc_utils.tokenizer`); id 0 is padding.
+
+Padding and FNet
+----------------
+The Fourier mixing sums over *every* position, so padding cannot be masked
+inside an FNet block, and the DFT over a longer (padded) sequence is a different
+transform. The model therefore
+
+1. sets padded melody embeddings to zero before the encoder, so they add
+   nothing to the Fourier sums;
+2. (``fnet_full_length=True``, the default) runs the FNet blocks over a fixed
+   ``melody_length`` positions, zero-extending shorter inputs and cutting the
+   output back to the input length: the transform is then the same however much
+   a melody was padded, and the output at real positions depends on the melody
+   tokens only;
+3. masks padded melody positions in the decoder's cross-attention (both kinds),
+   so the (no longer zero) encoder outputs at padded positions are never read.
+
+Training still pads each batch only to its longest melody (see
+:mod:`pianoacc_utils.training`), which keeps the decoder's cross-attention and a
+Transformer encoder short. With ``fnet_full_length=False`` the FNet blocks mix
+over the batch's padded length only (cheaper), but predictions then depend on
+the padding: for a model trained with the ``quick`` profile, padding 40-token
+melodies to 128 positions moved next-token probabilities by up to 0.13 (mean KL
+divergence 0.03 nats per token), about as much as swapping in another melody
+(0.15 and 0.05). ``tests/test_models.py`` checks that the default is
+padding-invariant to float round-off for both kinds.
+
+Cached decoding
+---------------
+:meth:`AccompanimentModel.init_cache` and :meth:`AccompanimentModel.decode_step`
+run the decoder one token (or one prefix) at a time with keras-hub key/value
+caches: the cross-attention keys/values are computed once per melody, and each
+step only projects its new tokens. Step-by-step logits equal those of
+:meth:`AccompanimentModel.decode` over the whole sequence.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The backend is fixed at the first ``import keras``: default to TensorFlow.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+from pianoacc_utils.common import PianoaccError, config_dict  # noqa: E402
+from pianoacc_utils.tokenizer import EventTokenizer  # noqa: E402
+
+KINDS = ("fnet", "transformer")
+PAD_ID = EventTokenizer.pad_id
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Size and kind of an :class:`AccompanimentModel`.
+
+    ``melody_length`` and ``accompaniment_length`` are the longest token
+    sequences the position embeddings cover (the decoder length counts the START
+    token). ``hidden_dim`` must be divisible by ``num_heads``.
+    ``fnet_full_length``: FNet blocks mix over all ``melody_length`` positions,
+    which makes the encoder independent of padding (see the module docstring).
+    """
+
+    kind: str = "fnet"
+    vocabulary_size: int = EventTokenizer().vocabulary_size
+    melody_length: int = 256
+    accompaniment_length: int = 512
+    hidden_dim: int = 256
+    num_heads: int = 4
+    intermediate_dim: int = 1024
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    dropout: float = 0.1
+    fnet_full_length: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise PianoaccError(f"model kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        if self.hidden_dim % self.num_heads:
+            raise PianoaccError(
+                f"model config: hidden_dim {self.hidden_dim} is not divisible by "
+                f"num_heads {self.num_heads}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        """Size of one attention head (``hidden_dim // num_heads``)."""
+        return self.hidden_dim // self.num_heads
+
+    def to_json(self) -> str:
+        """The config as a JSON object string."""
+        return json.dumps(config_dict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Rebuild from :func:`~pianoacc_utils.common.config_dict` output; unknown keys fail."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise PianoaccError(f"model config: unknown fields {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+@keras.saving.register_keras_serializable(package="pianoacc")
+class _TransformerDecoder(keras_hub.layers.TransformerDecoder):
+    """``keras_hub.layers.TransformerDecoder`` whose ``compute_output_shape`` also
+    accepts the encoder shape it was built with (``model.summary()`` passes both)."""
+
+    def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        return decoder_sequence_shape
+
+
+@keras.saving.register_keras_serializable(package="pianoacc")
+class AccompanimentModel(keras.Model):
+    """Melody encoder (FNet or Transformer) + Transformer decoder over event tokens.
+
+    ``model({"melody": (B, Lm) int, "decoder_input": (B, La) int})`` returns
+    float32 logits ``(B, La, vocabulary_size)``: position ``t`` predicts the
+    token after ``decoder_input[:, t]``. Padding id 0 is masked everywhere.
+    """
+
+    def __init__(self, config: ModelConfig | dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = ModelConfig.from_dict(config)
+        self.config = config
+        c = config
+        self.melody_embedding = keras_hub.layers.TokenAndPositionEmbedding(
+            c.vocabulary_size, c.melody_length, c.hidden_dim, name="melody_embedding"
+        )
+        self.accompaniment_embedding = keras_hub.layers.TokenAndPositionEmbedding(
+            c.vocabulary_size, c.accompaniment_length, c.hidden_dim, name="accompaniment_embedding"
+        )
+        self.melody_dropout = keras.layers.Dropout(c.dropout, name="melody_dropout")
+        self.accompaniment_dropout = keras.layers.Dropout(c.dropout, name="accompaniment_dropout")
+        if c.kind == "fnet":
+            self.encoder_blocks = [
+                keras_hub.layers.FNetEncoder(
+                    c.intermediate_dim, dropout=c.dropout, name=f"fnet_encoder_{i}"
+                )
+                for i in range(c.encoder_layers)
+            ]
+        else:
+            self.encoder_blocks = [
+                keras_hub.layers.TransformerEncoder(
+                    c.intermediate_dim, c.num_heads, dropout=c.dropout,
+                    name=f"transformer_encoder_{i}",
+                )
+                for i in range(c.encoder_layers)
+            ]
+        self.decoder_blocks = [
+            _TransformerDecoder(
+                c.intermediate_dim, c.num_heads, dropout=c.dropout, name=f"transformer_decoder_{i}"
+            )
+            for i in range(c.decoder_layers)
+        ]
+        # float32 logits even under a mixed-precision policy (stable softmax/loss).
+        self.logits_layer = keras.layers.Dense(c.vocabulary_size, dtype="float32", name="logits")
+
+    # ------------------------------------------------------------------ building / saving
+
+    def build(self, input_shape: Any = None) -> None:
+        """Create every weight by running a two-token dummy batch (shapes are dynamic)."""
+        dummy = np.ones((1, 2), dtype="int32")
+        self.call({"melody": dummy, "decoder_input": dummy}, training=False)
+
+    def get_build_config(self) -> dict[str, Any]:
+        return {"dummy": True}
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        self.build()
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "trainable": self.trainable, "config": config_dict(self.config)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "AccompanimentModel":
+        config = dict(config)
+        model_config = ModelConfig.from_dict(config.pop("config"))
+        config.pop("dtype", None)
+        return cls(model_config, **config)
+
+    # ------------------------------------------------------------------ forward pass
+
+    def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        melody = inputs["melody"]
+        encoder_output = self.encode(melody, training=training)
+        return self.decode(inputs["decoder_input"], encoder_output, melody, training=training)
+
+    @staticmethod
+    def melody_padding_mask(melody_ids: Any) -> Any:
+        """Boolean ``(B, Lm)``: True at real melody tokens, False at padding (id 0)."""
+        return ops.not_equal(melody_ids, PAD_ID)
+
+    def encode(self, melody_ids: Any, training: bool | None = False) -> Any:
+        """Melody token ids ``(B, Lm)`` -> encoder output ``(B, Lm, hidden_dim)``.
+
+        Padded positions are zeroed before the encoder (FNet mixes every
+        position); their outputs are masked later by the cross-attention.
+        """
+        self._check_length(melody_ids, self.config.melody_length, "melody")
+        mask = self.melody_padding_mask(melody_ids)
+        x = self.melody_embedding(melody_ids)
+        x = x * ops.cast(mask, x.dtype)[:, :, None]
+        x = self.melody_dropout(x, training=training)
+        if self.config.kind == "transformer":
+            for block in self.encoder_blocks:
+                x = block(x, padding_mask=mask, training=training)
+            return x
+        length = ops.shape(x)[1]
+        if self.config.fnet_full_length:
+            x = self._extend_with_zeros(x, self.config.melody_length)
+        for block in self.encoder_blocks:
+            x = block(x, training=training)
+        return x[:, :length, :]
+
+    @staticmethod
+    def _extend_with_zeros(x: Any, length: int) -> Any:
+        """``(B, L, D)`` -> ``(B, length, D)`` with zero rows appended (``L <= length``)."""
+        batch, current, width = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
+        zeros = ops.zeros((batch, length - current, width), dtype=x.dtype)
+        return ops.concatenate([x, zeros], axis=1)
+
+    @staticmethod
+    def _check_length(ids: Any, limit: int, part: str) -> None:
+        length = ids.shape[1]
+        if isinstance(length, int) and length > limit:
+            raise PianoaccError(
+                f"{part} of {length} tokens is longer than the model's {part}_length {limit}"
+            )
+
+    def decode(
+        self,
+        decoder_ids: Any,
+        encoder_output: Any,
+        melody_ids: Any,
+        training: bool | None = False,
+    ) -> Any:
+        """Teacher-forced decoder: ``(B, La)`` ids + encoded melody -> logits ``(B, La, V)``.
+
+        Causal self-attention (position ``t`` sees ``0..t``), padding masks on
+        the accompaniment and on the melody (``melody_ids`` gives its mask).
+        """
+        self._check_length(decoder_ids, self.config.accompaniment_length, "accompaniment")
+        x = self.accompaniment_embedding(decoder_ids)
+        x = self.accompaniment_dropout(x, training=training)
+        decoder_mask = ops.not_equal(decoder_ids, PAD_ID)
+        melody_mask = self.melody_padding_mask(melody_ids)
+        for block in self.decoder_blocks:
+            x = block(
+                x,
+                encoder_output,
+                decoder_padding_mask=decoder_mask,
+                encoder_padding_mask=melody_mask,
+                training=training,
+            )
+        return self.logits_layer(x)
+
+    # ------------------------------------------------------------------ cached decoding
+
+    def init_cache(self, encoder_output: Any, max_length: int) -> tuple[Any, Any]:
+        """Key/value caches for generating up to ``max_length`` decoder tokens.
+
+        Returns ``(self_cache, cross_cache)``:
+        ``self_cache`` is zeros ``(B, decoder_layers, 2, max_length, num_heads, head_dim)``
+        (filled step by step by :meth:`decode_step`); ``cross_cache`` holds the
+        cross-attention keys/values of ``encoder_output``
+        ``(B, decoder_layers, 2, Lm, num_heads, head_dim)``, computed once here.
+        ``max_length`` may not exceed ``config.accompaniment_length``.
+        """
+        c = self.config
+        if isinstance(max_length, int) and max_length > c.accompaniment_length:
+            raise PianoaccError(
+                f"cache length {max_length} exceeds the model's accompaniment_length "
+                f"{c.accompaniment_length}"
+            )
+        batch = ops.shape(encoder_output)[0]
+        melody_length = ops.shape(encoder_output)[1]
+        dtype = encoder_output.dtype
+        layers = c.decoder_layers
+        self_cache = ops.zeros((batch, layers, 2, max_length, c.num_heads, c.head_dim), dtype)
+        cross_cache = ops.zeros((batch, layers, 2, melody_length, c.num_heads, c.head_dim), dtype)
+        # One dummy step with cross_attention_cache_update_index=0 makes every
+        # decoder block project the encoder output into its cross cache; the
+        # self cache it writes is discarded.
+        start = ops.full((batch, 1), EventTokenizer.start_id, dtype="int32")
+        x = self.accompaniment_embedding(start)
+        caches = []
+        for i, block in enumerate(self.decoder_blocks):
+            x, _, layer_cache = block(
+                x,
+                encoder_output,
+                self_attention_cache=self_cache[:, i, ...],
+                self_attention_cache_update_index=0,
+                cross_attention_cache=cross_cache[:, i, ...],
+                cross_attention_cache_update_index=0,
+            )
+            caches.append(layer_cache)
+        return self_cache, ops.stack(caches, axis=1)
+
+    def decode_step(
+        self,
+        token_ids: Any,
+        encoder_output: Any,
+        melody_ids: Any,
+        self_cache: Any,
+        cross_cache: Any,
+        index: Any,
+    ) -> tuple[Any, Any, Any]:
+        """Decode ``token_ids`` ``(B, T)`` placed at positions ``index..index+T-1``.
+
+        ``T`` is 1 for one generation step, or the length of a prompt prefix
+        (unpadded: every row must have ``T`` real tokens). ``index`` may be a
+        Python int or an integer tensor (for compiled loops). Returns
+        ``(logits (B, T, V), self_cache, cross_cache)`` with the new keys/values
+        written into ``self_cache``; ``cross_cache`` is returned unchanged.
+        """
+        x = self.accompaniment_embedding(token_ids, start_index=index)
+        melody_mask = self.melody_padding_mask(melody_ids)
+        new_caches = []
+        for i, block in enumerate(self.decoder_blocks):
+            x, layer_cache, _ = block(
+                x,
+                encoder_output,
+                encoder_padding_mask=melody_mask,
+                self_attention_cache=self_cache[:, i, ...],
+                self_attention_cache_update_index=index,
+                cross_attention_cache=cross_cache[:, i, ...],
+                cross_attention_cache_update_index=None,
+            )
+            new_caches.append(layer_cache)
+        return self.logits_layer(x), ops.stack(new_caches, axis=1), cross_cache
+
+
+def build_model(config: ModelConfig) -> AccompanimentModel:
+    """A built :class:`AccompanimentModel` (weights created, ``summary()`` works)."""
+    model = AccompanimentModel(config, name=f"{config.kind}_accompaniment")
+    model.build()
+    return model
+
+
+def _count(layers: list[keras.layers.Layer]) -> int:
+    return int(sum(layer.count_params() for layer in layers))
+
+
+def count_parameters(model: AccompanimentModel) -> dict[str, int]:
+    """Trainable + non-trainable weights per part: ``embeddings`` (melody and
+    accompaniment token+position tables), ``encoder``, ``decoder`` (blocks),
+    ``output`` (the logits layer) and ``total``."""
+    counts = {
+        "embeddings": _count([model.melody_embedding, model.accompaniment_embedding]),
+        "encoder": _count(model.encoder_blocks),
+        "decoder": _count(model.decoder_blocks),
+        "output": _count([model.logits_layer]),
+    }
+    counts["total"] = int(model.count_params())
+    return counts

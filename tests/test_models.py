@@ -1,0 +1,260 @@
+"""Models: shapes, saving (TensorFlow and JAX), cached decoding, padding, parameter counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.models import (
+    KINDS,
+    AccompanimentModel,
+    ModelConfig,
+    build_model,
+    count_parameters,
+)
+
+import keras  # noqa: E402  (after models: the backend default is set there)
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = dict(
+    melody_length=128,
+    accompaniment_length=64,
+    hidden_dim=32,
+    num_heads=2,
+    intermediate_dim=64,
+    encoder_layers=2,
+    decoder_layers=2,
+    dropout=0.1,
+)
+
+PADDING_TOLERANCE = 1e-5
+"""Largest change of any next-token probability when a 40-token melody is padded
+to 64 or 128 positions. The Transformer encoder masks padding; FNet mixes over a
+fixed ``melody_length`` (see models.py): float round-off only for both kinds
+(measured: below 1e-6)."""
+
+
+def tiny_config(kind: str, **changes) -> ModelConfig:
+    return ModelConfig(kind=kind, **{**TINY, **changes})
+
+
+def random_batch(seed: int = 0, batch: int = 3, melody: int = 40, decoder: int = 24):
+    """Token ids with ragged padding: row 1 has a shorter melody and accompaniment."""
+    rng = np.random.default_rng(seed)
+    melody_ids = rng.integers(3, 323, (batch, melody)).astype("int32")
+    decoder_ids = rng.integers(3, 323, (batch, decoder)).astype("int32")
+    decoder_ids[:, 0] = 1
+    melody_ids[1, melody - 9 :] = 0
+    decoder_ids[1, decoder - 5 :] = 0
+    return melody_ids, decoder_ids
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def model(request) -> AccompanimentModel:
+    keras.utils.set_random_seed(1)
+    return build_model(tiny_config(request.param))
+
+
+def test_config_json_round_trip_and_errors():
+    config = tiny_config("transformer")
+    assert ModelConfig.from_json(config.to_json()) == config
+    assert json.loads(config.to_json())["kind"] == "transformer"
+    with pytest.raises(PianoaccError, match="kind"):
+        ModelConfig(kind="lstm")
+    with pytest.raises(PianoaccError, match="divisible"):
+        ModelConfig(hidden_dim=30, num_heads=4)
+    with pytest.raises(PianoaccError, match="unknown"):
+        ModelConfig.from_dict({"kind": "fnet", "layers": 3})
+
+
+def test_output_shape_dtype_and_parameter_counts(model):
+    melody_ids, decoder_ids = random_batch()
+    logits = model({"melody": melody_ids, "decoder_input": decoder_ids})
+    assert tuple(logits.shape) == (3, 24, model.config.vocabulary_size)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    counts = count_parameters(model)
+    parts = counts["embeddings"] + counts["encoder"] + counts["decoder"] + counts["output"]
+    assert counts["total"] == parts == model.count_params()
+    hidden, vocab = model.config.hidden_dim, model.config.vocabulary_size
+    assert counts["output"] == hidden * vocab + vocab
+    assert counts["embeddings"] == hidden * (2 * vocab + 128 + 64)
+    # FNet blocks have no attention weights: fewer encoder parameters than Transformer ones.
+    other_kind = "fnet" if model.config.kind == "transformer" else "transformer"
+    other = build_model(tiny_config(other_kind))
+    fnet, transformer = sorted([model, other], key=lambda m: m.config.kind)
+    assert count_parameters(fnet)["encoder"] < count_parameters(transformer)["encoder"]
+    assert count_parameters(fnet)["decoder"] == count_parameters(transformer)["decoder"]
+
+
+def test_summary_lists_the_blocks(model, capsys):
+    model.summary()
+    text = capsys.readouterr().out
+    assert "melody_embedding" in text and "transformer_decoder_1" in text
+
+
+def test_causal_decoder_ignores_future_tokens(model):
+    melody_ids, decoder_ids = random_batch(seed=2)
+    changed = decoder_ids.copy()
+    changed[:, 10:] = 7
+    a = keras.ops.convert_to_numpy(model({"melody": melody_ids, "decoder_input": decoder_ids}))
+    b = keras.ops.convert_to_numpy(model({"melody": melody_ids, "decoder_input": changed}))
+    np.testing.assert_allclose(a[:, :10], b[:, :10], atol=1e-5)
+    assert np.abs(a[:, 10:] - b[:, 10:]).max() > 1e-3
+
+
+def test_cached_decoding_equals_full_decoding(model):
+    melody_ids, decoder_ids = random_batch(seed=3)
+    decoder_ids[1, :] = np.where(decoder_ids[1] == 0, 5, decoder_ids[1])  # unpadded rows
+    encoder_output = model.encode(melody_ids)
+    full = keras.ops.convert_to_numpy(model.decode(decoder_ids, encoder_output, melody_ids))
+
+    # A 6-token prefix in one call, then one token per step.
+    self_cache, cross_cache = model.init_cache(encoder_output, decoder_ids.shape[1])
+    logits, self_cache, cross_cache = model.decode_step(
+        decoder_ids[:, :6], encoder_output, melody_ids, self_cache, cross_cache, 0
+    )
+    steps = [keras.ops.convert_to_numpy(logits)]
+    for index in range(6, decoder_ids.shape[1]):
+        logits, self_cache, cross_cache = model.decode_step(
+            decoder_ids[:, index : index + 1], encoder_output, melody_ids,
+            self_cache, cross_cache, keras.ops.convert_to_tensor(index),
+        )
+        steps.append(keras.ops.convert_to_numpy(logits))
+    cached = np.concatenate(steps, axis=1)
+    assert cached.shape == full.shape
+    np.testing.assert_allclose(cached, full, atol=1e-4)
+    c = model.config
+    assert tuple(self_cache.shape) == (3, c.decoder_layers, 2, 24, c.num_heads, c.head_dim)
+    assert tuple(cross_cache.shape) == (3, c.decoder_layers, 2, 40, c.num_heads, c.head_dim)
+    with pytest.raises(PianoaccError, match="accompaniment_length"):
+        model.init_cache(encoder_output, c.accompaniment_length + 1)
+
+
+def _probabilities(model, melody_ids, decoder_ids):
+    logits = model({"melody": melody_ids, "decoder_input": decoder_ids})
+    return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+
+
+def _padding_change(model, melody_ids, decoder_ids, length):
+    padded = np.zeros((len(melody_ids), length), dtype="int32")
+    padded[:, : melody_ids.shape[1]] = melody_ids
+    reference = _probabilities(model, melody_ids, decoder_ids)
+    return np.abs(_probabilities(model, padded, decoder_ids) - reference).max()
+
+
+def test_padding_the_melody_further_does_not_change_predictions(model):
+    melody_ids, decoder_ids = random_batch(seed=4)
+    for length in (64, 128):
+        change = _padding_change(model, melody_ids, decoder_ids, length)
+        assert change < PADDING_TOLERANCE, f"padding to {length}: probabilities moved by {change}"
+    # The predictions do depend on the melody: another one moves them far more.
+    other, _ = random_batch(seed=5)
+    other[1, 31:] = 0
+    reference = _probabilities(model, melody_ids, decoder_ids)
+    assert np.abs(_probabilities(model, other, decoder_ids) - reference).max() > 1e-3
+
+
+def test_fnet_over_the_padded_length_only_depends_on_padding():
+    keras.utils.set_random_seed(1)
+    model = build_model(tiny_config("fnet", fnet_full_length=False))
+    melody_ids, decoder_ids = random_batch(seed=4)
+    assert _padding_change(model, melody_ids, decoder_ids, 128) > 1e-3
+    with pytest.raises(PianoaccError, match="melody_length 128"):
+        model.encode(np.ones((1, 129), dtype="int32"))
+
+
+def test_train_step_save_and_load_same_predictions(model, tmp_path):
+    from pianoacc_utils.training import TrainConfig, compile_model
+
+    compile_model(model, TrainConfig(learning_rate=1e-3, warmup_steps=1))
+    model.run_eagerly = True  # one step: tracing a tf.function would cost more than it runs
+    melody_ids, decoder_ids = random_batch(seed=6)
+    target = np.concatenate([decoder_ids[:, 1:], np.full((3, 1), 2, "int32")], axis=1)
+    target[decoder_ids == 0] = 0
+    model.train_on_batch({"melody": melody_ids, "decoder_input": decoder_ids}, target)
+    inputs = {"melody": melody_ids, "decoder_input": decoder_ids}
+    before = keras.ops.convert_to_numpy(model(inputs))
+    path = tmp_path / f"{model.config.kind}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, AccompanimentModel)
+    assert loaded.config == model.config
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(inputs)), before)
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 1
+
+
+def test_mixed_precision_keeps_float32_logits():
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = build_model(tiny_config("fnet", encoder_layers=1, decoder_layers=1))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    melody_ids, decoder_ids = random_batch(seed=7)
+    encoder_output = half.encode(melody_ids)
+    assert keras.backend.standardize_dtype(encoder_output.dtype) == "float16"
+    logits = half({"melody": melody_ids, "decoder_input": decoder_ids})
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    assert np.isfinite(keras.ops.convert_to_numpy(logits)).all()
+
+
+JAX_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import keras
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    from pianoacc_utils.models import KINDS, ModelConfig, build_model
+    from pianoacc_utils.training import TrainConfig, compile_model
+
+    rng = np.random.default_rng(0)
+    melody = rng.integers(3, 323, (2, 20)).astype("int32")
+    melody[1, 15:] = 0
+    decoder = rng.integers(3, 323, (2, 12)).astype("int32")
+    decoder[:, 0] = 1
+    target = np.roll(decoder, -1, axis=1)
+    inputs = {"melody": melody, "decoder_input": decoder}
+    for kind in KINDS:
+        config = ModelConfig(kind=kind, melody_length=32, accompaniment_length=16, hidden_dim=32,
+                             num_heads=2, intermediate_dim=64, encoder_layers=1, decoder_layers=1)
+        model = compile_model(build_model(config), TrainConfig(warmup_steps=1))
+        model.train_on_batch(inputs, target)
+        before = keras.ops.convert_to_numpy(model(inputs))
+        assert before.shape == (2, 12, config.vocabulary_size), before.shape
+        path = f"{sys.argv[1]}/{kind}.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        after = keras.ops.convert_to_numpy(loaded(inputs))
+        assert np.array_equal(before, after), np.abs(before - after).max()
+        assert int(loaded.optimizer.iterations) == 1
+        encoder_output = model.encode(melody)
+        self_cache, cross_cache = model.init_cache(encoder_output, 12)
+        steps = []
+        for index in range(12):
+            logits, self_cache, cross_cache = model.decode_step(
+                decoder[:, index : index + 1], encoder_output, melody,
+                self_cache, cross_cache, index)
+            steps.append(keras.ops.convert_to_numpy(logits))
+        assert np.abs(np.concatenate(steps, axis=1) - before).max() < 1e-4
+        print(kind, "ok")
+    """
+)
+
+
+def test_jax_backend_builds_trains_saves_loads_and_caches(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT, str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fnet ok" in result.stdout and "transformer ok" in result.stdout

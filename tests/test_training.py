@@ -1,0 +1,339 @@
+"""Training: batches, masked loss/metrics, schedule, overfitting, resume, two devices, CLI."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pianoacc_utils import cli
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.dataset import load_split, prepare
+from pianoacc_utils.models import ModelConfig, build_model
+from pianoacc_utils.training import (
+    PROFILES,
+    MaskedAccuracy,
+    MaskedSparseCrossentropy,
+    Perplexity,
+    Profile,
+    SegmentBatches,
+    TrainConfig,
+    WarmupSchedule,
+    compile_model,
+    get_profile,
+    pad_batch,
+    padded_length,
+    pick_strategy,
+    read_history,
+    teacher_forcing,
+    train,
+)
+
+import keras  # noqa: E402  (after models: the backend default is set there)
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = PROFILES["quick"]
+
+
+def small_quick(train_segments: int = 256, validation_segments: int = 64) -> Profile:
+    """The quick profile on fewer segments (same data, model and optimiser)."""
+    settings = dataclasses.replace(
+        QUICK.train,
+        max_train_segments=train_segments,
+        max_validation_segments=validation_segments,
+    )
+    return dataclasses.replace(QUICK, train=settings)
+
+
+@pytest.fixture(scope="module")
+def quick_data(test_environment) -> Path:
+    """The quick profile's prepared arrays (built once into the test session's cache)."""
+    return prepare(QUICK.prepare, progress=False)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_teacher_forcing_shifts_by_one_and_truncates():
+    decoder, target = teacher_forcing([10, 11, 12], accompaniment_length=8)
+    assert decoder.tolist() == [1, 10, 11, 12]
+    assert target.tolist() == [10, 11, 12, 2]
+    decoder, target = teacher_forcing([10, 11, 12, 13, 14], accompaniment_length=4)
+    assert decoder.tolist() == [1, 10, 11, 12]
+    assert target.tolist() == [10, 11, 12, 13]  # cut: no END
+    assert padded_length(17, 16, 128) == 32
+    assert padded_length(120, 16, 100) == 100
+    assert padded_length(0, 16, 100) == 16
+    assert pad_batch([np.array([5, 6]), np.array([7])], 3, rows=3).tolist() == [
+        [5, 6, 0], [7, 0, 0], [0, 0, 0]
+    ]
+
+
+def test_segment_batches_line_up_and_bucket(quick_data):
+    split = load_split(quick_data, "validation")
+    config = QUICK.model_config("fnet")
+    batches = SegmentBatches(split, config, batch_size=8, shuffle=True, seed=3, length_multiple=16)
+    assert len(batches) == math.ceil(len(split) / 8)
+    seen = 0
+    for index in range(len(batches)):
+        inputs, target = batches[index]
+        melody, decoder = inputs["melody"], inputs["decoder_input"]
+        assert melody.shape[0] == decoder.shape[0] == target.shape[0] == 8
+        assert decoder.shape == target.shape and decoder.dtype == np.int32
+        assert decoder.shape[1] % 16 == 0 or decoder.shape[1] == config.accompaniment_length
+        assert melody.shape[1] <= config.melody_length
+        real = decoder != 0
+        seen += int(real[:, 0].sum())
+        assert (decoder[real[:, 0], 0] == 1).all()  # every real row starts with START
+        # Target is the decoder input moved left by one, padding in the same places.
+        np.testing.assert_array_equal(target[:, :-1][real[:, 1:]], decoder[:, 1:][real[:, 1:]])
+        assert ((target != 0) == real).all()
+        # Bucketing: padded batches are not much longer than their longest row.
+        assert decoder.shape[1] - real.sum(axis=1).max() < 16
+    assert seen == len(split)
+    first_epoch = [batches[i][1].shape for i in range(len(batches))]
+    batches.on_epoch_end()
+    assert [batches[i][1].shape for i in range(len(batches))] != first_epoch  # reshuffled
+
+
+# --------------------------------------------------------------------------- loss, metrics
+
+
+def _logits_for(predicted: list[list[int]], vocabulary: int = 5, confidence: float = 4.0):
+    """Logits that put ``confidence`` on the predicted token of every position."""
+    logits = np.zeros((len(predicted), len(predicted[0]), vocabulary), dtype="float32")
+    for b, row in enumerate(predicted):
+        for t, token in enumerate(row):
+            logits[b, t, token] = confidence
+    return logits
+
+
+def test_masked_loss_accuracy_and_perplexity_ignore_padding():
+    target = np.array([[3, 4, 2, 0, 0], [4, 2, 0, 0, 0]])
+    logits = _logits_for([[3, 1, 2, 3, 3], [4, 2, 1, 1, 1]])
+    # Real tokens: 5, of which 4 predicted right (row 0, position 1 is wrong).
+    log_z = math.log(math.exp(4.0) + 4)
+    right, wrong = log_z - 4.0, log_z
+    expected = (4 * right + wrong) / 5
+
+    loss = float(MaskedSparseCrossentropy()(target, logits))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    accuracy = MaskedAccuracy()
+    accuracy.update_state(target, logits)
+    assert float(accuracy.result()) == pytest.approx(0.8)
+    perplexity = Perplexity()
+    perplexity.update_state(target, logits)
+    assert float(perplexity.result()) == pytest.approx(math.exp(expected), rel=1e-5)
+
+    # Whatever the model predicts at padded positions changes nothing.
+    noisy = logits.copy()
+    noisy[target == 0] = np.random.default_rng(0).normal(size=(5, 5))
+    assert float(MaskedSparseCrossentropy()(target, noisy)) == pytest.approx(loss, rel=1e-6)
+    # Metrics accumulate over batches weighted by tokens, not by batches.
+    accuracy.update_state(np.array([[3, 0, 0, 0, 0]]), _logits_for([[4, 0, 0, 0, 0]]))
+    assert float(accuracy.result()) == pytest.approx(4 / 6)
+    accuracy.reset_state()
+    assert float(accuracy.result()) == 0.0
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_right_answer():
+    target = np.array([[3, 4, 0]])
+    logits = _logits_for([[3, 4, 1]], confidence=10.0)
+    plain = float(MaskedSparseCrossentropy()(target, logits))
+    smoothed = float(MaskedSparseCrossentropy(label_smoothing=0.1)(target, logits))
+    assert smoothed > plain + 0.5
+    restored = MaskedSparseCrossentropy.from_config(
+        MaskedSparseCrossentropy(label_smoothing=0.1).get_config()
+    )
+    assert restored.label_smoothing == 0.1
+
+
+def test_warmup_schedule_rises_then_decays():
+    schedule = WarmupSchedule(1e-3, warmup_steps=100)
+    rates = [float(schedule(step)) for step in (0, 49, 99, 399, 9999)]
+    assert rates[0] == pytest.approx(1e-5)
+    assert rates[1] == pytest.approx(5e-4)
+    assert rates[2] == pytest.approx(1e-3)
+    assert rates[3] == pytest.approx(1e-3 * math.sqrt(100 / 400))
+    assert rates[4] == pytest.approx(1e-4)
+    cosine = WarmupSchedule(1e-3, 10, decay="cosine", decay_steps=110)
+    assert float(cosine(59)) == pytest.approx(5e-4, rel=1e-4)
+    assert float(cosine(500)) == pytest.approx(0.0, abs=1e-9)
+    copy = WarmupSchedule.from_config(cosine.get_config())
+    assert float(copy(59)) == pytest.approx(float(cosine(59)))
+    with pytest.raises(PianoaccError, match="decay_steps"):
+        WarmupSchedule(1e-3, 10, decay="cosine")
+
+
+def test_profiles_serialise_and_fit_their_data():
+    assert set(PROFILES) == {"quick", "cpu", "full"}
+    for profile in PROFILES.values():
+        restored = Profile.from_dict(json.loads(json.dumps(profile.to_dict())))
+        assert restored == profile
+        assert profile.model_config("transformer").kind == "transformer"
+    full = PROFILES["full"]
+    assert full.model.accompaniment_length == 2048 and full.train.mixed_precision
+    assert PROFILES["cpu"].prepare.transpositions == tuple(range(-3, 4))
+    assert get_profile(QUICK) is QUICK
+    with pytest.raises(PianoaccError, match="quick, cpu, full"):
+        get_profile("huge")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_overfits_four_real_segments(quick_data):
+    """Inputs, targets and masks line up: a small model memorises 4 short segments."""
+    split = load_split(quick_data, "train")
+    lengths = split.lengths("accompaniment")
+    chosen = [int(i) for i in np.flatnonzero((lengths > 60) & (lengths < 120))[:4]]
+    assert len(chosen) == 4
+    config = ModelConfig(
+        kind="transformer", melody_length=128, accompaniment_length=128, hidden_dim=64,
+        num_heads=2, intermediate_dim=128, encoder_layers=1, decoder_layers=1, dropout=0.0,
+    )
+    pairs = [teacher_forcing(split.accompaniment(i), 128) for i in chosen]
+    length = max(len(p[0]) for p in pairs)
+    inputs = {
+        "melody": pad_batch([split.melody(i) for i in chosen], 128),
+        "decoder_input": pad_batch([p[0] for p in pairs], length),
+    }
+    target = pad_batch([p[1] for p in pairs], length)
+    keras.utils.set_random_seed(0)
+    model = compile_model(
+        build_model(config), TrainConfig(learning_rate=3e-3, warmup_steps=10, weight_decay=0.0)
+    )
+    for step in range(300):
+        model.reset_metrics()
+        logs = model.train_on_batch(inputs, target, return_dict=True)
+        if logs["accuracy"] > 0.98:
+            break
+    logits = model(inputs, training=False)
+    accuracy = MaskedAccuracy()
+    accuracy.update_state(target, logits)
+    assert float(accuracy.result()) > 0.95, (step, logs)
+    assert float(MaskedSparseCrossentropy()(target, logits)) < 1.0  # from ln(323) = 5.8
+
+
+def test_train_resume_continues_epochs_and_schedule(quick_data, tmp_path):
+    profile = small_quick()
+    out = tmp_path / "fnet"
+    history = train(profile, "fnet", out, epochs=1, progress=False, data=quick_data)
+    assert history["epoch"] == [0]
+    state = json.loads((out / "training_state.json").read_text())
+    steps_per_epoch = math.ceil(256 / profile.train.batch_size)
+    assert state["epochs_done"] == 1 and state["optimizer_iterations"] == steps_per_epoch
+    for name in ("best.keras", "last.keras", "config.json", "history.csv"):
+        assert (out / name).is_file(), name
+    assert any((out / "logs" / "train").iterdir()) and any((out / "logs" / "validation").iterdir())
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["kind"] == "fnet" and Profile.from_dict(saved["profile"]) == profile
+
+    with pytest.raises(PianoaccError, match="already holds"):
+        train(profile, "fnet", out, epochs=1, progress=False, data=quick_data)
+    with pytest.raises(PianoaccError, match="fnet/quick, not transformer/quick"):
+        train(profile, "transformer", out, epochs=1, resume=True, data=quick_data)
+
+    history = train(profile, "fnet", out, epochs=1, resume=True, progress=False, data=quick_data)
+    assert history["epoch"] == [0, 1]
+    state = json.loads((out / "training_state.json").read_text())
+    assert state["epochs_done"] == 2 and state["optimizer_iterations"] == 2 * steps_per_epoch
+    with (out / "history.csv").open() as handle:
+        header = next(csv.reader(handle))
+    for column in ("epoch", "loss", "val_loss", "accuracy", "perplexity", "lr", "val_accuracy"):
+        assert column in header
+    # The schedule went on: epoch 1 ends later in the warm-up/decay curve.
+    schedule = WarmupSchedule(profile.train.learning_rate, profile.train.warmup_steps)
+    assert history["lr"][1] == pytest.approx(float(schedule(2 * steps_per_epoch)), rel=1e-4)
+    # Quick-profile training learns: loss and validation loss fall clearly.
+    assert history["loss"][1] < history["loss"][0] - 0.5
+    assert history["val_loss"][1] < history["val_loss"][0] - 0.2
+    assert history["perplexity"][1] < history["perplexity"][0]
+    assert read_history(out) == history
+    best = keras.models.load_model(out / "best.keras")
+    assert best.config == profile.model_config("fnet")
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+    from pianoacc_utils.training import PROFILES, pick_strategy, train
+
+    strategy = pick_strategy()
+    quick = PROFILES["quick"]
+    settings = dataclasses.replace(quick.train, max_train_segments=64, max_validation_segments=32)
+    history = train(dataclasses.replace(quick, train=settings), "transformer", sys.argv[1],
+                    epochs=1, progress=False, data=sys.argv[2])
+    print(json.dumps({"strategy": strategy.describe(), "history": history}))
+    """
+)
+
+
+def test_two_logical_cpus_train_with_mirrored_strategy(quick_data, tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "run"), str(quick_data)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["strategy"]["name"] == "mirrored"
+    assert len(report["strategy"]["devices"]) == 2
+    history = report["history"]
+    assert history["epoch"] == [0] and math.isfinite(history["val_loss"][0])
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["strategy"]["name"] == "mirrored"
+
+
+def test_one_device_uses_the_default_strategy():
+    strategy = pick_strategy()
+    assert strategy.name == "default" and strategy.replicas == 1
+    with strategy.scope():
+        pass
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_train_passes_its_options(monkeypatch, tmp_path, capsys):
+    from pianoacc_utils import training
+
+    calls = []
+
+    def fake_train(profile, kind, out_dir, epochs=None, resume=False, progress=True, data=None):
+        calls.append((profile, kind, Path(out_dir), epochs, resume, data))
+        return {"epoch": [0], "loss": [4.0], "val_loss": [3.5]}
+
+    monkeypatch.setattr(training, "train", fake_train)
+    code = cli.main(
+        ["train", "--model", "transformer", "--profile", "quick", "--out", str(tmp_path),
+         "--epochs", "2", "--resume", "--data", str(tmp_path / "data")]
+    )
+    assert code == 0
+    assert calls == [("quick", "transformer", tmp_path, 2, True, tmp_path / "data")]
+    assert str(tmp_path) in capsys.readouterr().out
+
+
+def test_cli_train_reports_a_missing_run_in_one_line(tmp_path, capsys):
+    code = cli.main(
+        ["train", "--model", "fnet", "--profile", "quick", "--out", str(tmp_path), "--resume"]
+    )
+    assert code == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "cannot resume" in error
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--model", "lstm", "--profile", "quick", "--out", str(tmp_path)])

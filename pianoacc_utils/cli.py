@@ -71,6 +71,202 @@ def _prepare(args: argparse.Namespace) -> None:
         print(f"skipped {song_id}: {reason}")
 
 
+# --------------------------------------------------------------------------- notebooks
+
+
+@command("notebooks", "execute the notebooks in order with papermill (make run)")
+def _notebooks_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", default="quick", choices=("quick", "small", "cpu", "full"), help="default quick"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("build/notebooks"), help="executed copies go here"
+    )
+    parser.add_argument(
+        "--figures", type=Path, default=Path("figures"), help="where notebooks save figures"
+    )
+    parser.add_argument("--only", help="comma-separated notebooks, e.g. 01,02 (default: all)")
+    parser.set_defaults(func=_notebooks)
+
+
+def _notebooks(args: argparse.Namespace) -> None:
+    from pianoacc_utils.notebooks import run_notebooks
+
+    only = [name for name in args.only.split(",") if name.strip()] if args.only else None
+    executed = run_notebooks(
+        profile=args.profile, out=args.out, figures=args.figures, only=only, verbose=True
+    )
+    print(f"executed {len(executed)} notebook(s) with profile {args.profile} into {args.out}")
+
+
+# --------------------------------------------------------------------------- train
+
+
+@command("train", "train an FNet or Transformer model for a profile (quick/cpu/full)")
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, choices=("fnet", "transformer"), help="encoder kind"
+    )
+    parser.add_argument(
+        "--profile", default="quick", choices=("quick", "small", "cpu", "full"), help="size (default quick)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, history)")
+    parser.add_argument("--epochs", type=int, help="epochs to run now (default: the profile's)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--data", type=Path, help="prepared folder (default: prepare the profile's)"
+    )
+    parser.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from pianoacc_utils import training
+
+    history = training.train(
+        args.profile, args.model, args.out, epochs=args.epochs, resume=args.resume, data=args.data
+    )
+    last = {key: values[-1] for key, values in history.items() if values}
+    summary = ", ".join(f"{key} {last[key]:.4g}" for key in ("loss", "val_loss") if key in last)
+    print(f"trained {args.model} ({args.profile}) through epoch {last.get('epoch')}: {summary}")
+    written = ("best.keras", "last.keras", "history.csv", "config.json", "training_state.json")
+    for name in (*written, "logs"):
+        print(f"  {args.out / name}")
+
+
+# --------------------------------------------------------------------------- accompany
+
+
+@command("accompany", "melody MIDI -> melody + generated PIANO accompaniment MIDI")
+def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("melody", type=Path, help="melody MIDI file (any meter and tempo map)")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="arrangement MIDI to write")
+    parser.add_argument(
+        "--checkpoint", default="fnet",
+        help="fnet or transformer (shipped models), a .keras file or a training folder "
+        "(default fnet)",
+    )
+    parser.add_argument("--temperature", type=float, default=1.0, help="0: greedy (default 1)")
+    parser.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
+    parser.add_argument(
+        "--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1: off)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument(
+        "--track", help="melody track name or index (default: MELODY, else the only or "
+        "highest melodic track)",
+    )
+    parser.add_argument("--wav", type=Path, help="also render the arrangement to this WAV file")
+    parser.set_defaults(func=_accompany)
+
+
+def _accompany(args: argparse.Namespace) -> None:
+    import itertools
+    import time
+
+    from pianoacc_utils.data import load_melody, write_arrangement
+
+    started = time.perf_counter()
+    if args.out.resolve() == args.melody.resolve():
+        raise PianoaccError(f"{args.out}: this is the input melody; choose another output file")
+    melody = load_melody(args.melody, args.track)
+    signatures = [f"{s.numerator}/{s.denominator}" for s in melody.midi.time_signature_changes]
+    meter = " -> ".join(name for name, _ in itertools.groupby(signatures)) or "4/4 (assumed)"
+    tempi = melody.midi.get_tempo_changes()[1]
+    tempo = f"{min(tempi):.4g}" + (f"-{max(tempi):.4g}" if max(tempi) > min(tempi) else "")
+    print(f"melody: {args.melody}: {melody.description}; meter {meter}, {tempo} bpm")
+
+    from pianoacc_utils.generation import (
+        SamplingConfig,
+        accompany,
+        load_checkpoint,
+        resolve_checkpoint,
+    )
+
+    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
+    model, window = load_checkpoint(args.checkpoint)
+    print(
+        f"model: {resolve_checkpoint(args.checkpoint)} ({model.config.kind}; windows of "
+        f"{window.bars} bars, {window.overlap_bars} overlapping)"
+    )
+    generating = time.perf_counter()
+    (notes,) = accompany(
+        model, [(melody.notes, melody.grid.bar_starts, melody.end_step)], sampling, window
+    )
+    generated = time.perf_counter() - generating
+    write_arrangement(melody, notes, args.out)
+    print(
+        f"wrote {args.out}: melody + PIANO ({len(notes)} notes over {melody.num_bars} bars); "
+        f"generated in {generated:.1f} s, {time.perf_counter() - started:.1f} s in all"
+    )
+    if args.wav:
+        from pianoacc_utils.audio import render_wav
+
+        rendering = render_wav(args.out, args.wav)
+        print(f"wrote {rendering.path} ({rendering.seconds:.1f} s of audio, {rendering.renderer})")
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@command("evaluate", "compare models, the block-chord baseline and the ground truth on the test split")
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a .keras file, a training folder, or a shipped model (fnet, transformer); repeatable",
+    )
+    parser.add_argument("--segments", type=int, help="evaluate N segments spread over the split")
+    parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    parser.add_argument("--bars", type=int, default=32, help="bars per evaluated segment")
+    parser.add_argument("--primer-tokens", type=int, default=0, help="ground-truth tokens to prime with")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write the full results here")
+    parser.add_argument("--markdown", type=Path, help="write the table here")
+    parser.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pianoacc_utils.common import write_atomic, write_json
+    from pianoacc_utils.evaluation import EvaluationConfig, evaluate_checkpoints, quality_bar
+
+    config = EvaluationConfig(
+        split=args.split,
+        bars_per_segment=args.bars,
+        segments=args.segments,
+        primer_tokens=args.primer_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    result, details = evaluate_checkpoints(args.checkpoint, config, progress=sys.stderr.isatty())
+    table = result.to_markdown()
+    print(f"{details['segments']} segments of {args.bars} bars from the {args.split} split\n")
+    print(table)
+    for name, info in details["models"].items():
+        tf = info["teacher_forced"]
+        print(
+            f"\n{name}: teacher-forced loss {tf['loss']:.3f}, perplexity {tf['perplexity']:.2f}, "
+            f"token accuracy {tf['accuracy']:.3f}; generation {info['generation_seconds']} s"
+        )
+    bars = {}
+    for name in details["models"]:
+        bars[name] = quality_bar(result, system=name)
+        passed = sum(row["passed"] for row in bars[name])
+        print(f"{name}: quality bar {passed}/{len(bars[name])} checks passed")
+    if args.json:
+        write_json(args.json, {"summary": result.to_dict(), "details": details, "quality_bar": bars})
+        print(f"wrote {args.json}")
+    if args.markdown:
+        write_atomic(args.markdown, (table + "\n").encode())
+        print(f"wrote {args.markdown}")
+
+
 # --------------------------------------------------------------------------- entry point
 
 

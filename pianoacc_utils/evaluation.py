@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError, write_json
+from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError, config_dict, write_json
 from pianoacc_utils.data import Note, Segment, Song, Span, normalize_notes
 
 DEFAULT_BEAT_SECONDS = 0.5
@@ -932,3 +932,150 @@ def quality_bar(result: EvaluationResult, system: str = "fnet") -> list[dict[str
             spread > 0 and spread >= spread_floor,
         ),
     ]
+
+
+# --------------------------------------------------------------------------- models on the test split
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Which segments and how to generate for ``pianoacc evaluate``.
+
+    Segments are ``bars_per_segment``-bar windows (non-overlapping) of the songs of
+    ``split``; ``segments`` keeps that many, evenly spread over the split (``None``:
+    all). Generation primes each segment with its first ``primer_tokens``
+    ground-truth tokens (0: from the melody alone) and samples with the given settings.
+    """
+
+    split: str = "test"
+    bars_per_segment: int = 32
+    segments: int | None = None
+    primer_tokens: int = 0
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = 0.95
+    seed: int = 0
+    batch_size: int = 32
+
+
+def split_segments(config: EvaluationConfig = EvaluationConfig()) -> tuple[list[Segment], list[float]]:
+    """The evaluation segments of a split and each one's mean beat duration (seconds)."""
+    from pianoacc_utils import data
+
+    root = data.find_pop909_dir()
+    splits = data.split_songs(data.song_ids(root))
+    if config.split not in splits:
+        raise PianoaccError(f"unknown split {config.split!r}: expected one of {', '.join(splits)}")
+    segments, tempos = [], []
+    for song_id in splits[config.split]:
+        song = data.load_song(song_id, root=root)
+        for seg in data.segment(song, config.bars_per_segment):
+            segments.append(seg)
+            tempos.append(segment_beat_seconds(song, seg))
+    if config.segments is not None and config.segments < len(segments):
+        chosen = np.unique(np.linspace(0, len(segments) - 1, config.segments).round().astype(int))
+        segments = [segments[i] for i in chosen]
+        tempos = [tempos[i] for i in chosen]
+    return segments, tempos
+
+
+def teacher_forced_metrics(checkpoint: str | Path, split: str = "test") -> dict[str, float]:
+    """Masked loss, token accuracy and perplexity of a checkpoint on a prepared split.
+
+    Uses the data settings the model was trained with (``config.json`` beside the
+    checkpoint), so the sequences are cut exactly as in training.
+    """
+    from pianoacc_utils import dataset, generation, training
+
+    path = generation.resolve_checkpoint(checkpoint)
+    config_path = path.parent / "config.json"
+    if not config_path.is_file():
+        raise PianoaccError(f"{config_path}: missing; it records how the model was trained")
+    profile = training.Profile.from_dict(json.loads(config_path.read_text())["profile"])
+    model, _ = generation.load_checkpoint(path)
+    folder = dataset.prepare(profile.prepare, progress=False)
+    batches = training.SegmentBatches(
+        dataset.load_split(folder, split),
+        model.config,
+        batch_size=profile.train.batch_size,
+        shuffle=False,
+        length_multiple=profile.train.length_multiple,
+    )
+    training.compile_model(model, profile.train)
+    values = model.evaluate(batches.for_fit(), verbose=0, return_dict=True)
+    return {
+        "loss": float(values["loss"]),
+        "accuracy": float(values["accuracy"]),
+        "perplexity": float(values["perplexity"]),
+    }
+
+
+def system_name(checkpoint: str | Path, taken: Sequence[str] = ()) -> str:
+    """Report name of a checkpoint: its model kind (``fnet``), made unique if needed."""
+    from pianoacc_utils import generation
+
+    model_kind = None
+    config_path = generation.resolve_checkpoint(checkpoint).parent / "config.json"
+    if config_path.is_file():
+        model_kind = json.loads(config_path.read_text()).get("kind")
+    name = model_kind or Path(str(checkpoint)).stem
+    suffix = 2
+    unique = name
+    while unique in taken or unique == GROUND_TRUTH:
+        unique, suffix = f"{name}_{suffix}", suffix + 1
+    return unique
+
+
+def generate_for_segments(
+    checkpoint: str | Path, segments: Sequence[Segment], config: EvaluationConfig
+) -> list[list[Note]]:
+    """Accompaniments of a checkpoint for every segment, in batches."""
+    from pianoacc_utils import generation
+
+    model, window = generation.load_checkpoint(checkpoint)
+    sampling = generation.SamplingConfig(config.temperature, config.top_k, config.top_p, config.seed)
+    decoder = generation.CachedDecoder(model, sampling)
+    results: list[list[Note]] = []
+    for first in range(0, len(segments), config.batch_size):
+        batch = segments[first : first + config.batch_size]
+        results += generation.accompany_segment(
+            model, batch, sampling, window, config.primer_tokens, decoder
+        )
+    return results
+
+
+def evaluate_checkpoints(
+    checkpoints: Sequence[str | Path],
+    config: EvaluationConfig = EvaluationConfig(),
+    progress: bool = True,
+    baseline: bool = True,
+) -> tuple[EvaluationResult, dict[str, Any]]:
+    """Evaluate models (and the block-chord baseline) against the ground truth.
+
+    Returns the metric summaries and a dict with, per model, the teacher-forced
+    metrics and the generation time, plus the configuration and segment count.
+    """
+    import time
+
+    segments, tempos = split_segments(config)
+    if not segments:
+        raise PianoaccError(f"no {config.bars_per_segment}-bar segments in split {config.split!r}")
+    index = {id(seg): i for i, seg in enumerate(segments)}
+    systems: dict[str, Callable[[Segment], Sequence[Note]]] = {}
+    details: dict[str, Any] = {"config": config_dict(config), "segments": len(segments), "models": {}}
+    for checkpoint in checkpoints:
+        name = system_name(checkpoint, list(systems))
+        began = time.perf_counter()
+        generated = generate_for_segments(checkpoint, segments, config)
+        seconds = time.perf_counter() - began
+        systems[name] = lambda seg, notes=generated: notes[index[id(seg)]]
+        details["models"][name] = {
+            "checkpoint": str(checkpoint),
+            "generation_seconds": round(seconds, 2),
+            "teacher_forced": teacher_forced_metrics(checkpoint, config.split),
+        }
+    if baseline:
+        systems["block_chords"] = block_chord_baseline
+    result = evaluate_systems(segments, systems, tempos, progress=progress)
+    return result, details
+

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from pianoacc_utils.common import PianoaccError, project_root
 
-PROFILES = ("quick", "cpu", "full")
+PROFILES = ("quick", "small", "cpu", "full")
 """Notebook profiles: ``quick`` uses a small subset of POP909 (about a minute per notebook
 on a CPU, what the tests run); ``cpu`` and ``full`` use all of it, ``full`` at the scale
 of the committed results."""

@@ -150,6 +150,22 @@ PROFILES: dict[str, Profile] = {
             max_validation_segments=160,
         ),
     ),
+    "small": Profile(
+        name="small",
+        description="about an hour on 2 CPU cores: 8-bar segments of all songs, a 1.5M-parameter model",
+        prepare=PrepareConfig(bars_per_segment=8, hop_bars=8, max_tokens=512),
+        model=ModelConfig(
+            melody_length=256,
+            accompaniment_length=512,
+            hidden_dim=128,
+            num_heads=4,
+            intermediate_dim=512,
+            encoder_layers=2,
+            decoder_layers=2,
+            dropout=0.1,
+        ),
+        train=TrainConfig(batch_size=32, epochs=12, learning_rate=1e-3, warmup_steps=400),
+    ),
     "cpu": Profile(
         name="cpu",
         description="a laptop overnight: 8-bar segments (hop 4), transpositions -3..3",
@@ -805,3 +821,128 @@ def train(
             verbose=1 if progress else 0,
         )
     return read_history(out)
+
+
+# --------------------------------------------------------------------------- runs, speed
+
+
+def run_profile(out_dir: str | Path) -> Profile:
+    """The profile a run folder was trained with (from its ``config.json``)."""
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        raise PianoaccError(f"{path}: missing, not a training run folder")
+    return Profile.from_dict(json.loads(path.read_text())["profile"])
+
+
+def is_finished_run(out_dir: str | Path, profile_or_name: str | Profile, kind: str) -> bool:
+    """True when ``out_dir`` holds a ``kind`` run of exactly this profile's settings
+    that has done all of the profile's epochs (``training_state.json``)."""
+    out, profile = Path(out_dir), get_profile(profile_or_name)
+    needed = ("config.json", "training_state.json", "history.csv")
+    if not all((out / name).is_file() for name in needed):
+        return False
+    saved = json.loads((out / "config.json").read_text())
+    state = json.loads((out / "training_state.json").read_text())
+    return (
+        saved.get("kind") == kind
+        and Profile.from_dict(saved["profile"]) == profile
+        and int(state.get("epochs_done", 0)) >= profile.train.epochs
+    )
+
+
+def train_or_reuse(
+    profile_or_name: str | Profile,
+    kind: str,
+    out_dir: str | Path,
+    progress: bool = True,
+    data: str | Path | None = None,
+) -> dict[str, list[float]]:
+    """The history of a finished ``kind`` run of this profile in ``out_dir``: trained
+    now when the folder holds none, resumed when it holds an unfinished one, read
+    back when it is complete (a notebook run twice does not train twice).
+
+    A folder holding a run of another kind or other profile settings raises
+    :class:`PianoaccError` rather than being overwritten.
+    """
+    profile = get_profile(profile_or_name)
+    out = Path(out_dir)
+    if not (out / "last.keras").exists():
+        return train(profile, kind, out, progress=progress, data=data)
+    saved = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
+    same = (
+        saved.get("kind") == kind
+        and "profile" in saved
+        and Profile.from_dict(saved["profile"]) == profile
+    )
+    if not same:
+        was = f"{saved.get('kind')}/{saved.get('profile', {}).get('name')}"
+        raise PianoaccError(
+            f"{out}: holds a {was} run that is not a {kind} run of the current {profile.name!r} "
+            "profile; delete it or choose another folder"
+        )
+    if is_finished_run(out, profile, kind):
+        return read_history(out)
+    return train(profile, kind, out, resume=True, progress=progress, data=data)
+
+
+def measure_step_time(
+    kind: str,
+    lengths: Sequence[int],
+    model_config: ModelConfig,
+    batch_size: int = 2,
+    steps: int = 3,
+    min_seconds: float = 0.0,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Training-step time of a ``kind`` model of ``model_config``'s size at each length.
+
+    For each length ``L`` (tokens) the model gets ``melody_length =
+    accompaniment_length = L`` and trains on random full-length batches (melody and
+    accompaniment both ``L`` tokens, no padding): one warm-up step (tracing /
+    compilation) is discarded, then at least ``steps`` steps are timed, more while
+    less than ``min_seconds`` have been timed (short sequences get more steps, which
+    steadies their figures on a busy machine). Rows: ``kind``, ``length``,
+    ``batch_size``, ``steps``, ``ms_per_step`` (median), ``ms_per_step_min``
+    (fastest, less sensitive to other processes), ``tokens_per_second``
+    (accompaniment tokens, from the median), ``warmup_seconds``, ``parameters``.
+    """
+    from pianoacc_utils.models import count_parameters
+
+    rows = []
+    for length in lengths:
+        keras.utils.set_random_seed(seed)
+        config = dataclasses.replace(
+            model_config, kind=kind, melody_length=int(length), accompaniment_length=int(length)
+        )
+        model = compile_model(build_model(config), TrainConfig(warmup_steps=10))
+        rng = np.random.default_rng(seed)
+        shape = (batch_size, int(length))
+        vocabulary = config.vocabulary_size
+        inputs = {
+            "melody": rng.integers(3, vocabulary, shape).astype("int32"),
+            "decoder_input": rng.integers(3, vocabulary, shape).astype("int32"),
+        }
+        target = rng.integers(3, vocabulary, shape).astype("int32")
+        began = time.perf_counter()
+        model.train_on_batch(inputs, target)  # warm-up: tracing / compilation
+        warmup = time.perf_counter() - began
+        times: list[float] = []
+        while len(times) < steps or sum(times) < min_seconds:
+            began = time.perf_counter()
+            model.train_on_batch(inputs, target)
+            times.append(time.perf_counter() - began)
+        step = float(np.median(times))
+        rows.append(
+            {
+                "kind": kind,
+                "length": int(length),
+                "batch_size": batch_size,
+                "steps": len(times),
+                "ms_per_step": round(1000 * step, 1),
+                "ms_per_step_min": round(1000 * min(times), 1),
+                "tokens_per_second": round(batch_size * int(length) / step, 1),
+                "warmup_seconds": round(warmup, 2),
+                "parameters": count_parameters(model)["total"],
+            }
+        )
+    return rows

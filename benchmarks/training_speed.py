@@ -28,11 +28,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 from pianoacc_utils.common import write_json  # noqa: E402
-from pianoacc_utils.models import KINDS, build_model, count_parameters  # noqa: E402
-from pianoacc_utils.training import PROFILES, TrainConfig, compile_model  # noqa: E402
+from pianoacc_utils.models import KINDS  # noqa: E402
+from pianoacc_utils.training import PROFILES, measure_step_time  # noqa: E402
 
 import keras  # noqa: E402  (after models: the backend default is set there)
 
@@ -74,46 +72,6 @@ def _processor_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def measure(
-    kind: str, length: int, batch_size: int, steps: int, min_seconds: float = 0.0, seed: int = 0
-) -> dict:
-    """Time training steps of one model on random (batch, length) tokens: at least
-    ``steps`` of them, more while less than ``min_seconds`` have been timed (short
-    sequences get more steps, which steadies their figures on a busy machine)."""
-    keras.utils.set_random_seed(seed)
-    config = dataclasses.replace(
-        PROFILES["cpu"].model_config(kind), melody_length=length, accompaniment_length=length
-    )
-    model = compile_model(build_model(config), TrainConfig(warmup_steps=10))
-    rng = np.random.default_rng(seed)
-    vocabulary = config.vocabulary_size
-    inputs = {
-        "melody": rng.integers(3, vocabulary, (batch_size, length)).astype("int32"),
-        "decoder_input": rng.integers(3, vocabulary, (batch_size, length)).astype("int32"),
-    }
-    target = rng.integers(3, vocabulary, (batch_size, length)).astype("int32")
-    began = time.perf_counter()
-    model.train_on_batch(inputs, target)  # warm-up: tracing / compilation
-    warmup = time.perf_counter() - began
-    times: list[float] = []
-    while len(times) < steps or sum(times) < min_seconds:
-        began = time.perf_counter()
-        model.train_on_batch(inputs, target)
-        times.append(time.perf_counter() - began)
-    step = float(np.median(times))
-    return {
-        "kind": kind,
-        "length": length,
-        "batch_size": batch_size,
-        "steps": len(times),
-        "ms_per_step": round(1000 * step, 1),
-        "ms_per_step_min": round(1000 * min(times), 1),
-        "tokens_per_second": round(batch_size * length / step, 1),
-        "warmup_seconds": round(warmup, 2),
-        "parameters": count_parameters(model)["total"],
-    }
 
 
 def plot(rows: list[dict], info: dict, path: Path) -> None:
@@ -162,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     rows = []
     for kind in KINDS:
+        model_config = PROFILES["cpu"].model_config(kind)
         for length in args.lengths:
-            row = measure(kind, length, args.batch_size, args.steps, args.min_seconds)
+            (row,) = measure_step_time(
+                kind, [length], model_config, args.batch_size, args.steps, args.min_seconds
+            )
             rows.append(row)
             print(
                 f"{kind:<12}{length:>6} tokens  {row['ms_per_step']:>9.1f} ms/step  "

@@ -426,3 +426,98 @@ def learning_curves(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def heatmaps(
+    arrays: Mapping[str, Any],
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str | None = None,
+    annotate: str | None = "{:.1f}",
+    panel_size: tuple[float, float] = (3.5, 3.5),
+) -> Figure:
+    """Small matrices side by side, one panel each, on one shared symmetric colour scale.
+
+    ``arrays`` maps a panel title to a 2-D array (rows drawn top to bottom, e.g.
+    tokens x features). Zero is white, positive red, negative blue, with the same
+    limits in every panel so that equal values look equal; ``annotate`` is a format
+    written in every cell (``None``: no numbers, for larger matrices).
+    """
+    matrices = {name: np.asarray(values, dtype=float) for name, values in arrays.items()}
+    limit = max([float(np.nanmax(np.abs(m))) for m in matrices.values() if m.size] + [1e-12])
+    fig = Figure(figsize=(panel_size[0] * len(matrices) + 1.0, panel_size[1]), layout="constrained")
+    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
+    image = None
+    for ax, (name, matrix) in zip(axes, matrices.items()):
+        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_xticks(range(matrix.shape[1]))
+        ax.set_yticks(range(matrix.shape[0]))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize="medium")
+        if annotate:
+            for (row, column), value in np.ndenumerate(matrix):
+                ax.text(column, row, annotate.format(value), ha="center", va="center",
+                        fontsize="x-small", color="white" if abs(value) > 0.6 * limit else "black")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def scaling_plot(
+    series: Mapping[str, Any],
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str | None = None,
+    slopes: Mapping[str, tuple[float, str]] | None = None,
+    figsize: tuple[float, float] = (7.0, 4.5),
+) -> Figure:
+    """How a cost grows with a size, on log-log axes: ``{name: (sizes, costs)}``.
+
+    Made for time against sequence length (tokens). The x axis is in powers of two,
+    ticked at the measured sizes. ``slopes`` draws grey reference lines
+    ``{label: (power, series name)}``: cost proportional to ``size ** power`` through
+    the first point of the named series (``{"~ L^2": (2, "self-attention")}``); on
+    log-log axes a measured line parallel to it grows with that power.
+    """
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    sizes: set[float] = set()
+    points = {}
+    for index, (name, data) in enumerate(series.items()):
+        x, y = _xy(data)
+        x = np.asarray(x, dtype=float)
+        points[name] = (x, y)
+        sizes.update(x.tolist())
+        ax.plot(x, y, marker="o", markersize=4, linewidth=1.5, label=name,
+                color=TRACK_COLOURS[index % len(TRACK_COLOURS)])
+    for index, (label, (power, anchor)) in enumerate((slopes or {}).items()):
+        x, y = points[anchor]
+        reference = y[0] * (x / x[0]) ** power
+        ax.plot(x, reference, color="0.4", linewidth=1,
+                linestyle=REFERENCE_STYLES[(index + 1) % len(REFERENCE_STYLES)], label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ticks = sorted(sizes)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_locator(FixedLocator([]))
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    low, high = ax.get_ylim()
+    if high / low < 100:  # under two decades: label the 2s and 5s between the powers of ten
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(plain)
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(color="0.9", linewidth=0.5, which="both")
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig

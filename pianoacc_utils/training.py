@@ -40,6 +40,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import os
 import math
 import time
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from pianoacc_utils.common import PianoaccError, config_dict, write_json
+from pianoacc_utils.common import PianoaccError, config_dict, write_atomic, write_json
 from pianoacc_utils.dataset import PrepareConfig, PreparedSplit, load_split, prepare
 from pianoacc_utils.models import AccompanimentModel, ModelConfig, build_model  # sets the backend
 from pianoacc_utils.tokenizer import EventTokenizer
@@ -152,7 +153,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "small": Profile(
         name="small",
-        description="about an hour on 2 CPU cores: 8-bar segments of all songs, a 1.5M-parameter model",
+        description="about an hour on 2 CPU cores: 8-bar segments of all songs, a 1M-parameter model",
         prepare=PrepareConfig(bars_per_segment=8, hop_bars=8, max_tokens=512),
         model=ModelConfig(
             melody_length=256,
@@ -906,43 +907,158 @@ def measure_step_time(
     (fastest, less sensitive to other processes), ``tokens_per_second``
     (accompaniment tokens, from the median), ``warmup_seconds``, ``parameters``.
     """
+    with _quiet_retracing_warnings():
+        return [
+            _time_training_steps(
+                kind, int(length), model_config, batch_size, steps, min_seconds, seed
+            )
+            for length in lengths
+        ]
+
+
+def _time_training_steps(
+    kind: str,
+    length: int,
+    model_config: ModelConfig,
+    batch_size: int,
+    steps: int,
+    min_seconds: float,
+    seed: int,
+) -> dict[str, Any]:
+    """One row of :func:`measure_step_time`: a fresh model of ``length`` tokens, timed."""
     from pianoacc_utils.models import count_parameters
 
-    rows = []
-    for length in lengths:
-        keras.utils.set_random_seed(seed)
-        config = dataclasses.replace(
-            model_config, kind=kind, melody_length=int(length), accompaniment_length=int(length)
-        )
-        model = compile_model(build_model(config), TrainConfig(warmup_steps=10))
-        rng = np.random.default_rng(seed)
-        shape = (batch_size, int(length))
-        vocabulary = config.vocabulary_size
-        inputs = {
-            "melody": rng.integers(3, vocabulary, shape).astype("int32"),
-            "decoder_input": rng.integers(3, vocabulary, shape).astype("int32"),
-        }
-        target = rng.integers(3, vocabulary, shape).astype("int32")
+    keras.utils.set_random_seed(seed)
+    config = dataclasses.replace(
+        model_config, kind=kind, melody_length=length, accompaniment_length=length
+    )
+    model = compile_model(build_model(config), TrainConfig(warmup_steps=10))
+    rng = np.random.default_rng(seed)
+    shape = (batch_size, length)
+    vocabulary = config.vocabulary_size
+    inputs = {
+        "melody": rng.integers(3, vocabulary, shape).astype("int32"),
+        "decoder_input": rng.integers(3, vocabulary, shape).astype("int32"),
+    }
+    target = rng.integers(3, vocabulary, shape).astype("int32")
+    began = time.perf_counter()
+    model.train_on_batch(inputs, target)  # warm-up: tracing / compilation
+    warmup = time.perf_counter() - began
+    times: list[float] = []
+    while len(times) < steps or sum(times) < min_seconds:
         began = time.perf_counter()
-        model.train_on_batch(inputs, target)  # warm-up: tracing / compilation
-        warmup = time.perf_counter() - began
-        times: list[float] = []
-        while len(times) < steps or sum(times) < min_seconds:
-            began = time.perf_counter()
-            model.train_on_batch(inputs, target)
-            times.append(time.perf_counter() - began)
-        step = float(np.median(times))
-        rows.append(
-            {
-                "kind": kind,
-                "length": int(length),
-                "batch_size": batch_size,
-                "steps": len(times),
-                "ms_per_step": round(1000 * step, 1),
-                "ms_per_step_min": round(1000 * min(times), 1),
-                "tokens_per_second": round(batch_size * int(length) / step, 1),
-                "warmup_seconds": round(warmup, 2),
-                "parameters": count_parameters(model)["total"],
-            }
-        )
-    return rows
+        model.train_on_batch(inputs, target)
+        times.append(time.perf_counter() - began)
+    step = float(np.median(times))
+    return {
+        "kind": kind,
+        "length": length,
+        "batch_size": batch_size,
+        "steps": len(times),
+        "ms_per_step": round(1000 * step, 1),
+        "ms_per_step_min": round(1000 * min(times), 1),
+        "tokens_per_second": round(batch_size * length / step, 1),
+        "warmup_seconds": round(warmup, 2),
+        "parameters": count_parameters(model)["total"],
+    }
+
+
+@contextlib.contextmanager
+def _quiet_retracing_warnings() -> Iterator[None]:
+    """Silence TensorFlow's "triggered tf.function retracing" warnings: a new model per
+    length traces a new training step on purpose."""
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+# --------------------------------------------------------------------------- shipping a run
+
+
+def export_run(
+    run_dir: str | Path,
+    dest: str | Path,
+    wall_seconds: float | None = None,
+    hardware: str | None = None,
+    evaluation_markdown: str | None = None,
+) -> Path:
+    """Copy a training run's best model into ``dest`` with a model card.
+
+    Writes ``model.keras`` (weights and architecture, no optimizer state: half the
+    size), ``config.json``, ``history.csv`` and ``MODEL_CARD.md`` (configuration,
+    data split, epochs, optimizer steps, hardware, wall time, final validation
+    metrics and, when given, the evaluation table).
+    """
+    import platform
+    import shutil
+
+    run, dest = Path(run_dir), Path(dest)
+    best = run / "best.keras"
+    if not best.is_file():
+        raise PianoaccError(f"{best}: missing; is {run} a finished training run?")
+    saved = json.loads((run / "config.json").read_text())
+    state = json.loads((run / "training_state.json").read_text())
+    history = read_history(run)
+    dest.mkdir(parents=True, exist_ok=True)
+    model = keras.models.load_model(best, compile=False)
+    tmp = dest / ".model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, dest / "model.keras")
+    shutil.copy(run / "config.json", dest / "config.json")
+    shutil.copy(run / "history.csv", dest / "history.csv")
+
+    profile = Profile.from_dict(saved["profile"])
+    stats_path = Path(saved.get("data", "")) / "stats.json"
+    splits = json.loads(stats_path.read_text())["splits"] if stats_path.is_file() else {}
+    best_epoch = int(np.nanargmin(history["val_loss"]))
+    hardware = hardware or f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    lines = [
+        f"# {saved['kind']} accompaniment model ({profile.name} profile)",
+        "",
+        f"{profile.description}.",
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(config_dict(profile.model_config(saved["kind"])), indent=2, sort_keys=True),
+        "```",
+        "",
+        f"Parameters: {model.count_params():,}. Data: {profile.prepare.bars_per_segment}-bar "
+        f"segments (hop {profile.prepare.hop_bars} bars), transpositions "
+        f"{list(profile.prepare.transpositions)}; decoder length "
+        f"{profile.model.accompaniment_length} tokens, melody length {profile.model.melody_length}.",
+        "",
+        "## Data split (songs / segments)",
+        "",
+        "| split | songs | segments |",
+        "|---|---|---|",
+        *[f"| {name} | {row['songs']} | {row['segments']} |" for name, row in splits.items()],
+        "",
+        "Song-level split of POP909, seed 909 (727/91/91 songs; song 186 pinned to test).",
+        "",
+        "## Training",
+        "",
+        f"- epochs: {state['epochs_done']}, optimizer steps: {state['optimizer_iterations']}, "
+        f"batch size {profile.train.batch_size}, peak learning rate {profile.train.learning_rate} "
+        f"after {profile.train.warmup_steps} warm-up steps ({profile.train.decay} decay)",
+        f"- hardware: {hardware}",
+        f"- wall time: {wall_seconds / 60:.1f} min" if wall_seconds else "- wall time: not recorded",
+        f"- best epoch (lowest validation loss, the shipped weights): {best_epoch}",
+        f"- validation at that epoch: loss {history['val_loss'][best_epoch]:.3f}, "
+        f"token accuracy {history['val_accuracy'][best_epoch]:.3f}, "
+        f"perplexity {history['val_perplexity'][best_epoch]:.2f}",
+        "",
+    ]
+    if evaluation_markdown:
+        lines += ["## Evaluation", "", evaluation_markdown.strip(), ""]
+    write_atomic(dest / "MODEL_CARD.md", "\n".join(lines).encode())
+    return dest

@@ -258,3 +258,36 @@ def test_jax_backend_builds_trains_saves_loads_and_caches(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "fnet ok" in result.stdout and "transformer ok" in result.stdout
+
+
+# --------------------------------------------------------------------------- token mixing
+
+
+def test_fnet_mixing_is_the_real_part_of_a_2d_fft():
+    from pianoacc_utils.models import fnet_encoder_mixing, fourier_mixing
+
+    x = np.random.default_rng(3).normal(size=(2, 6, 4)).astype("float32")
+    expected = np.real(np.fft.fft2(x))  # over the last two axes: tokens and features
+    from_layer = fnet_encoder_mixing(x)
+    assert from_layer.shape == x.shape
+    np.testing.assert_allclose(from_layer, expected, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fourier_mixing(x)), expected, atol=1e-5)
+    # One token changed: every output row changes (the mixing spans the whole sequence).
+    moved = x.copy()
+    moved[0, 2] += 1.0
+    changed = np.abs(fnet_encoder_mixing(moved) - from_layer)[0] > 1e-3
+    assert changed.any(axis=1).all()
+    with pytest.raises(PianoaccError, match="expected \\(batch, tokens, features\\)"):
+        fnet_encoder_mixing(x[0])
+
+
+def test_token_mixing_times_has_a_row_per_length():
+    from pianoacc_utils.models import token_mixing_times
+
+    rows = token_mixing_times([16, 32], hidden_dim=8, num_heads=2, repeats=1)
+    assert [row["length"] for row in rows] == [16, 32]
+    for row in rows:
+        assert set(row) == {"length", "fourier_ms", "attention_ms"}
+        assert row["fourier_ms"] > 0 and row["attention_ms"] > 0
+    with pytest.raises(PianoaccError, match="not divisible"):
+        token_mixing_times([16], hidden_dim=10, num_heads=4)

@@ -160,3 +160,46 @@ def test_pitch_names():
     assert plotting.pitch_name(60) == "C4"
     assert plotting.pitch_name(21) == "A0"
     assert plotting.pitch_name(70) == "A#4"
+
+
+def test_heatmaps_share_one_symmetric_colour_scale():
+    small = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
+    fig = plotting.heatmaps(
+        {"input": small, "doubled": 2 * small}, xlabel="feature", ylabel="token"
+    )
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["input", "doubled"]
+    for ax in panels:
+        (image,) = ax.get_images()
+        assert image.get_clim() == (-6.0, 6.0)  # the largest magnitude of all panels, both signs
+        assert len(ax.texts) == small.size
+    assert panels[1].texts[1].get_text() == "-4.0"
+    assert not plotting.heatmaps({"plain": small}, annotate=None).axes[0].texts
+
+
+def test_scaling_plot_is_log_log_with_reference_slopes():
+    lengths = [256, 512, 1024]
+    fig = plotting.scaling_plot(
+        {"fourier": (lengths, [1.0, 2.1, 4.5]), "attention": (lengths, [2.0, 8.0, 33.0])},
+        slopes={"~ L": (1, "fourier"), "~ L^2": (2, "attention")},
+        xlabel="tokens", ylabel="ms",
+    )
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert len(ax.lines) == 4
+    linear, quadratic = ax.lines[2], ax.lines[3]
+    assert list(linear.get_ydata()) == pytest.approx([1.0, 2.0, 4.0])
+    assert list(quadratic.get_ydata()) == pytest.approx([2.0, 8.0, 32.0])
+    assert list(ax.get_xticks()) == lengths
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["fourier", "attention", "~ L", "~ L^2"]
+
+
+def test_scaling_plot_labels_plain_numbers():
+    narrow = plotting.scaling_plot({"step": ([256, 512, 1024], [25.0, 40.0, 90.0])})
+    ax = narrow.axes[0]
+    labels = [ax.yaxis.get_minor_formatter()(value) for value in (20.0, 50.0)]
+    assert labels == ["20", "50"]  # no 2 x 10^1: readable on a short log axis
+    assert ax.yaxis.get_major_formatter()(100.0) == "100"
+    wide = plotting.scaling_plot({"step": ([256, 4096], [0.2, 900.0])}).axes[0]
+    assert wide.yaxis.get_minor_formatter()(20.0) == ""

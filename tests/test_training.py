@@ -337,3 +337,81 @@ def test_cli_train_reports_a_missing_run_in_one_line(tmp_path, capsys):
     assert len(error.splitlines()) == 1 and "cannot resume" in error
     with pytest.raises(SystemExit):
         cli.main(["train", "--model", "lstm", "--profile", "quick", "--out", str(tmp_path)])
+
+
+# --------------------------------------------------------------------------- reusing runs, speed
+
+
+def fake_run(out: Path, profile: Profile, kind: str, epochs_done: int) -> Path:
+    """A run folder as :func:`train` leaves it (files only, no real model)."""
+    from pianoacc_utils.common import write_json
+
+    out.mkdir(parents=True)
+    write_json(out / "config.json", {"kind": kind, "profile": profile.to_dict()})
+    write_json(out / "training_state.json", {"epochs_done": epochs_done})
+    (out / "last.keras").write_bytes(b"checkpoint")
+    rows = "".join(
+        f"{epoch},{3.0 - epoch / 10},{3.2 - epoch / 10}\n" for epoch in range(epochs_done)
+    )
+    (out / "history.csv").write_text("epoch,loss,val_loss\n" + rows)
+    return out
+
+
+def test_train_or_reuse_trains_resumes_or_reads_back(monkeypatch, tmp_path):
+    from pianoacc_utils import training
+
+    calls = []
+
+    def fake_train(profile, kind, out_dir, epochs=None, resume=False, progress=True, data=None):
+        calls.append((profile.name, kind, Path(out_dir), resume))
+        return {"epoch": [0]}
+
+    monkeypatch.setattr(training, "train", fake_train)
+    profile = small_quick()
+    epochs = profile.train.epochs
+
+    assert training.train_or_reuse(profile, "fnet", tmp_path / "new") == {"epoch": [0]}
+    assert calls.pop() == ("quick", "fnet", tmp_path / "new", False)
+
+    unfinished = fake_run(tmp_path / "unfinished", profile, "fnet", epochs - 1)
+    assert not training.is_finished_run(unfinished, profile, "fnet")
+    training.train_or_reuse(profile, "fnet", unfinished)
+    assert calls.pop() == ("quick", "fnet", unfinished, True)
+
+    finished = fake_run(tmp_path / "finished", profile, "transformer", epochs)
+    assert training.is_finished_run(finished, profile, "transformer")
+    assert not training.is_finished_run(finished, profile, "fnet")
+    assert not training.is_finished_run(finished, QUICK, "transformer")  # other settings
+    assert training.run_profile(finished) == profile
+    history = training.train_or_reuse(profile, "transformer", finished)
+    assert calls == []
+    assert history["epoch"] == list(range(epochs))
+    assert history["loss"][-1] == pytest.approx(3.0 - (epochs - 1) / 10)
+
+    with pytest.raises(PianoaccError, match="holds a transformer/quick run that is not a fnet run"):
+        training.train_or_reuse(profile, "fnet", finished)
+    with pytest.raises(PianoaccError, match="not a transformer run of the current 'quick'"):
+        training.train_or_reuse(QUICK, "transformer", finished)
+    with pytest.raises(PianoaccError, match="not a training run folder"):
+        training.run_profile(tmp_path / "new")
+    assert calls == []
+
+
+def test_measure_step_time_times_each_length():
+    from pianoacc_utils.training import measure_step_time
+
+    config = ModelConfig(
+        melody_length=8, accompaniment_length=8, hidden_dim=16, num_heads=2,
+        intermediate_dim=32, encoder_layers=1, decoder_layers=1, dropout=0.0,
+    )
+    rows = measure_step_time("transformer", [16, 32], config, batch_size=2, steps=2)
+    assert [(row["kind"], row["length"], row["steps"]) for row in rows] == [
+        ("transformer", 16, 2), ("transformer", 32, 2)
+    ]
+    for row in rows:
+        assert 0 < row["ms_per_step_min"] <= row["ms_per_step"]
+        assert row["tokens_per_second"] == pytest.approx(
+            2 * row["length"] / (row["ms_per_step"] / 1000), rel=0.01
+        )
+    # Each length gets its own model: 16 more positions in both position embeddings.
+    assert rows[1]["parameters"] - rows[0]["parameters"] == 2 * 16 * 16

@@ -29,6 +29,7 @@ from pianoacc_utils.training import (
     TrainConfig,
     WarmupSchedule,
     compile_model,
+    export_run,
     get_profile,
     pad_batch,
     padded_length,
@@ -261,6 +262,21 @@ def test_train_resume_continues_epochs_and_schedule(quick_data, tmp_path):
     assert read_history(out) == history
     best = keras.models.load_model(out / "best.keras")
     assert best.config == profile.model_config("fnet")
+
+    # Shipping the run: the exported model predicts exactly as the best checkpoint.
+    shipped = export_run(out, tmp_path / "shipped", wall_seconds=90.0, evaluation_markdown="| a |")
+    for name in ("model.keras", "config.json", "history.csv", "MODEL_CARD.md"):
+        assert (shipped / name).is_file(), name
+    assert (shipped / "model.keras").stat().st_size < (out / "best.keras").stat().st_size
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "epochs: 2" in card and f"optimizer steps: {2 * steps_per_epoch}" in card
+    assert "wall time: 1.5 min" in card and "## Evaluation" in card
+    inputs = {"melody": np.full((1, 8), 5, "int32"), "decoder_input": np.full((1, 6), 7, "int32")}
+    exported = keras.models.load_model(shipped / "model.keras")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(exported(inputs)), keras.ops.convert_to_numpy(best(inputs)),
+        atol=1e-6,
+    )
 
 
 MIRRORED_SCRIPT = textwrap.dedent(

@@ -227,12 +227,21 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
+    parser.add_argument(
+        "--melodies", type=Path, metavar="DIR",
+        help="also accompany every *.mid melody in DIR with each checkpoint (no ground truth)",
+    )
     parser.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from pianoacc_utils.common import write_atomic, write_json
-    from pianoacc_utils.evaluation import EvaluationConfig, evaluate_checkpoints, quality_bar
+    from pianoacc_utils.evaluation import (
+        EvaluationConfig,
+        evaluation_report,
+        melodies_markdown,
+        report_result,
+    )
 
     config = EvaluationConfig(
         split=args.split,
@@ -244,8 +253,18 @@ def _evaluate(args: argparse.Namespace) -> None:
         top_p=args.top_p,
         seed=args.seed,
     )
-    result, details = evaluate_checkpoints(args.checkpoint, config, progress=sys.stderr.isatty())
-    table = result.to_markdown()
+    melody_paths = []
+    if args.melodies is not None:
+        if not args.melodies.is_dir():
+            raise PianoaccError(f"{args.melodies}: not a folder of melody MIDI files")
+        melody_paths = sorted(args.melodies.glob("*.mid"))
+        if not melody_paths:
+            raise PianoaccError(f"{args.melodies}: no *.mid files in this folder")
+        if not args.checkpoint:
+            raise PianoaccError("--melodies needs at least one --checkpoint to accompany them")
+    report = evaluation_report(args.checkpoint, config, melody_paths, progress=sys.stderr.isatty())
+    details = report["details"]
+    table = report_result(report).to_markdown()
     print(f"{details['segments']} segments of {args.bars} bars from the {args.split} split\n")
     print(table)
     for name, info in details["models"].items():
@@ -254,13 +273,14 @@ def _evaluate(args: argparse.Namespace) -> None:
             f"\n{name}: teacher-forced loss {tf['loss']:.3f}, perplexity {tf['perplexity']:.2f}, "
             f"token accuracy {tf['accuracy']:.3f}; generation {info['generation_seconds']} s"
         )
-    bars = {}
-    for name in details["models"]:
-        bars[name] = quality_bar(result, system=name)
-        passed = sum(row["passed"] for row in bars[name])
-        print(f"{name}: quality bar {passed}/{len(bars[name])} checks passed")
+    for name, rows in report["quality_bar"].items():
+        passed = sum(row["passed"] for row in rows)
+        print(f"{name}: quality bar {passed}/{len(rows)} checks passed")
+    if "melodies" in report:
+        print(f"\n{len(melody_paths)} melodies from {args.melodies} (no ground truth)\n")
+        print(melodies_markdown(report["melodies"]))
     if args.json:
-        write_json(args.json, {"summary": result.to_dict(), "details": details, "quality_bar": bars})
+        write_json(args.json, report)
         print(f"wrote {args.json}")
     if args.markdown:
         write_atomic(args.markdown, (table + "\n").encode())

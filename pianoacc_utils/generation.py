@@ -19,6 +19,7 @@ Two rules keep the accompaniment in time with the melody:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -55,13 +56,16 @@ class SamplingConfig:
     top_p: float | None = 0.95
     seed: int = 0
 
-    def sampler(self) -> keras_hub.samplers.Sampler:
-        if self.temperature < 0:
-            raise PianoaccError(f"temperature must be >= 0, got {self.temperature}")
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise PianoaccError(f"temperature must be a number >= 0, got {self.temperature}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise PianoaccError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.top_k is not None and self.top_k < 1:
             raise PianoaccError(f"top-k must be >= 1, got {self.top_k}")
+
+    def sampler(self) -> keras_hub.samplers.Sampler:
+        """The keras-hub sampler for these settings (greedy, top-p, top-k or plain random)."""
         if self.temperature == 0:
             return keras_hub.samplers.GreedySampler()
         if self.top_p is not None:
@@ -315,6 +319,22 @@ class _Job:
     position: int  # grid step up to which the accompaniment is final
 
 
+def _primer_tokens(context: Sequence[Note], steps: int, budget: int) -> list[int]:
+    """Tokens of the accompaniment already fixed in a window, lasting exactly ``steps``.
+
+    ``context`` holds the notes (relative to the window start) of the first
+    ``steps`` grid steps. At most ``budget`` tokens: when the notes need more, the
+    latest events are dropped but the time shifts still reach ``steps``, so that
+    generation starts exactly where the fixed accompaniment ends.
+    """
+    tokens = TOKENIZER.encode(context)
+    primer = tokens + TOKENIZER.shift_tokens(steps - TOKENIZER.duration_steps(tokens))
+    if len(primer) > budget:
+        tokens = tokens[: max(budget - len(TOKENIZER.shift_tokens(steps)), 0)]
+        primer = tokens + TOKENIZER.shift_tokens(steps - TOKENIZER.duration_steps(tokens))
+    return primer
+
+
 def _bar_at_or_before(bar_starts: Sequence[int], step: int) -> int:
     index = int(np.searchsorted(bar_starts, step, side="right")) - 1
     return max(index, 0)
@@ -360,9 +380,9 @@ def accompany(
             end = max(min(end, job.num_steps), job.position + 1)
             melody_ids.append(TOKENIZER.encode(_notes_in(job.melody, origin, end))[: config.melody_length])
             context = _notes_in(job.notes, origin, job.position)
-            tokens = TOKENIZER.encode(context)
-            tokens += TOKENIZER.shift_tokens(job.position - origin - TOKENIZER.duration_steps(tokens))
-            primer_ids.append(tokens[: config.accompaniment_length // 2])
+            primer_ids.append(
+                _primer_tokens(context, job.position - origin, config.accompaniment_length // 2)
+            )
             limits.append(end - origin)
             origins.append(origin)
             ends.append(end)
@@ -453,3 +473,40 @@ def load_checkpoint(name_or_path: str | Path) -> tuple[models.AccompanimentModel
         prepare = saved.get("prepare") or saved.get("profile", {}).get("prepare") or {}
         bars = int(prepare.get("bars_per_segment", bars))
     return model, WindowConfig(bars=bars, overlap_bars=max(1, bars // 4) if bars > 1 else 0)
+
+
+def find_checkpoint(
+    kind: str,
+    runs_dir: str | Path | None = None,
+    train_profile_if_missing: str | None = "quick",
+    progress: bool = False,
+) -> Path:
+    """The checkpoint of a model kind (``fnet``/``transformer``) that the notebooks use.
+
+    In order: a run trained in ``runs_dir/<kind>`` (its ``best.keras``); else the
+    shipped model ``pretrained/<kind>/model.keras``; else, so that a checkout without
+    models still runs, a model of profile ``train_profile_if_missing`` trained now
+    into ``runs_dir/<kind>`` (``training.train_or_reuse``: the quick profile takes
+    about a minute on a CPU). ``None`` there, or no ``runs_dir``, turns that last
+    step into a :class:`PianoaccError` naming what is missing.
+    """
+    if kind not in PRETRAINED:
+        raise PianoaccError(f"model kind {kind!r}: expected one of {', '.join(PRETRAINED)}")
+    run = Path(runs_dir) / kind if runs_dir is not None else None
+    if run is not None and (run / "best.keras").is_file():
+        return run / "best.keras"
+    root = project_root()
+    shipped = root / "pretrained" / PRETRAINED[kind] / "model.keras" if root else None
+    if shipped is not None and shipped.is_file():
+        return shipped
+    if run is None or train_profile_if_missing is None:
+        where = f"{run / 'best.keras'} nor " if run is not None else ""
+        raise PianoaccError(
+            f"no {kind} checkpoint: neither {where}the shipped pretrained/{kind}/model.keras exists"
+        )
+    from pianoacc_utils import training
+
+    training.train_or_reuse(train_profile_if_missing, kind, run, progress=progress)
+    if not (run / "best.keras").is_file():
+        raise PianoaccError(f"{run}: training wrote no best.keras")
+    return run / "best.keras"

@@ -1,0 +1,478 @@
+"""Generation: cached compiled decoding against the naive reference, sampling, stopping,
+windows over long melodies and primers.
+
+Models here are tiny (hidden 32, one encoder and one decoder block). Two kinds are used:
+
+* random models whose logits layer is scaled up (peaked distributions, so that a tiny
+  top-p or temperature leaves only the greedy choice); the greedy tests check that no
+  step of their reference path is a near-tie that float round-off could flip;
+* "biased" models whose logits layer has a zero kernel: the logits are its bias,
+  whatever the input, so the next-token distribution is known exactly (e.g. a model
+  that always prefers the longest time shift, or one that plays many short notes).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.data import Note, load_song, segment
+from pianoacc_utils.generation import (
+    GREEDY,
+    MELODY_BUCKET,
+    SHIFT_STEPS,
+    CachedDecoder,
+    SamplingConfig,
+    WindowConfig,
+    _mask_logits,
+    _notes_in,
+    _primer_tokens,
+    accompany,
+    accompany_segment,
+    naive_decode,
+    pad_melodies,
+)
+from pianoacc_utils.models import KINDS, AccompanimentModel, ModelConfig, build_model
+from pianoacc_utils.tokenizer import EventTokenizer
+
+import keras  # noqa: E402  (after models: the backend default is set there)
+from keras import ops  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TOKENIZER = EventTokenizer()
+VOCAB = TOKENIZER.vocabulary_size
+
+TINY = dict(
+    melody_length=64,
+    accompaniment_length=64,
+    hidden_dim=32,
+    num_heads=2,
+    intermediate_dim=64,
+    encoder_layers=1,
+    decoder_layers=1,
+    dropout=0.0,
+)
+
+LOGIT_SCALE = 8.0
+"""Factor on the logits kernel of the random models (their logits then span about +-13)."""
+
+END_PENALTY = 100.0
+"""Subtracted from END's logit bias in the random models: they never end by themselves."""
+
+MIN_MARGIN = 0.01
+"""Smallest gap between the best and the second-best allowed logit on a greedy reference
+path for the comparison to be meaningful: cached and full decoding differ by float
+round-off only (about 1e-4 on these logits), far below it."""
+
+SEEDS = {"fnet": 6, "transformer": 1}
+"""Weight seeds of the random models in the greedy comparison (margins 0.05 and 0.02)."""
+
+GENERATED = 59
+"""Tokens generated in the equality tests (a 60-token buffer minus START)."""
+
+NO_LIMIT = 1_000_000
+"""A window limit (grid steps) that is never reached."""
+
+
+def tiny_model(kind: str, seed: int = 3, **changes) -> AccompanimentModel:
+    keras.utils.set_random_seed(seed)
+    return build_model(ModelConfig(kind=kind, **{**TINY, **changes}))
+
+
+def scaled_model(kind: str, seed: int = 3, **changes) -> AccompanimentModel:
+    """A random tiny model with widely spread logits (no near-ties under greedy) that
+    never chooses END by itself (so that every run is long enough to compare)."""
+    model = tiny_model(kind, seed, **changes)
+    kernel, bias = model.logits_layer.get_weights()
+    bias[TOKENIZER.end_id] -= END_PENALTY
+    model.logits_layer.set_weights([kernel * LOGIT_SCALE, bias])
+    return model
+
+
+def biased_model(bias: np.ndarray, kind: str = "transformer", **changes) -> AccompanimentModel:
+    """A tiny model whose logits are ``bias`` for every input (zero logits kernel)."""
+    model = tiny_model(kind, **changes)
+    kernel, _ = model.logits_layer.get_weights()
+    model.logits_layer.set_weights([np.zeros_like(kernel), np.asarray(bias, np.float32)])
+    return model
+
+
+def shift_id(steps: int) -> int:
+    return TOKENIZER.time_shift_offset + steps - 1
+
+
+def long_shift_bias() -> np.ndarray:
+    """Time shifts first, the longest allowed best; END least likely of all."""
+    bias = np.full(VOCAB, -5.0, np.float32)
+    for steps in range(1, 33):
+        bias[shift_id(steps)] = 5.0 + 0.1 * steps
+    bias[TOKENIZER.end_id] = -10.0
+    return bias
+
+
+def note_bias(shift_logit: float = 4.0) -> np.ndarray:
+    """Notes on and off among pitches 48..72 and short time shifts (1-4 steps); no END."""
+    bias = np.full(VOCAB, -10.0, np.float32)
+    pitches = np.arange(48, 73)
+    bias[TOKENIZER.note_on_offset + pitches] = 2.0
+    bias[TOKENIZER.note_off_offset + pitches] = 2.0
+    for steps in range(1, 5):
+        bias[shift_id(steps)] = shift_logit
+    return bias
+
+
+def random_melody(seed: int, length: int = 40) -> list[int]:
+    return np.random.default_rng(seed).integers(3, VOCAB, length).tolist()
+
+
+def reference_decode(
+    model: AccompanimentModel, melody_ids: list[int], primer: list[int], limit: int, buffer: int
+) -> list[int]:
+    """Greedy decoding after a primer by re-running the whole decoder each step (no cache)."""
+    melody = pad_melodies([melody_ids], model.config.melody_length)
+    encoder_output = model.encode(ops.convert_to_tensor(melody))
+    tokens = [TOKENIZER.start_id, *primer]
+    elapsed = TOKENIZER.duration_steps(primer)
+    while len(tokens) < buffer:
+        logits = model.decode(np.array([tokens], np.int32), encoder_output, melody)[:, -1, :]
+        logits = _mask_logits(logits, np.array([limit - elapsed], np.int32))
+        token = int(np.argmax(ops.convert_to_numpy(logits)[0]))
+        if token == TOKENIZER.end_id:
+            break
+        tokens.append(token)
+        elapsed += TOKENIZER.time_shift_steps(token)
+    return tokens[1 + len(primer) :]
+
+
+def greedy_margin(
+    model: AccompanimentModel, melody_ids: list[int], primer: list[int], generated: list[int],
+    limit: int,
+) -> float:
+    """Smallest gap between the best and second-best allowed logit over the steps that
+    chose ``generated`` after ``primer`` (full decoder, the window mask applied)."""
+    melody = pad_melodies([melody_ids], model.config.melody_length)
+    tokens = [TOKENIZER.start_id, *primer, *generated]
+    logits = model.decode(np.array([tokens], np.int32), model.encode(melody), melody)[0]
+    first = len(primer)  # position whose output predicts generated[0]
+    steps = logits[first : first + len(generated)]
+    elapsed = TOKENIZER.duration_steps(primer) + np.cumsum(
+        [0] + [TOKENIZER.time_shift_steps(t) for t in generated[:-1]]
+    )
+    masked = ops.convert_to_numpy(_mask_logits(steps, (limit - elapsed).astype(np.int32)))
+    top = np.sort(masked, axis=-1)
+    return float((top[:, -1] - top[:, -2]).min())
+
+
+class RecordingDecoder(CachedDecoder):
+    """A :class:`CachedDecoder` that records each batch: primers, limits and output."""
+
+    def __init__(self, model: AccompanimentModel, sampling: SamplingConfig) -> None:
+        super().__init__(model, sampling)
+        self.calls: list[dict] = []
+
+    def decode(self, melody, primers, limits, max_length=None):
+        out = super().decode(melody, primers, limits, max_length)
+        self.calls.append(
+            {"primers": [list(p) for p in primers], "limits": list(limits), "tokens": out}
+        )
+        return out
+
+
+def bars(count: int, length: int = 16) -> list[int]:
+    return [i * length for i in range(count)]
+
+
+def melody_notes(num_steps: int, every: int = 2) -> list[Note]:
+    """A note every ``every`` steps (dense enough that a window fills 64 melody tokens)."""
+    return [Note(t, t + 1, 72 + (t // every) % 5, 80) for t in range(0, num_steps, every)]
+
+
+# --------------------------------------------------------------------------- cached == naive
+
+
+@functools.lru_cache(maxsize=None)
+def greedy_run(kind: str) -> dict:
+    """A scaled model's greedy tokens for melody 0: naive, and cached twice with one decoder."""
+    model = scaled_model(kind, seed=SEEDS[kind])
+    melody = random_melody(0)
+    naive = naive_decode(model, melody, NO_LIMIT, GENERATED + 1)
+    decoder = CachedDecoder(model, GREEDY)
+    padded = pad_melodies([melody], model.config.melody_length)
+    first = decoder.decode(padded, [[]], [NO_LIMIT], max_length=GENERATED + 1)[0]
+    again = decoder.decode(padded, [[]], [NO_LIMIT], max_length=GENERATED + 1)[0]
+    margin = greedy_margin(model, melody, [], naive, NO_LIMIT)
+    return {
+        "model": model, "padded": padded, "naive": naive, "cached": first, "again": again,
+        "margin": margin,
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cached_greedy_decoding_equals_naive_decoding(kind):
+    run = greedy_run(kind)
+    naive = run["naive"]
+    assert len(naive) >= 40, "the model stopped early: too few tokens to compare"
+    assert len(set(naive)) > 5, "a constant sequence would not exercise the cache"
+    assert run["margin"] > MIN_MARGIN, "near-tie on the reference path: choose another seed"
+    assert run["cached"] == naive
+    assert run["again"] == naive  # deterministic, also when reusing the compiled loop
+
+
+def test_batched_rows_with_primers_and_limits_match_the_reference():
+    """Rows of different primer lengths and limits decode as they would alone."""
+    model = scaled_model("transformer", seed=7)
+    melodies = [random_melody(1), random_melody(2, length=25)]
+    primers = [[], TOKENIZER.encode([Note(0, 6, 60, 80), Note(2, 9, 64, 70)])]
+    limits = [NO_LIMIT, 40]
+    decoder = CachedDecoder(model, GREEDY)
+    batch = pad_melodies(melodies, model.config.melody_length)
+    assert batch.shape == (2, 2 * MELODY_BUCKET) and not batch[1, 25:].any()
+    out = decoder.decode(batch, primers, limits, max_length=GENERATED + 1)
+    for row in range(2):
+        expected = reference_decode(model, melodies[row], primers[row], limits[row], GENERATED + 1)
+        assert len(expected) > 10
+        margin = greedy_margin(model, melodies[row], primers[row], expected, limits[row])
+        assert margin > MIN_MARGIN, f"row {row}: near-tie on the reference path"
+        assert out[row] == expected, f"row {row}"
+    assert TOKENIZER.duration_steps(primers[1] + out[1]) <= 40
+
+
+JAX_SCRIPT = """
+import numpy as np
+import keras
+from keras import ops
+assert keras.backend.backend() == "jax", keras.backend.backend()
+from pianoacc_utils.generation import (
+    GREEDY, CachedDecoder, SamplingConfig, _mask_logits, pad_melodies)
+from pianoacc_utils.models import ModelConfig, build_model
+from pianoacc_utils.tokenizer import EventTokenizer
+
+keras.utils.set_random_seed(3)
+model = build_model(ModelConfig(kind="fnet", **{tiny}))
+kernel, bias = model.logits_layer.get_weights()
+bias[{end}] -= {penalty}
+model.logits_layer.set_weights([kernel * {scale}, bias])
+melody = pad_melodies([np.random.default_rng(0).integers(3, {vocab}, 40).tolist()], 64)
+buffer = {buffer}
+
+# Reference: re-decode the whole prefix each step. The prefix is padded to the full
+# buffer (the decoder is causal) so that eager JAX does not recompile every step.
+encoder_output = model.encode(melody)
+tokens, margins = [{start}], []
+while len(tokens) < buffer:
+    padded = np.zeros((1, buffer), np.int32)
+    padded[0, : len(tokens)] = tokens
+    logits = model.decode(padded, encoder_output, melody)[:, len(tokens) - 1, :]
+    logits = ops.convert_to_numpy(_mask_logits(logits, np.array([{limit}], np.int32)))[0]
+    token = int(np.argmax(logits))
+    margins.append(float(np.diff(np.sort(logits)[-2:])[0]))
+    if token == {end}:
+        break
+    tokens.append(token)
+naive = tokens[1:]
+assert min(margins) > {margin}, ("near-tie on the reference path", min(margins))
+cached = CachedDecoder(model, GREEDY).decode(melody, [[]], [{limit}], buffer)[0]
+assert len(naive) == buffer - 1 and cached == naive, (naive, cached)
+
+# Sampling: the seed generator's state advances from call to call (kept outside jit).
+sampler = CachedDecoder(model, SamplingConfig(seed=1))
+a, b = (sampler.decode(melody, [[]], [48], 40)[0] for _ in range(2))
+assert a != b, a
+assert all(EventTokenizer().duration_steps(row) <= 48 for row in (a, b)), (a, b)
+print("jax ok")
+"""
+
+
+@pytest.mark.slow
+def test_cached_decoding_equals_naive_decoding_under_jax():
+    """Greedy equality and sampling with the JAX backend (FNet; in a subprocess, since
+    the backend is fixed when Keras is first imported; about 30 s, mostly imports)."""
+    script = JAX_SCRIPT.format(
+        tiny=TINY, start=TOKENIZER.start_id, end=TOKENIZER.end_id, penalty=END_PENALTY,
+        scale=LOGIT_SCALE, vocab=VOCAB, buffer=GENERATED + 1, limit=NO_LIMIT, margin=MIN_MARGIN,
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "jax ok" in result.stdout
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_sampling_settings_shape_the_choice():
+    """k=1 and a tiny p leave only the greedy choice (plain temperature sampling runs in
+    the window tests below)."""
+    run = greedy_run("transformer")
+    for sampling in (
+        SamplingConfig(temperature=1.0, top_k=1, top_p=None, seed=4),
+        SamplingConfig(temperature=1.0, top_p=1e-6, seed=4),
+    ):
+        decoder = CachedDecoder(run["model"], sampling)
+        out = decoder.decode(run["padded"], [[]], [NO_LIMIT], GENERATED + 1)[0]
+        assert out == run["naive"], sampling
+
+
+def test_seeded_sampling_is_reproducible():
+    model = tiny_model("transformer")  # unscaled: a broad distribution, many possible sequences
+    padded = pad_melodies([random_melody(0), random_melody(1)], model.config.melody_length)
+
+    def sample(**settings) -> list[list[int]]:
+        decoder = CachedDecoder(model, SamplingConfig(**settings))
+        return decoder.decode(padded, [[], []], [48, 48], max_length=48)
+
+    first = sample(seed=7, top_k=50)
+    assert sample(seed=7, top_k=50) == first
+    other = sample(seed=8, top_k=50)
+    assert other != first
+    for rows in (first, other):
+        for tokens in rows:
+            assert TOKENIZER.duration_steps(tokens) <= 48
+            assert not {TOKENIZER.pad_id, TOKENIZER.start_id, TOKENIZER.end_id} & set(tokens)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(temperature=-0.5), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(top_p=0.0), "top-p"),
+        (dict(top_p=1.5), "top-p"),
+        (dict(top_k=0), "top-k"),
+    ],
+)
+def test_invalid_sampling_settings_are_reported(settings, message):
+    with pytest.raises(PianoaccError, match=message):
+        SamplingConfig(**settings)
+
+
+# --------------------------------------------------------------------------- stopping and windows
+
+
+def test_time_shifts_never_pass_the_window_limit():
+    """A model that always wants the longest time shift lands exactly on each limit, then stops."""
+    model = biased_model(long_shift_bias())
+    decoder = CachedDecoder(model, GREEDY)
+    padded = pad_melodies([[60], [61], [62]], model.config.melody_length)
+    out = decoder.decode(padded, [[], [], []], [40, 7, 100])
+    assert out == [
+        [shift_id(32), shift_id(8)],
+        [shift_id(7)],
+        [shift_id(32), shift_id(32), shift_id(32), shift_id(4)],
+    ]  # each row stopped by the forced END, long before its 64-token buffer was full
+
+
+@pytest.fixture(scope="module")
+def note_decoder() -> RecordingDecoder:
+    """Plain temperature sampling from :func:`note_bias` (about 1 grid step per 1.1 tokens)
+    with a 128-token buffer; shared by the window tests (they all pad melodies to 64
+    tokens, so the compiled loop is reused)."""
+    model = biased_model(note_bias(), accompaniment_length=128)
+    return RecordingDecoder(model, SamplingConfig(temperature=1.0, top_p=None, seed=3))
+
+
+@pytest.fixture()
+def notes_decoder(note_decoder: RecordingDecoder) -> RecordingDecoder:
+    note_decoder.calls.clear()
+    return note_decoder
+
+
+def test_windows_cover_a_long_melody_continuously(notes_decoder):
+    """Melody A (6 bars of 16 steps) takes three windows of 3 bars overlapping by 1; melody B
+    (2 bars, 30 steps) fits the first window. Each window is primed with the accompaniment
+    already generated for its first bar and covers the window up to its end."""
+    decoder = notes_decoder
+    melodies = [(melody_notes(96), bars(6), 96), (melody_notes(30), bars(2), 30)]
+    window = WindowConfig(bars=3, overlap_bars=1)
+    result_a, result_b = accompany(decoder.model, melodies, window=window, decoder=decoder)
+
+    calls = decoder.calls
+    assert [call["limits"] for call in calls] == [[48, 30], [48], [32]]
+    durations = [[TOKENIZER.duration_steps(p) for p in call["primers"]] for call in calls]
+    assert durations == [[0, 0], [16], [16]]
+    # The primer of windows 2 and 3 is the accompaniment of bars 2 and 4 generated before.
+    for call, origin in ((calls[1], 32), (calls[2], 64)):
+        primed = sorted(TOKENIZER.decode(call["primers"][0]))
+        assert primed, "nothing to prime with"
+        assert primed == sorted(_notes_in(result_a, origin, origin + 16))
+    # Every window runs to its end (time shifts of primer + generated tokens == limit).
+    for call in calls:
+        for primer, tokens, limit in zip(call["primers"], call["tokens"], call["limits"]):
+            assert TOKENIZER.duration_steps(primer + tokens) == limit
+    for notes, num_steps in ((result_a, 96), (result_b, 30)):
+        assert notes and all(0 <= n.start < num_steps and n.end <= num_steps for n in notes)
+    for start, end in ((0, 48), (48, 80), (80, 96)):
+        assert any(start <= n.start < end for n in result_a), f"no notes in steps {start}-{end}"
+
+
+def test_generation_progresses_when_the_token_budget_runs_out(notes_decoder):
+    """Bars of 96 steps: a 2-bar window needs far more than the 128-token buffer.
+    Generation still moves on (at least a bar per window), primers are cut to half
+    the buffer, and nothing passes the melody's end."""
+    decoder = notes_decoder
+    num_steps = 96 * 4
+    (notes,) = accompany(
+        decoder.model, [(melody_notes(num_steps, every=2), bars(4, 96), num_steps)],
+        window=WindowConfig(bars=2, overlap_bars=1), decoder=decoder,
+    )
+    assert 3 <= len(decoder.calls) <= 8
+    buffer = decoder.model.config.accompaniment_length
+    primers = [call["primers"][0] for call in decoder.calls]
+    assert all(len(primer) <= buffer // 2 for primer in primers)
+    assert max(len(primer) for primer in primers) > buffer // 4, "no window was primed"
+    assert notes and all(0 <= n.start < num_steps and n.end <= num_steps for n in notes)
+    assert max(n.start for n in notes) >= 3 * 96, "the last bar got no accompaniment"
+
+
+def test_primer_keeps_its_time_span_within_its_token_budget():
+    """An overlap too dense for half the token buffer is cut, but its time shifts
+    still reach the overlap's end, where generation continues."""
+    velocity = TOKENIZER.bin_velocity(TOKENIZER.velocity_bin(80))  # survives a round trip
+    dense = [Note(t, t + 1, 60 + t % 12, velocity) for t in range(40)]
+    for budget in (200, 30, 4):
+        tokens = _primer_tokens(dense, 40, budget)
+        assert TOKENIZER.duration_steps(tokens) == 40
+        assert len(tokens) <= budget
+    assert TOKENIZER.decode(_primer_tokens(dense, 40, 200)) == dense
+    exact = TOKENIZER.encode(dense)  # ends at step 40: fits its budget exactly, uncut
+    assert _primer_tokens(dense, 40, len(exact)) == exact
+    assert _primer_tokens(dense[:10], 40, 200) == TOKENIZER.encode(dense[:10]) + [shift_id(30)]
+    assert _primer_tokens([], 40, 10) == TOKENIZER.shift_tokens(40)
+
+
+def test_primer_notes_are_kept_exactly(pop909_dir, notes_decoder):
+    """A POP909 segment primed with its first 60 ground-truth tokens keeps their notes."""
+    song = load_song("001", root=pop909_dir)
+    seg = segment(song, bars=4)[2]
+    primer_tokens = 60
+    kept = TOKENIZER.decode(TOKENIZER.encode(seg.accompaniment)[:primer_tokens])
+    primer_end = max(n.end for n in kept)
+    (notes,) = accompany_segment(
+        notes_decoder.model, [seg], window=WindowConfig(bars=4, overlap_bars=1),
+        primer_tokens=primer_tokens, decoder=notes_decoder,
+    )
+    assert len(kept) >= 5 and primer_end < seg.num_steps
+    assert sorted(n for n in notes if n.start < primer_end) == sorted(kept)
+    assert any(n.start >= primer_end for n in notes), "nothing generated after the primer"
+    assert all(n.start < seg.num_steps and n.end <= seg.num_steps for n in notes)
+
+
+def test_mask_bans_overshooting_shifts_and_forces_end():
+    logits = np.zeros((2, VOCAB), np.float32)
+    masked = ops.convert_to_numpy(_mask_logits(logits, np.array([5, 0], np.int32)))
+    allowed = masked > -1e8
+    shifts = SHIFT_STEPS > 0
+    assert allowed[0][shifts].sum() == 5 and allowed[0][shift_id(5)] and not allowed[0][shift_id(6)]
+    assert not allowed[0][[TOKENIZER.pad_id, TOKENIZER.start_id]].any()
+    assert allowed[0][TOKENIZER.end_id] and allowed[0][TOKENIZER.note_on_offset + 60]
+    assert np.flatnonzero(allowed[1]).tolist() == [TOKENIZER.end_id]

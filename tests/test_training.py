@@ -176,7 +176,7 @@ def test_warmup_schedule_rises_then_decays():
 
 
 def test_profiles_serialise_and_fit_their_data():
-    assert set(PROFILES) == {"quick", "cpu", "full"}
+    assert set(PROFILES) == {"quick", "small", "cpu", "full"}
     for profile in PROFILES.values():
         restored = Profile.from_dict(json.loads(json.dumps(profile.to_dict())))
         assert restored == profile
@@ -185,7 +185,7 @@ def test_profiles_serialise_and_fit_their_data():
     assert full.model.accompaniment_length == 2048 and full.train.mixed_precision
     assert PROFILES["cpu"].prepare.transpositions == tuple(range(-3, 4))
     assert get_profile(QUICK) is QUICK
-    with pytest.raises(PianoaccError, match="quick, cpu, full"):
+    with pytest.raises(PianoaccError, match="quick, small, cpu, full"):
         get_profile("huge")
 
 

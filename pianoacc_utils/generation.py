@@ -29,7 +29,7 @@ import numpy as np
 from pianoacc_utils import models  # noqa: F401  (sets the default Keras backend)
 from pianoacc_utils.common import PianoaccError, project_root
 from pianoacc_utils.data import Note, Segment, normalize_notes
-from pianoacc_utils.tokenizer import MAX_SHIFT, EventTokenizer
+from pianoacc_utils.tokenizer import EventTokenizer
 
 import keras  # noqa: E402  (after models: the backend default is set there)
 import keras_hub  # noqa: E402

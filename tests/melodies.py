@@ -171,3 +171,30 @@ def multitrack_song(path: str | Path, *, melody_name: str | None = "MELODY") -> 
     melody = Track(tune(32, RESOLUTION), melody_name, channel=0)
     drums = Track(tune(64, RESOLUTION // 2, pitches=(36, 42, 38, 42)), "Drums", channel=9)
     return write_midi(path, [bass, melody, drums])
+
+
+def broken_melody_files(folder: Path) -> dict[str, Path]:
+    """The broken inputs every melody reader must reject, plus one good file.
+
+    Keys: ``good`` (a valid 8-bar melody), ``missing`` (no such file), ``not_midi``
+    (a text file named .mid), ``empty`` (0 bytes), ``truncated`` (the good file cut
+    in half), ``no_notes`` (a MELODY track without notes), ``drums_only``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    good = simple_melody(folder / "good.mid", bars=8)
+    text = folder / "notes.mid"
+    text.write_text("C D E F G\n")
+    empty = folder / "empty.mid"
+    empty.write_bytes(b"")
+    half = folder / "half.mid"
+    half.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    kit = Track(tune(8, RESOLUTION, pitches=(36, 38)), "Kit", channel=9)
+    return {
+        "good": good,
+        "missing": folder / "missing.mid",
+        "not_midi": text,
+        "empty": empty,
+        "truncated": half,
+        "no_notes": write_midi(folder / "silent.mid", [Track([], "MELODY")]),
+        "drums_only": write_midi(folder / "drums.mid", [kit]),
+    }

@@ -19,14 +19,11 @@ import numpy as np
 import pretty_midi
 import pytest
 from melodies import (
-    RESOLUTION,
-    Track,
+    broken_melody_files,
     multitrack_song,
     pickup_melody,
     simple_melody,
     tempo_change_melody,
-    tune,
-    write_midi,
 )
 
 from pianoacc_utils import cli
@@ -148,23 +145,15 @@ def test_requested_track_and_wav(tmp_path, checkpoint, capsys):
 
 def bad_inputs(folder: Path) -> dict[str, tuple[Path, tuple]]:
     """Each broken input as (melody path, extra options)."""
-    good = simple_melody(folder / "good.mid", bars=8)
-    text = folder / "notes.mid"
-    text.write_text("C D E F G\n")
-    empty = folder / "empty.mid"
-    empty.write_bytes(b"")
-    half = folder / "half.mid"
-    half.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    silent = write_midi(folder / "silent.mid", [Track([], "MELODY")])
-    kit = Track(tune(8, RESOLUTION, pitches=(36, 38)), "Kit", channel=9)
-    drums = write_midi(folder / "drums.mid", [kit])
+    files = broken_melody_files(folder)
+    good = files["good"]
     return {
-        "missing": (folder / "missing.mid", ()),
-        "not MIDI": (text, ()),
-        "empty": (empty, ()),
-        "truncated": (half, ()),
-        "no notes": (silent, ()),
-        "drums only": (drums, ()),
+        "missing": (files["missing"], ()),
+        "not MIDI": (files["not_midi"], ()),
+        "empty": (files["empty"], ()),
+        "truncated": (files["truncated"], ()),
+        "no notes": (files["no_notes"], ()),
+        "drums only": (files["drums_only"], ()),
         "unknown track": (good, ("--track", "Vocals")),
         "negative temperature": (good, ("--temperature", -1)),
         "top-p of 0": (good, ("--top-p", 0)),

@@ -14,6 +14,7 @@ from melodies import (
     TICKS_PER_STEP,
     Track,
     bar_ticks,
+    broken_melody_files,
     multitrack_song,
     pickup_melody,
     simple_melody,
@@ -288,30 +289,20 @@ def test_write_arrangement_reports_an_unwritable_folder(tmp_path, tempo_map_melo
 
 def bad_inputs(folder: Path) -> dict[str, tuple[Path, dict]]:
     """Each broken input, as (path, keyword arguments for load_melody)."""
-    good = simple_melody(folder / "good.mid", bars=8)
-    cases = {"missing": (folder / "missing.mid", {})}
-    text = folder / "notes.mid"
-    text.write_text("C D E F G\n")
-    empty = folder / "empty.mid"
-    empty.write_bytes(b"")
-    half = folder / "half.mid"
-    half.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    silent = write_midi(folder / "silent.mid", [Track([], "MELODY")])
-    kit = Track(tune(8, RESOLUTION, pitches=(36, 38)), "Kit", channel=9)
-    drums = write_midi(folder / "drums.mid", [kit])
+    files = broken_melody_files(folder)
     band = multitrack_song(folder / "band.mid")
-    cases.update(
-        text=(text, {}),
-        empty=(empty, {}),
-        truncated=(half, {}),
-        no_notes=(silent, {}),
-        drums_only=(drums, {}),
-        unknown_name=(band, {"track": "Vocals"}),
-        index_out_of_range=(band, {"track": 7}),
-        drum_track_requested=(band, {"track": "drums"}),
-        folder=(folder, {}),
-    )
-    return cases
+    return {
+        "missing": (files["missing"], {}),
+        "text": (files["not_midi"], {}),
+        "empty": (files["empty"], {}),
+        "truncated": (files["truncated"], {}),
+        "no_notes": (files["no_notes"], {}),
+        "drums_only": (files["drums_only"], {}),
+        "unknown_name": (band, {"track": "Vocals"}),
+        "index_out_of_range": (band, {"track": 7}),
+        "drum_track_requested": (band, {"track": "drums"}),
+        "folder": (folder, {}),
+    }
 
 
 def test_every_bad_input_names_the_file(tmp_path):

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pianoacc_utils import models  # noqa: F401  (sets the default Keras backend)
+from pianoacc_utils import models  # (also sets the default Keras backend)
 from pianoacc_utils.common import PianoaccError, project_root
 from pianoacc_utils.data import Note, Segment, normalize_notes
 from pianoacc_utils.tokenizer import EventTokenizer
@@ -85,12 +85,7 @@ GREEDY = SamplingConfig(temperature=0.0, top_p=None)
 # --------------------------------------------------------------------------- token masks
 
 
-def _time_shift_table() -> np.ndarray:
-    """Steps each token id advances time by (0 for all but time shifts)."""
-    return np.array([TOKENIZER.time_shift_steps(i) for i in range(len(TOKENIZER))], np.int32)
-
-
-SHIFT_STEPS = _time_shift_table()
+SHIFT_STEPS = models.SHIFT_STEPS
 NEVER = np.zeros(len(TOKENIZER), bool)
 NEVER[[TOKENIZER.pad_id, TOKENIZER.start_id]] = True
 """Tokens the decoder may never emit."""
@@ -131,30 +126,25 @@ class CachedDecoder:
         """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample."""
         model = self.model
         encoder_output = model.encode(melody)
-        self_cache, cross_cache = model.init_cache(encoder_output, ops.shape(prompt)[1])
+        cache = model.init_cache(encoder_output, melody, ops.shape(prompt)[1])
         # Prefill the self-attention cache by running the decoder over the whole
         # prompt buffer once. Only positions 0..index-2 matter: the loop feeds
         # token index-1 itself and overwrites every later position before any
         # step can attend to it (the attention is causal).
-        _, self_cache, _ = model.decode_step(
-            prompt, encoder_output, melody, self_cache, cross_cache, 0
-        )
+        _, cache = model.decode_step(prompt, cache, 0)
 
-        def next_token(prompt, cache, index):
-            self_cache, elapsed = cache
+        def next_token(prompt, state, index):
+            cache, elapsed = state
             token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
             shift = ops.take(ops.convert_to_tensor(SHIFT_STEPS), token[:, 0])
-            elapsed = elapsed + shift
-            logits, self_cache, _ = model.decode_step(
-                token, encoder_output, melody, self_cache, cross_cache, index - 1
-            )
-            logits = _mask_logits(logits[:, 0, :], limit - elapsed)
-            return logits, None, (self_cache, elapsed)
+            logits, cache = model.decode_step(token, cache, index - 1, start_time=elapsed)
+            logits = _mask_logits(logits[:, 0, :], limit - (elapsed + shift))
+            return logits, None, (cache, elapsed + shift)
 
         return self.sampler(
             next_token,
             prompt,
-            cache=(self_cache, elapsed),
+            cache=(cache, elapsed),
             index=index,
             mask=mask,
             stop_token_ids=(TOKENIZER.end_id,),

@@ -227,20 +227,31 @@ def test_cached_greedy_decoding_equals_naive_decoding(kind):
 
 def test_batched_rows_with_primers_and_limits_match_the_reference():
     """Rows of different primer lengths and limits decode as they would alone."""
-    model = scaled_model("transformer", seed=7)
     melodies = [random_melody(1), random_melody(2, length=25)]
     primers = [[], TOKENIZER.encode([Note(0, 6, 60, 80), Note(2, 9, 64, 70)])]
     limits = [NO_LIMIT, 40]
+    # The first weight seed whose reference paths have no near-tie (see MIN_MARGIN).
+    for seed in range(7, 27):
+        model = scaled_model("transformer", seed=seed)
+        references = [
+            reference_decode(model, melodies[row], primers[row], limits[row], GENERATED + 1)
+            for row in range(2)
+        ]
+        margins = [
+            greedy_margin(model, melodies[row], primers[row], references[row], limits[row])
+            for row in range(2)
+        ]
+        if min(margins) > MIN_MARGIN:
+            break
+    else:
+        pytest.fail("every seed gave a near-tie on a reference path")
     decoder = CachedDecoder(model, GREEDY)
     batch = pad_melodies(melodies, model.config.melody_length)
     assert batch.shape == (2, 2 * MELODY_BUCKET) and not batch[1, 25:].any()
     out = decoder.decode(batch, primers, limits, max_length=GENERATED + 1)
     for row in range(2):
-        expected = reference_decode(model, melodies[row], primers[row], limits[row], GENERATED + 1)
-        assert len(expected) > 10
-        margin = greedy_margin(model, melodies[row], primers[row], expected, limits[row])
-        assert margin > MIN_MARGIN, f"row {row}: near-tie on the reference path"
-        assert out[row] == expected, f"row {row}"
+        assert len(references[row]) > 10
+        assert out[row] == references[row], f"row {row}"
     assert TOKENIZER.duration_steps(primers[1] + out[1]) <= 40
 
 
@@ -254,30 +265,40 @@ from pianoacc_utils.generation import (
 from pianoacc_utils.models import ModelConfig, build_model
 from pianoacc_utils.tokenizer import EventTokenizer
 
-keras.utils.set_random_seed(3)
-model = build_model(ModelConfig(kind="fnet", **{tiny}))
-kernel, bias = model.logits_layer.get_weights()
-bias[{end}] -= {penalty}
-model.logits_layer.set_weights([kernel * {scale}, bias])
 melody = pad_melodies([np.random.default_rng(0).integers(3, {vocab}, 40).tolist()], 64)
 buffer = {buffer}
 
-# Reference: re-decode the whole prefix each step. The prefix is padded to the full
-# buffer (the decoder is causal) so that eager JAX does not recompile every step.
-encoder_output = model.encode(melody)
-tokens, margins = [{start}], []
-while len(tokens) < buffer:
-    padded = np.zeros((1, buffer), np.int32)
-    padded[0, : len(tokens)] = tokens
-    logits = model.decode(padded, encoder_output, melody)[:, len(tokens) - 1, :]
-    logits = ops.convert_to_numpy(_mask_logits(logits, np.array([{limit}], np.int32)))[0]
-    token = int(np.argmax(logits))
-    margins.append(float(np.diff(np.sort(logits)[-2:])[0]))
-    if token == {end}:
+
+def reference(model):
+    # Re-decode the whole prefix each step. The prefix is padded to the full buffer
+    # (the decoder is causal) so that eager JAX does not recompile every step.
+    encoder_output = model.encode(melody)
+    tokens, margins = [{start}], []
+    while len(tokens) < buffer:
+        padded = np.zeros((1, buffer), np.int32)
+        padded[0, : len(tokens)] = tokens
+        logits = model.decode(padded, encoder_output, melody)[:, len(tokens) - 1, :]
+        logits = ops.convert_to_numpy(_mask_logits(logits, np.array([{limit}], np.int32)))[0]
+        token = int(np.argmax(logits))
+        margins.append(float(np.diff(np.sort(logits)[-2:])[0]))
+        if token == {end}:
+            break
+        tokens.append(token)
+    return tokens[1:], min(margins)
+
+
+# The first weight seed whose reference path has no near-tie.
+for seed in range(3, 23):
+    keras.utils.set_random_seed(seed)
+    model = build_model(ModelConfig(kind="fnet", **{tiny}))
+    kernel, bias = model.logits_layer.get_weights()
+    bias[{end}] -= {penalty}
+    model.logits_layer.set_weights([kernel * {scale}, bias])
+    naive, margin = reference(model)
+    if margin > {margin}:
         break
-    tokens.append(token)
-naive = tokens[1:]
-assert min(margins) > {margin}, ("near-tie on the reference path", min(margins))
+else:
+    raise AssertionError("near-tie on the reference path for every seed")
 cached = CachedDecoder(model, GREEDY).decode(melody, [[]], [{limit}], buffer)[0]
 assert len(naive) == buffer - 1 and cached == naive, (naive, cached)
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
+from pianoacc_utils.data import Note
 from pianoacc_utils.models import (
     KINDS,
+    SHIFT_STEPS,
     AccompanimentModel,
     ModelConfig,
     build_model,
@@ -86,7 +88,8 @@ def test_output_shape_dtype_and_parameter_counts(model):
     assert counts["total"] == parts == model.count_params()
     hidden, vocab = model.config.hidden_dim, model.config.vocabulary_size
     assert counts["output"] == hidden * vocab + vocab
-    assert counts["embeddings"] == hidden * (2 * vocab + 128 + 64)
+    time_tables = STEPS_PER_BEAT + model.config.max_beats  # step-in-beat and beat rows
+    assert counts["embeddings"] == hidden * (2 * vocab + 128 + 64 + time_tables)
     # FNet blocks have no attention weights: fewer encoder parameters than Transformer ones.
     other_kind = "fnet" if model.config.kind == "transformer" else "transformer"
     other = build_model(tiny_config(other_kind))
@@ -118,25 +121,25 @@ def test_cached_decoding_equals_full_decoding(model):
     full = keras.ops.convert_to_numpy(model.decode(decoder_ids, encoder_output, melody_ids))
 
     # A 6-token prefix in one call, then one token per step.
-    self_cache, cross_cache = model.init_cache(encoder_output, decoder_ids.shape[1])
-    logits, self_cache, cross_cache = model.decode_step(
-        decoder_ids[:, :6], encoder_output, melody_ids, self_cache, cross_cache, 0
-    )
+    cache = model.init_cache(encoder_output, melody_ids, decoder_ids.shape[1])
+    logits, cache = model.decode_step(decoder_ids[:, :6], cache, 0)
     steps = [keras.ops.convert_to_numpy(logits)]
     for index in range(6, decoder_ids.shape[1]):
-        logits, self_cache, cross_cache = model.decode_step(
-            decoder_ids[:, index : index + 1], encoder_output, melody_ids,
-            self_cache, cross_cache, keras.ops.convert_to_tensor(index),
+        elapsed = SHIFT_STEPS[decoder_ids[:, :index]].sum(axis=1).astype("int32")
+        logits, cache = model.decode_step(
+            decoder_ids[:, index : index + 1], cache, keras.ops.convert_to_tensor(index),
+            start_time=elapsed,
         )
         steps.append(keras.ops.convert_to_numpy(logits))
     cached = np.concatenate(steps, axis=1)
     assert cached.shape == full.shape
     np.testing.assert_allclose(cached, full, atol=1e-4)
     c = model.config
-    assert tuple(self_cache.shape) == (3, c.decoder_layers, 2, 24, c.num_heads, c.head_dim)
-    assert tuple(cross_cache.shape) == (3, c.decoder_layers, 2, 40, c.num_heads, c.head_dim)
+    assert len(cache.keys) == len(cache.cross_values) == c.decoder_layers
+    assert tuple(cache.keys[0].shape) == (3, c.num_heads, 24, c.head_dim)
+    assert tuple(cache.cross_keys[-1].shape) == (3, c.num_heads, 40, c.head_dim)
     with pytest.raises(PianoaccError, match="accompaniment_length"):
-        model.init_cache(encoder_output, c.accompaniment_length + 1)
+        model.init_cache(encoder_output, melody_ids, c.accompaniment_length + 1)
 
 
 def _probabilities(model, melody_ids, decoder_ids):
@@ -213,7 +216,7 @@ JAX_SCRIPT = textwrap.dedent(
     import numpy as np
     import keras
     assert keras.backend.backend() == "jax", keras.backend.backend()
-    from pianoacc_utils.models import KINDS, ModelConfig, build_model
+    from pianoacc_utils.models import KINDS, SHIFT_STEPS, ModelConfig, build_model
     from pianoacc_utils.training import TrainConfig, compile_model
 
     rng = np.random.default_rng(0)
@@ -237,12 +240,12 @@ JAX_SCRIPT = textwrap.dedent(
         assert np.array_equal(before, after), np.abs(before - after).max()
         assert int(loaded.optimizer.iterations) == 1
         encoder_output = model.encode(melody)
-        self_cache, cross_cache = model.init_cache(encoder_output, 12)
+        cache = model.init_cache(encoder_output, melody, 12)
         steps = []
         for index in range(12):
-            logits, self_cache, cross_cache = model.decode_step(
-                decoder[:, index : index + 1], encoder_output, melody,
-                self_cache, cross_cache, index)
+            logits, cache = model.decode_step(
+                decoder[:, index : index + 1], cache, index,
+                start_time=SHIFT_STEPS[decoder[:, :index]].sum(axis=1).astype("int32"))
             steps.append(keras.ops.convert_to_numpy(logits))
         assert np.abs(np.concatenate(steps, axis=1) - before).max() < 1e-4
         print(kind, "ok")
@@ -291,3 +294,61 @@ def test_token_mixing_times_has_a_row_per_length():
         assert row["fourier_ms"] > 0 and row["attention_ms"] > 0
     with pytest.raises(PianoaccError, match="not divisible"):
         token_mixing_times([16], hidden_dim=10, num_heads=4)
+
+
+def test_token_times_and_time_embedding_rows():
+    from pianoacc_utils.models import TimeEmbedding, token_times
+    from pianoacc_utils.tokenizer import EventTokenizer
+
+    tok = EventTokenizer()
+    shift = lambda steps: tok.shift_tokens(steps)[0]  # noqa: E731
+    note_on = tok.encode([Note(0, 1, 60, 80)])[1]  # [velocity, note-on, shift, note-off]
+    ids = np.array([[tok.start_id, shift(3), note_on, shift(8), shift(32), 0]], "int32")
+    times = keras.ops.convert_to_numpy(token_times(ids))
+    assert times.tolist() == [[0, 3, 3, 11, 43, 43]]
+    later = keras.ops.convert_to_numpy(token_times(ids[:, 2:], np.array([3], "int32")))
+    assert later.tolist() == [[3, 11, 43, 43]]  # a step that starts mid-sequence
+
+    layer = TimeEmbedding(max_beats=4, output_dim=2)
+    layer.build()
+    layer.step_embedding.set_weights([np.arange(16, dtype="float32").reshape(8, 2)])
+    layer.beat_embedding.set_weights([100 * np.arange(8, dtype="float32").reshape(4, 2)])
+    out = keras.ops.convert_to_numpy(layer(ids))[0, :, 0]
+    # time 43 = beat 5 (clipped to the last row, 3), step 3 in the beat
+    expected = [0 + 0, 6 + 0, 6 + 0, 6 + 200, 6 + 600, 6 + 600]
+    assert out.tolist() == expected
+
+
+def test_time_signal_is_shared_and_checkpoints_without_it_still_load(tmp_path):
+    model = build_model(tiny_config("fnet"))
+    assert model.time_embedding is not None
+    names = [w.path for w in model.time_embedding.weights]
+    assert any("step_in_beat" in n for n in names) and any("beat" in n for n in names)
+    # The same tokens one beat later: other logits with the time signal, the same without.
+    melody_ids, decoder_ids = random_batch(seed=4)
+
+    def beat_change(m):
+        encoder_output = m.encode(melody_ids)
+        logits = []
+        for start in (0, STEPS_PER_BEAT):
+            cache = m.init_cache(encoder_output, melody_ids, 8)
+            start_time = np.full(3, start, "int32")
+            logits.append(keras.ops.convert_to_numpy(
+                m.decode_step(decoder_ids[:, :8], cache, 0, start_time)[0]
+            ))
+        return np.abs(logits[0] - logits[1]).max()
+
+    assert beat_change(model) > 1e-3
+    config = model.get_config()
+    old = dict(config, config={k: v for k, v in config["config"].items() if k != "time_embedding"})
+    rebuilt = AccompanimentModel.from_config(old)
+    assert rebuilt.config.time_embedding is False  # saved before the time signal existed
+    plain = build_model(tiny_config("fnet", time_embedding=False))
+    assert plain.time_embedding is None
+    assert beat_change(plain) == 0
+    assert count_parameters(model)["total"] - count_parameters(plain)["total"] == (
+        (STEPS_PER_BEAT + model.config.max_beats) * model.config.hidden_dim
+    )
+    plain.save(tmp_path / "plain.keras")
+    loaded = keras.models.load_model(tmp_path / "plain.keras")
+    assert loaded.config.time_embedding is False

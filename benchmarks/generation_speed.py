@@ -3,8 +3,9 @@
 Builds an untrained model of the ``cpu`` training profile's size (the decoder length
 raised so that 1024 tokens fit) and times
 
-* cached decoding (:class:`pianoacc_utils.generation.CachedDecoder`, keras-hub key/value
-  caches, the whole sampling loop compiled with XLA): one call generating the full
+* cached decoding (:class:`pianoacc_utils.generation.CachedDecoder`: per-layer key/value
+  caches updated in place, keras-hub's sampler, the whole sampling loop compiled with
+  XLA): one call generating the full
   budget, after a first call that compiles (its extra time is reported as
   ``compile_seconds``), greedy and with the default top-p sampling; and greedy with
   the profile's own decoder length (511 tokens + START), since a cached step costs
@@ -230,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.tokens} tokens, compile {greedy['compile_seconds']:.1f} s")
     top_p = time_cached(model, melody, SamplingConfig(), args.tokens, args.repeats)
     print(f"cached top-p:  {top_p['seconds']:.2f} s ({top_p['cpu_seconds']:.2f} CPU s)")
-    # The cost of a cached step grows with the decoder buffer (attention and cache
-    # updates run over all of it): also time the profile's own decoder length.
+    # The cost of a cached step grows with the decoder buffer (the attention runs
+    # over all of it): also time the profile's own decoder length.
     profile_length = PROFILES["cpu"].model.accompaniment_length - 1
     short = time_cached(model, melody, GREEDY, profile_length, args.repeats)
     print(f"cached greedy, {profile_length} tokens: {short['seconds']:.2f} s "
@@ -285,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         "melody_tokens": args.melody_tokens,
         "machine": {**before, "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         "note": (
-            "shared machine: other processes were running (see the load averages), which "
-            "inflates wall times; CPU times are much less affected"
+            "load averages before and after the run show whether other processes shared the "
+            "cores; they inflate wall times much more than CPU times"
         ),
     }
     write_json(args.out, result)

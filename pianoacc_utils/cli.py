@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.common import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, PianoaccError
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -145,10 +145,14 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         help="fnet or transformer (shipped models), a .keras file or a training folder "
         "(default fnet)",
     )
-    parser.add_argument("--temperature", type=float, default=1.0, help="0: greedy (default 1)")
+    parser.add_argument(
+        "--temperature", type=float, default=DEFAULT_TEMPERATURE,
+        help=f"0: greedy (default {DEFAULT_TEMPERATURE})",
+    )
     parser.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
     parser.add_argument(
-        "--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1: off)"
+        "--top-p", type=float, default=DEFAULT_TOP_P,
+        help=f"nucleus sampling mass (default {DEFAULT_TOP_P}; 1: off)",
     )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument(
@@ -221,9 +225,9 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--bars", type=int, default=32, help="bars per evaluated segment")
     parser.add_argument("--primer-tokens", type=int, default=0, help="ground-truth tokens to prime with")
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument("--top-k", type=int)
-    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--markdown", type=Path, help="write the table here")

@@ -32,7 +32,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError, config_dict, write_json
+from pianoacc_utils.common import (
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    STEPS_PER_BEAT,
+    PianoaccError,
+    config_dict,
+    write_json,
+)
 from pianoacc_utils.data import Note, Segment, Song, Span, normalize_notes
 
 DEFAULT_BEAT_SECONDS = 0.5
@@ -951,9 +958,9 @@ class EvaluationConfig:
     bars_per_segment: int = 32
     segments: int | None = None
     primer_tokens: int = 0
-    temperature: float = 1.0
+    temperature: float = DEFAULT_TEMPERATURE
     top_k: int | None = None
-    top_p: float | None = 0.95
+    top_p: float | None = DEFAULT_TOP_P
     seed: int = 0
     batch_size: int = 32
 

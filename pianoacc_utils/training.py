@@ -154,7 +154,7 @@ PROFILES: dict[str, Profile] = {
     "small": Profile(
         name="small",
         description=(
-            "about an hour for both models side by side on 2 CPU cores: 8-bar segments of "
+            "about 90 minutes for both models side by side on 2 CPU cores: 8-bar segments of "
             "all songs, a 1M-parameter model, 20 epochs"
         ),
         prepare=PrepareConfig(bars_per_segment=8, hop_bars=8, max_tokens=512),

@@ -262,7 +262,7 @@ def test_evaluate_command_adds_the_melodies(
         (
             str(tiny_checkpoint),
             ["march.mid", "waltz.mid"],
-            generation.SamplingConfig(0.8, None, 0.95, 5),
+            generation.SamplingConfig(temperature=0.8, seed=5),  # top-p: the default
         )
     ]
     saved = json.loads(out.read_text())

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 STEPS_PER_BEAT = 8
+"""Grid resolution: a 32nd note, i.e. 8 steps per quarter-note beat."""
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.8
 """Default sampling (generation, evaluation, command line): chosen on the validation
 split, see ``results/sampling_validation.md``."""
-"""Grid resolution: a 32nd note, i.e. 8 steps per quarter-note beat."""
 
 
 class PianoaccError(Exception):

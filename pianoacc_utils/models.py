@@ -67,9 +67,9 @@ cross-attention keys/values are computed once per melody, and each step only
 projects its new tokens. Step-by-step logits equal those of
 :meth:`AccompanimentModel.decode` over the whole sequence. The step reuses the
 keras-hub decoder blocks' own sub-layers but keeps one key and one value tensor
-per layer, updated in place: keras-hub's own cached call stacks keys and values
-into one tensor every step, and copying those caches dominated the cost of
-generation (1,024 tokens took 3.1 s on 2 CPU cores at the ``cpu`` profile's size).
+per layer, updated in place, where keras-hub's own cached call slices and
+re-stacks a combined cache tensor every step (timings in
+``benchmarks/results/generation_speed.json``).
 """
 
 from __future__ import annotations
@@ -423,11 +423,8 @@ class AccompanimentModel(keras.Model):
         cache)`` with the new keys/values written into the cache.
 
         Computes what the keras-hub decoder blocks compute in :meth:`decode`
-        (tests check the logits agree), from the blocks' own sub-layers, but
-        keeps one key and one value tensor per layer and updates them in place
-        (``slice_update``) rather than slicing and re-stacking a combined cache
-        tensor every step: inside a compiled loop that copying, not the
-        arithmetic, dominated the cost of a step.
+        (tests check the logits agree), from the blocks' own sub-layers, with one
+        key and one value tensor per layer updated in place (``slice_update``).
         """
         x = self._embed(self.accompaniment_embedding, token_ids, index, start_time)
         length = ops.shape(cache.keys[0])[2]
@@ -437,50 +434,47 @@ class AccompanimentModel(keras.Model):
         keys, values = list(cache.keys), list(cache.values)
         for i, block in enumerate(self.decoder_blocks):
             attention = block._self_attention_layer
-            residual = x
-            if block.normalize_first:
-                x = block._self_attention_layer_norm(x)
-            start = [0, 0, index, 0]
-            keys[i] = ops.slice_update(keys[i], start, _heads_first(attention._key_dense(x)))
-            values[i] = ops.slice_update(
-                values[i], start, _heads_first(attention._value_dense(x))
-            )
-            x = self._attend(attention, x, keys[i], values[i], causal) + residual
-            if not block.normalize_first:
-                x = block._self_attention_layer_norm(x)
 
-            attention = block._cross_attention_layer
-            residual = x
-            if block.normalize_first:
-                x = block._cross_attention_layer_norm(x)
-            x = self._attend(attention, x, cache.cross_keys[i], cache.cross_values[i], cross_mask)
-            x = x + residual
-            if not block.normalize_first:
-                x = block._cross_attention_layer_norm(x)
+            def self_attention(h: Any) -> Any:
+                start = [0, 0, index, 0]
+                keys[i] = ops.slice_update(keys[i], start, _heads_first(attention._key_dense(h)))
+                values[i] = ops.slice_update(
+                    values[i], start, _heads_first(attention._value_dense(h))
+                )
+                return self._attend(attention, h, keys[i], values[i], causal)
 
-            residual = x
-            if block.normalize_first:
-                x = block._feedforward_layer_norm(x)
-            x = block._feedforward_output_dense(block._feedforward_intermediate_dense(x))
-            x = x + residual
-            if not block.normalize_first:
-                x = block._feedforward_layer_norm(x)
+            def cross_attention(h: Any) -> Any:
+                return self._attend(
+                    block._cross_attention_layer, h, cache.cross_keys[i], cache.cross_values[i],
+                    cross_mask,
+                )
+
+            def feedforward(h: Any) -> Any:
+                return block._feedforward_output_dense(block._feedforward_intermediate_dense(h))
+
+            x = _residual(block, block._self_attention_layer_norm, self_attention, x)
+            x = _residual(block, block._cross_attention_layer_norm, cross_attention, x)
+            x = _residual(block, block._feedforward_layer_norm, feedforward, x)
         cache = cache._replace(keys=tuple(keys), values=tuple(values))
         return self.logits_layer(x), cache
 
     def _attend(self, attention: Any, x: Any, keys: Any, values: Any, mask: Any) -> Any:
         """Multi-head attention of ``x`` (B, T, D) over projected ``keys``/``values``
-        (B, H, S, d) where ``mask`` (broadcast to B, H, T, S) is True; output projected.
-
-        Keys and values are stored heads-first, so that both products are plain
-        batched matrix products over the (long) cache axis, with no transpose of it.
-        """
+        (B, H, S, d) where ``mask`` (broadcast to B, H, T, S) is True; output projected."""
         query = _heads_first(attention._query_dense(x))
         scores = ops.einsum("bhtd,bhsd->bhts", query, keys)
         scores = ops.cast(scores, "float32") / math.sqrt(self.config.head_dim)
         scores = ops.where(mask, scores, ops.cast(-1e9, "float32"))
         weights = ops.cast(ops.softmax(scores, axis=-1), values.dtype)
         return attention._output_dense(ops.einsum("bhts,bhsd->bthd", weights, values))
+
+
+def _residual(block: Any, norm: Any, sublayer: Any, x: Any) -> Any:
+    """One residual sub-layer of a keras-hub decoder block, with its layer norm before
+    (``normalize_first``) or after the residual sum, as the block does it."""
+    if block.normalize_first:
+        return sublayer(norm(x)) + x
+    return norm(sublayer(x) + x)
 
 
 def _heads_first(x: Any) -> Any:

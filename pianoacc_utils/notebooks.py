@@ -101,9 +101,6 @@ def run_notebooks(
         "OUTPUT_DIR": str(output_dir),
         **(parameters or {}),
     }
-    # Kernels inherit the environment: keep TensorFlow's C++ start-up log lines out of
-    # the notebooks' outputs (errors still show).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     executed = []
     with _absolute_path_variables():
         for notebook in notebooks:

@@ -2,7 +2,8 @@
 
 Pipeline stages, one module each, data flowing forward:
 ``data`` -> ``tokenizer`` -> ``models`` -> ``training`` -> ``generation`` -> ``evaluation``,
-with ``plotting``, ``audio`` and ``cli`` around them.
+with ``harmony`` (chords per beat as a model input, chords estimated from a melody)
+beside them and ``plotting``, ``audio`` and ``cli`` around them.
 """
 
 from __future__ import annotations

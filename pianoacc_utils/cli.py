@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pianoacc_utils.common import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, PianoaccError
+from pianoacc_utils.common import (
+    DEFAULT_CHORD_MASK,
+    DEFAULT_RELEASE,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    MAX_HELD_BEATS,
+    PianoaccError,
+)
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -136,6 +143,20 @@ def _train(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- accompany
 
 
+def _harmony_rule_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--chord-mask``/``--no-chord-mask`` and ``--release``/``--no-release``."""
+    parser.add_argument(
+        "--chord-mask", action=argparse.BooleanOptionalAction, default=DEFAULT_CHORD_MASK,
+        help="allow only note-ons of the current chord's tones when chords are known "
+        f"(default {'on' if DEFAULT_CHORD_MASK else 'off'})",
+    )
+    parser.add_argument(
+        "--release", action=argparse.BooleanOptionalAction, default=DEFAULT_RELEASE,
+        help="release notes left hanging at chord changes and after "
+        f"{MAX_HELD_BEATS} beats (default {'on' if DEFAULT_RELEASE else 'off'})",
+    )
+
+
 @command("accompany", "melody MIDI -> melody + generated PIANO accompaniment MIDI")
 def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("melody", type=Path, help="melody MIDI file (any meter and tempo map)")
@@ -159,6 +180,12 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         "--track", help="melody track name or index (default: MELODY, else the only or "
         "highest melodic track)",
     )
+    parser.add_argument(
+        "--chords", default="auto", metavar="FILE|auto|none",
+        help="the chords to play: a text file of 'start end label' lines (seconds, POP909 "
+        "labels such as C:maj, A:min7), auto (default: estimated from the melody) or none",
+    )
+    _harmony_rule_arguments(parser)
     parser.add_argument("--wav", type=Path, help="also render the arrangement to this WAV file")
     parser.set_defaults(func=_accompany)
 
@@ -183,10 +210,22 @@ def _accompany(args: argparse.Namespace) -> None:
         SamplingConfig,
         accompany,
         load_checkpoint,
+        melody_chords,
         resolve_checkpoint,
     )
+    from pianoacc_utils.harmony import read_chords
 
-    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
+    if args.chords == "auto":
+        chords = melody_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
+        print(f"chords: {len(chords)} estimated from the melody")
+    elif args.chords == "none":
+        chords = []
+        print("chords: none (the model hears the melody only)")
+    else:
+        chords = read_chords(args.chords, melody.grid)
+        print(f"chords: {len(chords)} from {args.chords}")
+
+    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask)
     model, window = load_checkpoint(args.checkpoint)
     print(
         f"model: {resolve_checkpoint(args.checkpoint)} ({model.config.kind}; windows of "
@@ -194,7 +233,8 @@ def _accompany(args: argparse.Namespace) -> None:
     )
     generating = time.perf_counter()
     (notes,) = accompany(
-        model, [(melody.notes, melody.grid.bar_starts, melody.end_step)], sampling, window
+        model, [(melody.notes, melody.grid.bar_starts, melody.end_step)], sampling, window,
+        chords=[chords], release=args.release,
     )
     generated = time.perf_counter() - generating
     write_arrangement(melody, notes, args.out)
@@ -229,6 +269,12 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--chords", default="annotated", choices=("annotated", "estimated", "none"),
+        help="chords the models play to: the annotation (default), estimated from the "
+        "melody, or none",
+    )
+    _harmony_rule_arguments(parser)
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
     parser.add_argument(
@@ -256,6 +302,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seed,
+        chords=args.chords,
+        chord_mask=args.chord_mask,
+        release=args.release,
     )
     melody_paths = []
     if args.melodies is not None:

@@ -20,6 +20,10 @@ DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.8
 """Default sampling (generation, evaluation, command line): chosen on the validation
 split, see ``results/sampling_validation.md``."""
+DEFAULT_CHORD_MASK = True
+"""Whether sampling keeps note-ons to the tones of the current chord when chords are
+known (see ``generation.SamplingConfig``); chosen on the validation split, see
+``results/chord_mask_validation.md``."""
 
 
 class PianoaccError(Exception):
@@ -71,3 +75,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+DEFAULT_RELEASE = True
+MAX_HELD_BEATS = 4
+"""Generation releases notes the model leaves hanging (see ``generation.release_notes``):
+on by default, chosen on the validation split (``results/chord_mask_validation.md``)."""

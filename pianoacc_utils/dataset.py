@@ -4,7 +4,10 @@
 parallel over songs) and stores, per split, ragged token arrays in ``<split>.npz``:
 ``melody_tokens``/``melody_offsets`` and ``accompaniment_tokens``/``accompaniment_offsets``
 (sequence ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``, no START/END, no padding),
-plus ``song_id``, ``first_bar``, ``num_steps`` and ``transpose`` per sequence.
+plus ``song_id``, ``first_bar``, ``num_steps`` and ``transpose`` per sequence, and
+the annotated chords as ragged harmony tables ``harmony``/``harmony_offsets`` (one
+row of :data:`~pianoacc_utils.harmony.HARMONY_DIM` 0/1 values per beat, transposed
+with the notes; see :mod:`pianoacc_utils.harmony`).
 Models choose their own lengths when they batch these (see ``training``).
 """
 
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pianoacc_utils import data
+from pianoacc_utils import data, harmony
 from pianoacc_utils.common import PianoaccError, cache_dir, config_dict, config_hash, write_json
 from pianoacc_utils.tokenizer import EventTokenizer
 
@@ -42,7 +45,7 @@ class PrepareConfig:
     max_tokens: int = 1024
     songs: int | None = None
     split_seed: int = data.SPLIT_SEED
-    version: int = field(default=1)
+    version: int = field(default=2)
 
 
 @dataclass
@@ -57,6 +60,8 @@ class PreparedSplit:
     first_bar: np.ndarray
     num_steps: np.ndarray
     transpose: np.ndarray
+    harmony: np.ndarray
+    harmony_offsets: np.ndarray
 
     def __len__(self) -> int:
         return len(self.song_id)
@@ -68,6 +73,11 @@ class PreparedSplit:
         return self.accompaniment_tokens[
             self.accompaniment_offsets[i] : self.accompaniment_offsets[i + 1]
         ]
+
+    def harmony_table(self, i: int) -> np.ndarray:
+        """Harmony table ``(beats, 24)`` float32 of sequence ``i``."""
+        rows = self.harmony[self.harmony_offsets[i] : self.harmony_offsets[i + 1]]
+        return rows.astype(np.float32)
 
     def lengths(self, part: str) -> np.ndarray:
         """Token count of every melody (``part="melody"``) or accompaniment sequence."""
@@ -102,6 +112,9 @@ def _song_sequences(job: tuple[str, str, PrepareConfig, bool]) -> dict:
                     seg.first_bar,
                     seg.num_steps,
                     semitones,
+                    harmony.transpose_table(
+                        harmony.beat_table(seg.chords, seg.num_steps), semitones
+                    ).astype(np.uint8),
                 )
             )
     if not rows:
@@ -178,6 +191,12 @@ def prepare(
             first_bar=np.array([r[3] for r in rows], dtype=np.int32),
             num_steps=np.array([r[4] for r in rows], dtype=np.int32),
             transpose=np.array([r[5] for r in rows], dtype=np.int8),
+            harmony=np.concatenate(
+                [r[6] for r in rows] or [np.zeros((0, harmony.HARMONY_DIM), np.uint8)]
+            ),
+            harmony_offsets=np.concatenate(
+                [[0], np.cumsum([len(r[6]) for r in rows], dtype=np.int64)]
+            ).astype(np.int64),
         )
         tmp = out_dir / f".{name}.tmp.npz"
         np.savez_compressed(tmp, **arrays)

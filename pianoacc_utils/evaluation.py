@@ -23,7 +23,6 @@ confidence intervals; :func:`quality_bar` checks one system against the ground t
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from pianoacc_utils.common import (
+    DEFAULT_CHORD_MASK,
+    DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     STEPS_PER_BEAT,
@@ -292,25 +293,15 @@ def bar_offsets(
 # --------------------------------------------------------------------------- harmony
 
 
-@functools.lru_cache(maxsize=None)
 def chord_pitch_classes(label: str) -> frozenset[int] | None:
-    """Pitch classes (0 = C) of a chord label such as ``"A:min7"`` or ``"Bb:maj/3"``.
-
-    Chord tones from ``mir_eval.chord.encode`` with extensions (9ths, 11ths, 13ths)
-    folded into the octave, plus the bass of a slash chord. ``None`` for no chord
-    (``"N"``, ``"X"``).
+    """Pitch classes (0 = C) of a chord label such as ``"A:min7"`` or ``"Bb:maj/3"``:
+    those of :func:`pianoacc_utils.harmony.chord_tones` (extensions folded into the
+    octave, plus the bass of a slash chord). ``None`` for no chord (``"N"``, ``"X"``).
     """
-    import mir_eval
+    from pianoacc_utils.harmony import chord_tones
 
-    try:
-        root, bitmap, bass = mir_eval.chord.encode(label, reduce_extended_chords=True)
-    except Exception as error:  # mir_eval raises its own exception types
-        raise PianoaccError(f"chord label {label!r}: not a valid chord ({error})") from error
-    if root < 0 or np.any(np.asarray(bitmap) < 0):
-        return None
-    tones = {(root + i) % 12 for i in np.flatnonzero(bitmap)}
-    tones.add((root + bass) % 12)
-    return frozenset(int(t) for t in tones)
+    tones = chord_tones(label)
+    return None if tones is None else tones[0]
 
 
 def chord_tone_ratio(
@@ -952,6 +943,12 @@ class EvaluationConfig:
     ``split``; ``segments`` keeps that many, evenly spread over the split (``None``:
     all). Generation primes each segment with its first ``primer_tokens``
     ground-truth tokens (0: from the melody alone) and samples with the given settings.
+    ``chords``: what the models are given as harmony, one of
+    :data:`~pianoacc_utils.generation.CHORD_SOURCES` (``"annotated"``: the segment's
+    chord annotation, as on a lead sheet; ``"estimated"``: chords estimated from the
+    melody alone; ``"none"``). ``chord_mask``: keep note-ons to the chord's tones while
+    sampling (``generation.SamplingConfig``); ``release``: release hanging notes
+    (``generation.release_notes``).
     """
 
     split: str = "test"
@@ -963,6 +960,9 @@ class EvaluationConfig:
     top_p: float | None = DEFAULT_TOP_P
     seed: int = 0
     batch_size: int = 32
+    chords: str = "annotated"
+    chord_mask: bool = DEFAULT_CHORD_MASK
+    release: bool = DEFAULT_RELEASE
 
 
 def split_segments(config: EvaluationConfig = EvaluationConfig()) -> tuple[list[Segment], list[float]]:
@@ -1040,13 +1040,16 @@ def generate_for_segments(
     from pianoacc_utils import generation
 
     model, window = generation.load_checkpoint(checkpoint)
-    sampling = generation.SamplingConfig(config.temperature, config.top_k, config.top_p, config.seed)
+    sampling = generation.SamplingConfig(
+        config.temperature, config.top_k, config.top_p, config.seed, config.chord_mask
+    )
     decoder = generation.CachedDecoder(model, sampling)
     results: list[list[Note]] = []
     for first in range(0, len(segments), config.batch_size):
         batch = segments[first : first + config.batch_size]
         results += generation.accompany_segment(
-            model, batch, sampling, window, config.primer_tokens, decoder
+            model, batch, sampling, window, config.primer_tokens, decoder, chords=config.chords,
+            release=config.release,
         )
     return results
 
@@ -1084,7 +1087,26 @@ def evaluate_checkpoints(
     if baseline:
         systems["block_chords"] = block_chord_baseline
     result = evaluate_systems(segments, systems, tempos, progress=progress)
+    details["estimated_chords"] = estimated_chord_agreement(segments)
     return result, details
+
+
+def estimated_chord_agreement(segments: Sequence[Segment]) -> dict[str, float]:
+    """How often chords estimated from the melody alone
+    (:func:`pianoacc_utils.harmony.estimate_chords`) match the annotation, per beat
+    (same root and major/minor third; :func:`~pianoacc_utils.harmony.beat_agreement`),
+    summarised over segments (:func:`summarize`)."""
+    from pianoacc_utils import harmony
+
+    values = [
+        harmony.beat_agreement(
+            harmony.estimate_chords(seg.melody, seg.bar_starts, seg.num_steps),
+            harmony.transpose_spans(seg.chords, seg.transpose),
+            seg.num_steps,
+        )
+        for seg in segments
+    ]
+    return summarize(values)
 
 
 
@@ -1206,11 +1228,16 @@ def evaluate_melodies(
     paths: Sequence[str | Path],
     sampling: SamplingConfig | None = None,
     out_dir: str | Path | None = None,
+    chords: str = "estimated",
+    release: bool = DEFAULT_RELEASE,
 ) -> dict[str, Any]:
     """Accompany melody MIDI files with a checkpoint and judge them with :func:`melody_metrics`.
 
     All melodies are generated together (batched window by window), as ``pianoacc
     accompany`` would one by one; ``sampling`` defaults to ``SamplingConfig()``.
+    The model plays to chords estimated from each melody (``chords="estimated"``,
+    as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release`` as in
+    ``generation.accompany``.
     With ``out_dir`` each arrangement (melody + PIANO) is written there as
     ``<melody name>.mid``. Returns a JSON-ready dict (NaN as ``None``):
     ``checkpoint``, ``sampling``, ``generation_seconds``, ``melodies`` (per melody:
@@ -1228,8 +1255,16 @@ def evaluate_melodies(
     melodies = [data.load_melody(path) for path in paths]
     model, window = generation.load_checkpoint(checkpoint)
     began = time.perf_counter()
+    if chords not in ("estimated", "none"):
+        raise PianoaccError(f"chords {chords!r} for melodies: expected estimated or none")
     accompaniments = generation.accompany(
-        model, [(m.notes, m.grid.bar_starts, m.end_step) for m in melodies], sampling, window
+        model, [(m.notes, m.grid.bar_starts, m.end_step) for m in melodies], sampling, window,
+        chords=[
+            generation.melody_chords(m.notes, m.grid.bar_starts, m.end_step)
+            if chords == "estimated" else []
+            for m in melodies
+        ],
+        release=release,
     )
     seconds = time.perf_counter() - began
     rows = []
@@ -1256,6 +1291,8 @@ def evaluate_melodies(
         {
             "checkpoint": str(checkpoint),
             "sampling": config_dict(sampling),
+            "chords": chords,
+            "release": release,
             "generation_seconds": round(seconds, 2),
             "melodies": rows,
             "medians": medians,
@@ -1308,9 +1345,15 @@ def evaluation_report(
     if melody_paths:
         from pianoacc_utils.generation import SamplingConfig
 
-        sampling = SamplingConfig(config.temperature, config.top_k, config.top_p, config.seed)
+        sampling = SamplingConfig(
+            config.temperature, config.top_k, config.top_p, config.seed, config.chord_mask
+        )
+        melody_chords = "none" if config.chords == "none" else "estimated"
         report["melodies"] = {
-            name: evaluate_melodies(info["checkpoint"], melody_paths, sampling)
+            name: evaluate_melodies(
+                info["checkpoint"], melody_paths, sampling, chords=melody_chords,
+                release=config.release,
+            )
             for name, info in details["models"].items()
         }
     return _to_json_ready(report)

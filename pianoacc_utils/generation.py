@@ -5,15 +5,34 @@ values are computed once per melody window, each step projects one token) and
 runs the whole sampling loop compiled: ``keras_hub.samplers`` inside
 ``tf.function(jit_compile=True)`` under TensorFlow, ``jax.jit`` under JAX.
 
-Two rules keep the accompaniment in time with the melody:
+Two rules keep the accompaniment in time with the melody, and two more keep it in
+harmony:
 
 * a window never runs past its end: time-shift tokens that would overshoot the
   window are masked out of the distribution, and once the window's end is
   reached only ``END`` may follow;
+* notes the model leaves hanging are released (:func:`release_notes`, on unless
+  ``release=False``): at the first chord change whose chord leaves the note's
+  pitch class out, and after :data:`~pianoacc_utils.common.MAX_HELD_BEATS` beats
+  at most. A Performance-RNN decoder must end every note with its own note-off
+  token; sampling often skips them, and such notes then sound to the end of the
+  window (on the validation split, notes longer than a bar held more than half
+  of the models' note time, against a few percent of the pianists');
 * long melodies are accompanied window by window (a window is the number of bars
   the model was trained on); each window overlaps the previous one by
   ``overlap_bars`` bars whose accompaniment, already generated, primes the
-  decoder, so the result is one continuous piece.
+  decoder, so the result is one continuous piece;
+* optionally (``SamplingConfig.chord_mask``), when chords are known, a note-on whose
+  pitch class is not a tone of the chord
+  of the beat it would sound on is masked out (beats without a chord allow every
+  key). The model proposes, the chord disposes: it still chooses the register,
+  voicing, rhythm and dynamics. POP909's pianists keep 99% of their note time on
+  chord tones; the small models alone reach far less (``results/``).
+
+Chords (see :mod:`pianoacc_utils.harmony`) go with each window as its harmony
+table. :data:`CHORD_SOURCES` names where they come from: the annotation
+(``"annotated"``, a lead sheet), :func:`~pianoacc_utils.harmony.estimate_chords`
+on the melody alone (``"estimated"``), or nowhere (``"none"``: an all-zero table).
 """
 
 from __future__ import annotations
@@ -26,9 +45,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pianoacc_utils import models  # (also sets the default Keras backend)
-from pianoacc_utils.common import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, PianoaccError, project_root
-from pianoacc_utils.data import Note, Segment, normalize_notes
+from pianoacc_utils import harmony, models  # (models also sets the default Keras backend)
+from pianoacc_utils.common import (
+    DEFAULT_CHORD_MASK,
+    DEFAULT_RELEASE,
+    DEFAULT_TEMPERATURE,
+    MAX_HELD_BEATS,
+    DEFAULT_TOP_P,
+    STEPS_PER_BEAT,
+    PianoaccError,
+    project_root,
+)
+from pianoacc_utils.data import Note, Segment, Span, normalize_notes
 from pianoacc_utils.tokenizer import EventTokenizer
 
 import keras  # noqa: E402  (after models: the backend default is set there)
@@ -38,6 +66,12 @@ from keras import ops  # noqa: E402
 TOKENIZER = EventTokenizer()
 MELODY_BUCKET = 32
 """Melody windows are padded to a multiple of this many tokens (few recompilations)."""
+
+CHORD_SOURCES = ("annotated", "estimated", "none")
+"""Where the chords of a POP909 segment come from (see the module docstring)."""
+
+TABLE_BEATS = 64
+"""Harmony tables of a window are padded to a multiple of this many beats."""
 
 PRETRAINED = {"fnet": "fnet", "transformer": "transformer"}
 """Names accepted by :func:`load_checkpoint` for the models shipped in ``pretrained/``."""
@@ -55,12 +89,17 @@ class SamplingConfig:
 
     ``top_k``/``top_p`` restrict sampling to the k most likely tokens / the
     smallest set whose probability reaches p; ``seed`` makes sampling reproducible.
+    ``chord_mask``: where the harmony table has a chord, allow only note-ons of its
+    pitch classes (see the module docstring); the default
+    (:data:`~pianoacc_utils.common.DEFAULT_CHORD_MASK`) was chosen on the validation
+    split (``results/chord_mask_validation.md``).
     """
 
     temperature: float = DEFAULT_TEMPERATURE
     top_k: int | None = None
     top_p: float | None = DEFAULT_TOP_P
     seed: int = 0
+    chord_mask: bool = DEFAULT_CHORD_MASK
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -85,7 +124,7 @@ class SamplingConfig:
         return keras_hub.samplers.RandomSampler(temperature=self.temperature, seed=self.seed)
 
 
-GREEDY = SamplingConfig(temperature=0.0, top_p=None)
+GREEDY = SamplingConfig(temperature=0.0, top_p=None, chord_mask=False)
 
 
 # --------------------------------------------------------------------------- token masks
@@ -95,12 +134,18 @@ SHIFT_STEPS = models.SHIFT_STEPS
 NEVER = np.zeros(len(TOKENIZER), bool)
 NEVER[[TOKENIZER.pad_id, TOKENIZER.start_id]] = True
 """Tokens the decoder may never emit."""
+NOTE_ON_CLASS = np.full(len(TOKENIZER), 12, np.int32)
+NOTE_ON_CLASS[TOKENIZER.note_on_offset : TOKENIZER.note_off_offset] = np.arange(128) % 12
+"""Pitch class of each note-on token id; 12 (no class) for every other token."""
 
 
-def _mask_logits(logits: Any, remaining: Any) -> Any:
-    """Forbid PAD/START, time shifts past the window end, anything but END at the end.
+def _mask_logits(logits: Any, remaining: Any, chord: Any = None) -> Any:
+    """Forbid PAD/START, time shifts past the window end, anything but END at the end,
+    and (given ``chord``) note-ons outside the chord.
 
-    ``logits`` (B, V); ``remaining`` (B,) grid steps left in each row's window.
+    ``logits`` (B, V); ``remaining`` (B,) grid steps left in each row's window;
+    ``chord`` (B, 12) the pitch classes (0/1) of the chord where the next token
+    sounds, all zeros where no chord is known (then every note-on is allowed).
     """
     shift = ops.convert_to_tensor(SHIFT_STEPS)[None, :]
     remaining = remaining[:, None]
@@ -109,7 +154,23 @@ def _mask_logits(logits: Any, remaining: Any) -> Any:
     end = ops.equal(ops.arange(len(TOKENIZER))[None, :], TOKENIZER.end_id)
     at_end = ops.logical_and(ops.less_equal(remaining, 0), ops.logical_not(end))
     banned = ops.logical_or(ops.logical_or(overshoot, never), at_end)
+    if chord is not None:
+        chord = ops.cast(chord, "float32")
+        # Column 12 of the padded chord is 1: tokens that are not note-ons always pass.
+        padded = ops.concatenate([chord, ops.ones_like(chord[:, :1])], axis=1)
+        allowed = ops.take(padded, ops.convert_to_tensor(NOTE_ON_CLASS), axis=1) > 0
+        known = ops.sum(chord, axis=1, keepdims=True) > 0
+        banned = ops.logical_or(banned, ops.logical_and(known, ops.logical_not(allowed)))
     return ops.where(banned, ops.cast(-1e9, logits.dtype), logits)
+
+
+def _chord_at(table: Any, steps: Any) -> Any:
+    """Pitch-class rows ``(B, 12)`` of a harmony table ``(B, NB, 24)`` at time ``steps`` (B,)
+    (the beat ``steps // STEPS_PER_BEAT``, clamped to the table's last row)."""
+    count = ops.shape(table)[1]
+    beats = ops.minimum(ops.floor_divide(ops.cast(steps, "int32"), STEPS_PER_BEAT), count - 1)
+    flat = ops.reshape(table[:, :, :12], (-1, 12))
+    return ops.take(flat, beats + ops.arange(ops.shape(table)[0], dtype="int32") * count, axis=0)
 
 
 # --------------------------------------------------------------------------- one batch of windows
@@ -128,11 +189,14 @@ class CachedDecoder:
         self.sampler = sampling.sampler()
         self._compiled = None
 
-    def _generate(self, melody: Any, prompt: Any, mask: Any, index: Any, limit: Any, elapsed: Any):
+    def _generate(
+        self, melody: Any, table: Any, prompt: Any, mask: Any, index: Any, limit: Any,
+        elapsed: Any,
+    ):
         """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample."""
         model = self.model
-        encoder_output = model.encode(melody)
-        cache = model.init_cache(encoder_output, melody, ops.shape(prompt)[1])
+        encoder_output = model.encode(melody, harmony=table)
+        cache = model.init_cache(encoder_output, melody, ops.shape(prompt)[1], harmony=table)
         # Prefill the self-attention cache by running the decoder over the whole
         # prompt buffer once. Only positions 0..index-2 matter: the loop feeds
         # token index-1 itself and overwrites every later position before any
@@ -144,7 +208,9 @@ class CachedDecoder:
             token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
             shift = ops.take(ops.convert_to_tensor(SHIFT_STEPS), token[:, 0])
             logits, cache = model.decode_step(token, cache, index - 1, start_time=elapsed)
-            logits = _mask_logits(logits[:, 0, :], limit - (elapsed + shift))
+            now = elapsed + shift
+            chord = _chord_at(table, now) if self.sampling.chord_mask else None
+            logits = _mask_logits(logits[:, 0, :], limit - now, chord)
             return logits, None, (cache, elapsed + shift)
 
         return self.sampler(
@@ -171,7 +237,7 @@ class CachedDecoder:
             model, sampler = self.model, self.sampler
 
             @jax.jit
-            def compiled(state, melody, prompt, mask, index, limit, elapsed):
+            def compiled(state, melody, table, prompt, mask, index, limit, elapsed):
                 sampler_vars, trainable, non_trainable = state
                 mapping = itertools.chain(
                     zip(sampler.variables, sampler_vars),
@@ -179,17 +245,19 @@ class CachedDecoder:
                     zip(model.non_trainable_variables, non_trainable),
                 )
                 with keras.StatelessScope(state_mapping=mapping) as scope:
-                    out = self._generate(melody, prompt, mask, index, limit, elapsed)
+                    out = self._generate(melody, table, prompt, mask, index, limit, elapsed)
                 new_sampler_vars = [scope.get_current_value(v) for v in sampler.variables]
                 return out, new_sampler_vars
 
-            def run(melody, prompt, mask, index, limit, elapsed):
+            def run(melody, table, prompt, mask, index, limit, elapsed):
                 state = (
                     [v.value for v in sampler.variables],
                     [v.value for v in model.trainable_variables],
                     [v.value for v in model.non_trainable_variables],
                 )
-                out, new_vars = compiled(state, melody, prompt, mask, index, limit, elapsed)
+                out, new_vars = compiled(
+                    state, melody, table, prompt, mask, index, limit, elapsed
+                )
                 for variable, value in zip(sampler.variables, new_vars):
                     variable.assign(value)
                 return out
@@ -203,11 +271,13 @@ class CachedDecoder:
         primers: Sequence[Sequence[int]],
         limits: Sequence[int],
         max_length: int | None = None,
+        harmony_tables: np.ndarray | None = None,
     ) -> list[list[int]]:
         """Generate one window per row.
 
         ``melody`` (B, Lm) padded ids; ``primers`` the decoder tokens each row starts
-        with (START added here); ``limits`` the grid steps each row may cover.
+        with (START added here); ``limits`` the grid steps each row may cover;
+        ``harmony_tables`` (B, beats, 24) the chords of each window (``None``: none known).
         Returns each row's tokens after its primer, up to (not including) END.
         """
         length = max_length or self.model.config.accompaniment_length
@@ -224,10 +294,13 @@ class CachedDecoder:
         index = min(starts)
         for row in range(batch):
             elapsed[row] = int(SHIFT_STEPS[prompt[row, : index - 1]].sum())
+        if harmony_tables is None:
+            harmony_tables = np.zeros((batch, TABLE_BEATS, harmony.HARMONY_DIM), np.float32)
         if self._compiled is None:
             self._compiled = self._compile()
         out = self._compiled(
             ops.convert_to_tensor(melody.astype(np.int32)),
+            ops.convert_to_tensor(np.asarray(harmony_tables, np.float32)),
             ops.convert_to_tensor(prompt),
             ops.convert_to_tensor(mask),
             ops.convert_to_tensor(np.int32(index)),
@@ -309,6 +382,7 @@ class _Job:
     """Generation state of one melody: what is done and where the next window starts."""
 
     melody: list[Note]
+    chords: list[Span]
     bar_starts: list[int]
     num_steps: int
     notes: list[Note]
@@ -343,8 +417,15 @@ def accompany(
     window: WindowConfig = WindowConfig(),
     primers: Sequence[Sequence[Note]] | None = None,
     decoder: CachedDecoder | None = None,
+    chords: Sequence[Sequence[Span]] | None = None,
+    release: bool = DEFAULT_RELEASE,
 ) -> list[list[Note]]:
     """Accompaniment for each melody, given as ``(notes, bar_starts, num_steps)`` in steps.
+
+    ``chords`` gives each melody's chord spans (steps, as the melody), which the
+    model reads as its harmony tables; ``None``, or an empty list for a melody,
+    means no chords are known (see :func:`melody_chords` to estimate them).
+    ``release``: apply :func:`release_notes` to each window's new notes.
 
     Melodies are processed together, window by window (batched across melodies).
     ``primers`` optionally gives ground-truth accompaniment notes that are kept as
@@ -360,13 +441,16 @@ def accompany(
         position = max((n.start for n in primer), default=0)
         if primer:
             position = max(position, max(n.end for n in primer))
-        jobs.append(_Job(list(notes), bars, int(num_steps), list(primer), min(position, num_steps)))
+        known = list(chords[i]) if chords else []
+        jobs.append(
+            _Job(list(notes), known, bars, int(num_steps), list(primer), min(position, num_steps))
+        )
     config = model.config
     while True:
         active = [job for job in jobs if job.position < job.num_steps]
         if not active:
             break
-        melody_ids, primer_ids, limits, origins, ends = [], [], [], [], []
+        melody_ids, primer_ids, limits, origins, ends, tables = [], [], [], [], [], []
         for job in active:
             first_bar = _bar_at_or_before(job.bar_starts, job.position)
             first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
@@ -380,19 +464,24 @@ def accompany(
                 _primer_tokens(context, job.position - origin, config.accompaniment_length // 2)
             )
             limits.append(end - origin)
+            tables.append(harmony.beat_table(job.chords, end - origin, origin=origin))
             origins.append(origin)
             ends.append(end)
+        beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
         generated = decoder.decode(
-            pad_melodies(melody_ids, config.melody_length), primer_ids, limits
+            pad_melodies(melody_ids, config.melody_length), primer_ids, limits,
+            harmony_tables=harmony.pad_tables(tables, beats),
         )
         for job, tokens, primer, origin, end in zip(active, generated, primer_ids, origins, ends):
             reached = origin + TOKENIZER.duration_steps(primer) + TOKENIZER.duration_steps(tokens)
             new_notes = TOKENIZER.decode([*primer, *tokens])
             start_of_new = origin + TOKENIZER.duration_steps(primer)
+            fresh = []
             for note in new_notes:
                 absolute = Note(note.start + origin, min(note.end + origin, job.num_steps), note.pitch, note.velocity)
                 if absolute.start >= start_of_new and absolute.start < job.num_steps:
-                    job.notes.append(absolute)
+                    fresh.append(absolute)
+            job.notes += release_notes(fresh, job.chords) if release else fresh
             if len(primer) + len(tokens) + 1 >= config.accompaniment_length:
                 # Token budget exhausted before the window's end: continue from where
                 # the decoder got to (at least one bar on, so that generation progresses).
@@ -404,6 +493,32 @@ def accompany(
     return [normalize_notes(job.notes) for job in jobs]
 
 
+def release_notes(
+    notes: Sequence[Note], chords: Sequence[Span] = (), max_beats: float = MAX_HELD_BEATS
+) -> list[Note]:
+    """Notes shortened where a pianist would have lifted them.
+
+    A note ends at the first beat after its start where the chord changes to one
+    that leaves its pitch class out (beats hold the chord of
+    :func:`~pianoacc_utils.harmony.beat_table`; no chord known changes nothing), and
+    at most ``max_beats`` beats after its start. Notes only ever get shorter.
+    """
+    limit = int(round(max_beats * STEPS_PER_BEAT))
+    table = harmony.beat_table(chords, max((n.end for n in notes), default=0)) if chords else None
+    released = []
+    for note in notes:
+        end = min(note.end, note.start + limit)
+        if table is not None:
+            first, last = note.start // STEPS_PER_BEAT + 1, (end - 1) // STEPS_PER_BEAT
+            for beat in range(first, min(last, len(table) - 1) + 1):
+                row, before = table[beat, :12], table[beat - 1, :12]
+                if row.any() and not row[note.pitch % 12] and not np.array_equal(row, before):
+                    end = beat * STEPS_PER_BEAT
+                    break
+        released.append(note._replace(end=max(end, note.start + 1)))
+    return released
+
+
 def accompany_segment(
     model: models.AccompanimentModel,
     segments: Sequence[Segment],
@@ -411,9 +526,13 @@ def accompany_segment(
     window: WindowConfig = WindowConfig(),
     primer_tokens: int = 0,
     decoder: CachedDecoder | None = None,
+    chords: str = "annotated",
+    release: bool = DEFAULT_RELEASE,
 ) -> list[list[Note]]:
     """Accompany POP909 segments; ``primer_tokens`` > 0 keeps that many ground-truth
-    accompaniment tokens as a primer (0: from the melody alone)."""
+    accompaniment tokens as a primer (0: from the melody alone). ``chords``: one of
+    :data:`CHORD_SOURCES` (``"annotated"``: the segment's chords, moved with its
+    ``transpose``); ``release`` as in :func:`accompany`."""
     primers = None
     if primer_tokens > 0:
         primers = [
@@ -421,7 +540,26 @@ def accompany_segment(
             for seg in segments
         ]
     melodies = [(seg.melody, seg.bar_starts, seg.num_steps) for seg in segments]
-    return accompany(model, melodies, sampling, window, primers, decoder)
+    return accompany(
+        model, melodies, sampling, window, primers, decoder,
+        chords=[segment_chords(seg, chords) for seg in segments], release=release,
+    )
+
+
+def melody_chords(melody: Sequence[Note], bar_starts: Sequence[int], num_steps: int) -> list[Span]:
+    """Chords for a melody alone: :func:`pianoacc_utils.harmony.estimate_chords`."""
+    return harmony.estimate_chords(melody, bar_starts, num_steps)
+
+
+def segment_chords(seg: Segment, source: str = "annotated") -> list[Span]:
+    """The chords a segment is accompanied with, from ``source`` (:data:`CHORD_SOURCES`)."""
+    if source not in CHORD_SOURCES:
+        raise PianoaccError(f"chords {source!r}: expected one of {', '.join(CHORD_SOURCES)}")
+    if source == "annotated":
+        return harmony.transpose_spans(seg.chords, seg.transpose)
+    if source == "estimated":
+        return melody_chords(seg.melody, seg.bar_starts, seg.num_steps)
+    return []
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -59,6 +59,16 @@ the cross-attention a direct way to line them up. Times come from the token ids
 themselves (cumulative time shifts), so no extra input is needed; only cached
 decoding must be told where in time a step starts (``start_time``).
 
+Harmony signal
+--------------
+With ``harmony`` (the default) the model also reads the chords, one row per
+beat (:mod:`pianoacc_utils.harmony`: 12 pitch classes and the bass, zeros for
+no chord). Each token, of the melody and of the accompaniment, gets a learned
+linear projection of the row of its beat (the beat of its time, as above; tokens
+past the table use its last row). The projection has no bias, so a table of
+zeros (no chords known) adds nothing. The table is the optional input
+``"harmony"`` ``(B, beats, 24)``; without it the model runs as if no chord were known.
+
 Cached decoding
 ---------------
 :meth:`AccompanimentModel.init_cache` and :meth:`AccompanimentModel.decode_step`
@@ -91,6 +101,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError, config_dict  # noqa: E402
+from pianoacc_utils.harmony import HARMONY_DIM  # noqa: E402
 from pianoacc_utils.tokenizer import EventTokenizer  # noqa: E402
 
 KINDS = ("fnet", "transformer")
@@ -114,6 +125,7 @@ class ModelConfig:
     ``time_embedding``: add step-in-beat and beat embeddings computed from the
     tokens' times (see "Time signal" above); ``max_beats`` is the size of the
     beat table (later beats share its last row).
+    ``harmony``: add a projection of each token's beat chord (see "Harmony signal").
     """
 
     kind: str = "fnet"
@@ -129,6 +141,7 @@ class ModelConfig:
     fnet_full_length: bool = True
     time_embedding: bool = True
     max_beats: int = 256
+    harmony: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -216,12 +229,41 @@ class TimeEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="pianoacc")
+class HarmonyEmbedding(keras.layers.Layer):
+    """Projection of each token's beat row of a harmony table (see "Harmony signal")."""
+
+    def __init__(self, output_dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.output_dim = output_dim
+        self.projection = keras.layers.Dense(
+            output_dim, use_bias=False, name="chord_projection", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape: Any = None) -> None:
+        self.projection.build((None, HARMONY_DIM))
+        self.built = True
+
+    def call(self, table: Any, beats: Any) -> Any:
+        """``table`` (B, NB, 24), ``beats`` (B, L) int -> (B, L, output_dim)."""
+        rows = self.projection(ops.cast(table, self.compute_dtype))
+        batch, count = ops.shape(rows)[0], ops.shape(rows)[1]
+        beats = ops.minimum(ops.cast(beats, "int32"), count - 1)
+        flat = ops.reshape(rows, (-1, self.output_dim))
+        index = beats + ops.arange(batch, dtype="int32")[:, None] * count
+        return ops.take(flat, index, axis=0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "output_dim": self.output_dim}
+
+
+@keras.saving.register_keras_serializable(package="pianoacc")
 class AccompanimentModel(keras.Model):
     """Melody encoder (FNet or Transformer) + Transformer decoder over event tokens.
 
     ``model({"melody": (B, Lm) int, "decoder_input": (B, La) int})`` returns
     float32 logits ``(B, La, vocabulary_size)``: position ``t`` predicts the
     token after ``decoder_input[:, t]``. Padding id 0 is masked everywhere.
+    The optional input ``"harmony"`` (B, beats, 24) float gives the chords per beat.
     """
 
     def __init__(self, config: ModelConfig | dict[str, Any], **kwargs: Any) -> None:
@@ -240,6 +282,9 @@ class AccompanimentModel(keras.Model):
             TimeEmbedding(c.max_beats, c.hidden_dim, name="time_embedding")
             if c.time_embedding
             else None
+        )
+        self.harmony_embedding = (
+            HarmonyEmbedding(c.hidden_dim, name="harmony_embedding") if c.harmony else None
         )
         self.melody_dropout = keras.layers.Dropout(c.dropout, name="melody_dropout")
         self.accompaniment_dropout = keras.layers.Dropout(c.dropout, name="accompaniment_dropout")
@@ -272,7 +317,8 @@ class AccompanimentModel(keras.Model):
     def build(self, input_shape: Any = None) -> None:
         """Create every weight by running a two-token dummy batch (shapes are dynamic)."""
         dummy = np.ones((1, 2), dtype="int32")
-        self.call({"melody": dummy, "decoder_input": dummy}, training=False)
+        table = np.zeros((1, 1, HARMONY_DIM), dtype="float32")
+        self.call({"melody": dummy, "decoder_input": dummy, "harmony": table}, training=False)
 
     def get_build_config(self) -> dict[str, Any]:
         return {"dummy": True}
@@ -289,6 +335,7 @@ class AccompanimentModel(keras.Model):
         values = dict(config.pop("config"))
         # Checkpoints saved before the time signal existed were trained without it.
         values.setdefault("time_embedding", False)
+        values.setdefault("harmony", False)
         model_config = ModelConfig.from_dict(values)
         config.pop("dtype", None)
         return cls(model_config, **config)
@@ -296,24 +343,28 @@ class AccompanimentModel(keras.Model):
     # ------------------------------------------------------------------ forward pass
 
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
-        melody = inputs["melody"]
-        encoder_output = self.encode(melody, training=training)
-        return self.decode(inputs["decoder_input"], encoder_output, melody, training=training)
+        melody, harmony = inputs["melody"], inputs.get("harmony")
+        encoder_output = self.encode(melody, training=training, harmony=harmony)
+        return self.decode(
+            inputs["decoder_input"], encoder_output, melody, training=training, harmony=harmony
+        )
 
     @staticmethod
     def melody_padding_mask(melody_ids: Any) -> Any:
         """Boolean ``(B, Lm)``: True at real melody tokens, False at padding (id 0)."""
         return ops.not_equal(melody_ids, PAD_ID)
 
-    def encode(self, melody_ids: Any, training: bool | None = False) -> Any:
+    def encode(self, melody_ids: Any, training: bool | None = False, harmony: Any = None) -> Any:
         """Melody token ids ``(B, Lm)`` -> encoder output ``(B, Lm, hidden_dim)``.
+
+        ``harmony``: the harmony table ``(B, beats, 24)`` (``None``: no chords known).
 
         Padded positions are zeroed before the encoder (FNet mixes every
         position); their outputs are masked later by the cross-attention.
         """
         self._check_length(melody_ids, self.config.melody_length, "melody")
         mask = self.melody_padding_mask(melody_ids)
-        x = self._embed(self.melody_embedding, melody_ids)
+        x = self._embed(self.melody_embedding, melody_ids, harmony=harmony)
         x = x * ops.cast(mask, x.dtype)[:, :, None]
         x = self.melody_dropout(x, training=training)
         if self.config.kind == "transformer":
@@ -328,12 +379,20 @@ class AccompanimentModel(keras.Model):
         return x[:, :length, :]
 
     def _embed(
-        self, embedding: Any, token_ids: Any, start_index: Any = 0, start_time: Any = None
+        self,
+        embedding: Any,
+        token_ids: Any,
+        start_index: Any = 0,
+        start_time: Any = None,
+        harmony: Any = None,
     ) -> Any:
-        """Token + position (+ time) embeddings of ``token_ids``."""
+        """Token + position (+ time, + harmony) embeddings of ``token_ids``."""
         x = embedding(token_ids, start_index=start_index)
         if self.time_embedding is not None:
             x = x + ops.cast(self.time_embedding(token_ids, start_time), x.dtype)
+        if self.harmony_embedding is not None and harmony is not None:
+            beats = ops.floor_divide(token_times(token_ids, start_time), STEPS_PER_BEAT)
+            x = x + ops.cast(self.harmony_embedding(harmony, beats), x.dtype)
         return x
 
     @staticmethod
@@ -357,14 +416,16 @@ class AccompanimentModel(keras.Model):
         encoder_output: Any,
         melody_ids: Any,
         training: bool | None = False,
+        harmony: Any = None,
     ) -> Any:
         """Teacher-forced decoder: ``(B, La)`` ids + encoded melody -> logits ``(B, La, V)``.
 
         Causal self-attention (position ``t`` sees ``0..t``), padding masks on
-        the accompaniment and on the melody (``melody_ids`` gives its mask).
+        the accompaniment and on the melody (``melody_ids`` gives its mask);
+        ``harmony`` as in :meth:`encode`.
         """
         self._check_length(decoder_ids, self.config.accompaniment_length, "accompaniment")
-        x = self._embed(self.accompaniment_embedding, decoder_ids)
+        x = self._embed(self.accompaniment_embedding, decoder_ids, harmony=harmony)
         x = self.accompaniment_dropout(x, training=training)
         decoder_mask = ops.not_equal(decoder_ids, PAD_ID)
         melody_mask = self.melody_padding_mask(melody_ids)
@@ -380,13 +441,16 @@ class AccompanimentModel(keras.Model):
 
     # ------------------------------------------------------------------ cached decoding
 
-    def init_cache(self, encoder_output: Any, melody_ids: Any, max_length: int) -> DecoderCache:
+    def init_cache(
+        self, encoder_output: Any, melody_ids: Any, max_length: int, harmony: Any = None
+    ) -> DecoderCache:
         """A :class:`DecoderCache` for generating up to ``max_length`` decoder tokens.
 
         The self-attention keys/values start as zeros (filled step by step by
         :meth:`decode_step`); the cross-attention keys/values of ``encoder_output``
         are computed here, once. ``max_length`` may not exceed
-        ``config.accompaniment_length``.
+        ``config.accompaniment_length``. ``harmony``: the window's harmony table
+        (as in :meth:`encode`), kept in the cache for the steps.
         """
         c = self.config
         if isinstance(max_length, int) and max_length > c.accompaniment_length:
@@ -407,6 +471,7 @@ class AccompanimentModel(keras.Model):
                 _heads_first(layer._value_dense(encoder_output)) for layer in cross
             ),
             melody_mask=self.melody_padding_mask(melody_ids),
+            harmony=harmony,
         )
 
     def decode_step(
@@ -426,7 +491,9 @@ class AccompanimentModel(keras.Model):
         (tests check the logits agree), from the blocks' own sub-layers, with one
         key and one value tensor per layer updated in place (``slice_update``).
         """
-        x = self._embed(self.accompaniment_embedding, token_ids, index, start_time)
+        x = self._embed(
+            self.accompaniment_embedding, token_ids, index, start_time, cache.harmony
+        )
         length = ops.shape(cache.keys[0])[2]
         queries = ops.arange(ops.shape(token_ids)[1]) + index
         causal = ops.less_equal(ops.arange(length)[None, :], queries[:, None])[None, None]
@@ -511,7 +578,8 @@ class DecoderCache(NamedTuple):
 
     ``keys``/``values``: self-attention keys and values ``(B, heads, max_length,
     head_dim)``; ``cross_keys``/``cross_values``: the projected encoder output
-    ``(B, heads, Lm, head_dim)``; ``melody_mask`` (B, Lm): real melody positions.
+    ``(B, heads, Lm, head_dim)``; ``melody_mask`` (B, Lm): real melody positions;
+    ``harmony``: the harmony table (B, beats, 24) of the window, or ``None``.
     A named tuple, so that it can be the state of a compiled loop (JAX pytree,
     ``tf.nest`` structure).
     """
@@ -521,7 +589,7 @@ class DecoderCache(NamedTuple):
     cross_keys: tuple[Any, ...]
     cross_values: tuple[Any, ...]
     melody_mask: Any
-
+    harmony: Any = None
 
 
 def build_model(config: ModelConfig) -> AccompanimentModel:
@@ -537,12 +605,13 @@ def _count(layers: list[keras.layers.Layer]) -> int:
 
 def count_parameters(model: AccompanimentModel) -> dict[str, int]:
     """Trainable + non-trainable weights per part: ``embeddings`` (melody and
-    accompaniment token+position tables, the time tables), ``encoder``, ``decoder`` (blocks),
+    accompaniment token+position tables, the time tables, the chord projection), ``encoder``, ``decoder`` (blocks),
     ``output`` (the logits layer) and ``total``."""
     counts = {
         "embeddings": _count(
             [model.melody_embedding, model.accompaniment_embedding]
             + ([model.time_embedding] if model.time_embedding is not None else [])
+            + ([model.harmony_embedding] if model.harmony_embedding is not None else [])
         ),
         "encoder": _count(model.encoder_blocks),
         "decoder": _count(model.decoder_blocks),

@@ -212,3 +212,49 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("pianoacc accompany: error: ") and "bad.mid" in lines[0]
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- chords
+
+
+def test_chords_auto_none_and_file(tmp_path, checkpoint, capsys):
+    source = simple_melody(tmp_path / "melody.mid", 8)
+    chords = tmp_path / "chords.txt"
+    chords.write_text("0 2 C:maj\n2 4 A:min7\n4 6 F:maj/3\n6 30 G:7\n")
+    printed = {}
+    for option in ("auto", "none", chords):
+        out = tmp_path / f"{Path(str(option)).stem}.mid"
+        assert run_cli(source, "-o", out, "--checkpoint", checkpoint, "--chords", option) == 0
+        printed[str(option)] = capsys.readouterr().out
+        assert out.is_file()
+    assert "estimated from the melody" in printed["auto"]
+    assert "chords: none" in printed["none"]
+    assert f"chords: 4 from {chords}" in printed[str(chords)]
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("0 2 C:maj\n2 4 Q:what\n", "chord 2: chord label 'Q:what'"),
+        ("0 2\n", "expected 3 columns"),
+        ("zero two C:maj\n", "could not convert"),
+        ("", "no chord inside"),
+    ],
+)
+def test_bad_chord_file_is_one_line_and_writes_nothing(tmp_path, checkpoint, capsys, text, problem):
+    source = simple_melody(tmp_path / "melody.mid", 4)
+    chords = tmp_path / "chords.txt"
+    chords.write_text(text)
+    out = tmp_path / "out.mid"
+    assert run_cli(source, "-o", out, "--checkpoint", checkpoint, "--chords", chords) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pianoacc accompany: error:") and str(chords) in err and problem in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_binary_chord_file_is_refused(tmp_path, checkpoint, capsys):
+    source = simple_melody(tmp_path / "melody.mid", 4)
+    out = tmp_path / "out.mid"
+    assert run_cli(source, "-o", out, "--checkpoint", checkpoint, "--chords", source) == 1
+    err = capsys.readouterr().err
+    assert "not a text file of chords" in err and not out.exists()

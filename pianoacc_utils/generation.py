@@ -139,13 +139,13 @@ NOTE_ON_CLASS[TOKENIZER.note_on_offset : TOKENIZER.note_off_offset] = np.arange(
 """Pitch class of each note-on token id; 12 (no class) for every other token."""
 
 
-def _mask_logits(logits: Any, remaining: Any, chord: Any = None) -> Any:
+def _mask_logits(logits: Any, remaining: Any, allowed: Any = None) -> Any:
     """Forbid PAD/START, time shifts past the window end, anything but END at the end,
-    and (given ``chord``) note-ons outside the chord.
+    and (given ``allowed``) the tokens it marks False.
 
     ``logits`` (B, V); ``remaining`` (B,) grid steps left in each row's window;
-    ``chord`` (B, 12) the pitch classes (0/1) of the chord where the next token
-    sounds, all zeros where no chord is known (then every note-on is allowed).
+    ``allowed`` (B, V) bool, e.g. a row of :func:`chord_allowed` (note-ons of the
+    chord where the next token sounds).
     """
     shift = ops.convert_to_tensor(SHIFT_STEPS)[None, :]
     remaining = remaining[:, None]
@@ -154,23 +154,20 @@ def _mask_logits(logits: Any, remaining: Any, chord: Any = None) -> Any:
     end = ops.equal(ops.arange(len(TOKENIZER))[None, :], TOKENIZER.end_id)
     at_end = ops.logical_and(ops.less_equal(remaining, 0), ops.logical_not(end))
     banned = ops.logical_or(ops.logical_or(overshoot, never), at_end)
-    if chord is not None:
-        chord = ops.cast(chord, "float32")
-        # Column 12 of the padded chord is 1: tokens that are not note-ons always pass.
-        padded = ops.concatenate([chord, ops.ones_like(chord[:, :1])], axis=1)
-        allowed = ops.take(padded, ops.convert_to_tensor(NOTE_ON_CLASS), axis=1) > 0
-        known = ops.sum(chord, axis=1, keepdims=True) > 0
-        banned = ops.logical_or(banned, ops.logical_and(known, ops.logical_not(allowed)))
+    if allowed is not None:
+        banned = ops.logical_or(banned, ops.logical_not(allowed))
     return ops.where(banned, ops.cast(-1e9, logits.dtype), logits)
 
 
-def _chord_at(table: Any, steps: Any) -> Any:
-    """Pitch-class rows ``(B, 12)`` of a harmony table ``(B, NB, 24)`` at time ``steps`` (B,)
-    (the beat ``steps // STEPS_PER_BEAT``, clamped to the table's last row)."""
-    count = ops.shape(table)[1]
-    beats = ops.minimum(ops.floor_divide(ops.cast(steps, "int32"), STEPS_PER_BEAT), count - 1)
-    flat = ops.reshape(table[:, :, :12], (-1, 12))
-    return ops.take(flat, beats + ops.arange(ops.shape(table)[0], dtype="int32") * count, axis=0)
+def chord_allowed(tables: np.ndarray) -> np.ndarray:
+    """Per beat, the tokens the chord mask allows: ``(B, NB, V)`` bool from harmony
+    tables ``(B, NB, 24)``. Every token but the note-ons outside the beat's chord;
+    every token where the beat has no chord."""
+    tones = np.asarray(tables)[..., :12] > 0
+    padded = np.concatenate([tones, np.ones(tones.shape[:-1] + (1,), bool)], axis=-1)
+    allowed = padded[..., NOTE_ON_CLASS]
+    allowed[~tones.any(axis=-1)] = True
+    return allowed
 
 
 # --------------------------------------------------------------------------- one batch of windows
@@ -190,11 +187,12 @@ class CachedDecoder:
         self._compiled = None
 
     def _generate(
-        self, melody: Any, table: Any, prompt: Any, mask: Any, index: Any, limit: Any,
-        elapsed: Any,
+        self, melody: Any, table: Any, allowed: Any, prompt: Any, mask: Any, index: Any,
+        limit: Any, elapsed: Any,
     ):
         """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample."""
         model = self.model
+        use_mask = self.sampling.chord_mask
         encoder_output = model.encode(melody, harmony=table)
         cache = model.init_cache(encoder_output, melody, ops.shape(prompt)[1], harmony=table)
         # Prefill the self-attention cache by running the decoder over the whole
@@ -209,8 +207,9 @@ class CachedDecoder:
             shift = ops.take(ops.convert_to_tensor(SHIFT_STEPS), token[:, 0])
             logits, cache = model.decode_step(token, cache, index - 1, start_time=elapsed)
             now = elapsed + shift
-            chord = _chord_at(table, now) if self.sampling.chord_mask else None
-            logits = _mask_logits(logits[:, 0, :], limit - now, chord)
+            beat = ops.floor_divide(now, STEPS_PER_BEAT)[:, None]
+            permitted = models.beat_rows(allowed, beat)[:, 0, :] if use_mask else None
+            logits = _mask_logits(logits[:, 0, :], limit - now, permitted)
             return logits, None, (cache, elapsed + shift)
 
         return self.sampler(
@@ -237,7 +236,7 @@ class CachedDecoder:
             model, sampler = self.model, self.sampler
 
             @jax.jit
-            def compiled(state, melody, table, prompt, mask, index, limit, elapsed):
+            def compiled(state, melody, table, allowed, prompt, mask, index, limit, elapsed):
                 sampler_vars, trainable, non_trainable = state
                 mapping = itertools.chain(
                     zip(sampler.variables, sampler_vars),
@@ -245,18 +244,20 @@ class CachedDecoder:
                     zip(model.non_trainable_variables, non_trainable),
                 )
                 with keras.StatelessScope(state_mapping=mapping) as scope:
-                    out = self._generate(melody, table, prompt, mask, index, limit, elapsed)
+                    out = self._generate(
+                        melody, table, allowed, prompt, mask, index, limit, elapsed
+                    )
                 new_sampler_vars = [scope.get_current_value(v) for v in sampler.variables]
                 return out, new_sampler_vars
 
-            def run(melody, table, prompt, mask, index, limit, elapsed):
+            def run(melody, table, allowed, prompt, mask, index, limit, elapsed):
                 state = (
                     [v.value for v in sampler.variables],
                     [v.value for v in model.trainable_variables],
                     [v.value for v in model.non_trainable_variables],
                 )
                 out, new_vars = compiled(
-                    state, melody, table, prompt, mask, index, limit, elapsed
+                    state, melody, table, allowed, prompt, mask, index, limit, elapsed
                 )
                 for variable, value in zip(sampler.variables, new_vars):
                     variable.assign(value)
@@ -296,11 +297,17 @@ class CachedDecoder:
             elapsed[row] = int(SHIFT_STEPS[prompt[row, : index - 1]].sum())
         if harmony_tables is None:
             harmony_tables = np.zeros((batch, TABLE_BEATS, harmony.HARMONY_DIM), np.float32)
+        harmony_tables = np.asarray(harmony_tables, np.float32)
+        if self.sampling.chord_mask:
+            allowed = chord_allowed(harmony_tables)
+        else:  # unused: a placeholder of the right rank
+            allowed = np.ones((batch, 1, len(TOKENIZER)), bool)
         if self._compiled is None:
             self._compiled = self._compile()
         out = self._compiled(
             ops.convert_to_tensor(melody.astype(np.int32)),
-            ops.convert_to_tensor(np.asarray(harmony_tables, np.float32)),
+            ops.convert_to_tensor(harmony_tables),
+            ops.convert_to_tensor(allowed),
             ops.convert_to_tensor(prompt),
             ops.convert_to_tensor(mask),
             ops.convert_to_tensor(np.int32(index)),

@@ -228,6 +228,15 @@ class TimeEmbedding(keras.layers.Layer):
         return {**super().get_config(), "max_beats": self.max_beats, "output_dim": self.output_dim}
 
 
+def beat_rows(table: Any, beats: Any) -> Any:
+    """Rows ``(B, L, ...)`` of a per-beat table ``(B, NB, ...)`` at ``beats`` (B, L) int
+    (beats past the table read its last row)."""
+    batch, count = ops.shape(table)[0], ops.shape(table)[1]
+    beats = ops.minimum(ops.cast(beats, "int32"), count - 1)
+    flat = ops.reshape(table, (-1, *table.shape[2:]))
+    return ops.take(flat, beats + ops.arange(batch, dtype="int32")[:, None] * count, axis=0)
+
+
 @keras.saving.register_keras_serializable(package="pianoacc")
 class HarmonyEmbedding(keras.layers.Layer):
     """Projection of each token's beat row of a harmony table (see "Harmony signal")."""
@@ -245,12 +254,7 @@ class HarmonyEmbedding(keras.layers.Layer):
 
     def call(self, table: Any, beats: Any) -> Any:
         """``table`` (B, NB, 24), ``beats`` (B, L) int -> (B, L, output_dim)."""
-        rows = self.projection(ops.cast(table, self.compute_dtype))
-        batch, count = ops.shape(rows)[0], ops.shape(rows)[1]
-        beats = ops.minimum(ops.cast(beats, "int32"), count - 1)
-        flat = ops.reshape(rows, (-1, self.output_dim))
-        index = beats + ops.arange(batch, dtype="int32")[:, None] * count
-        return ops.take(flat, index, axis=0)
+        return self.projection(ops.cast(beat_rows(table, beats), self.compute_dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "output_dim": self.output_dim}

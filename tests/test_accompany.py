@@ -83,7 +83,7 @@ MELODIES = {
     "3-4": (lambda p: simple_melody(p, 8, numerator=3, denominator=4), "meter 3/4", ()),
     "6-8": (
         lambda p: simple_melody(p, 8, numerator=6, denominator=8), "meter 6/8",
-        ("--temperature", 0),
+        ("--temperature", 0, "--chords", "none"),
     ),
     "9-8": (
         lambda p: simple_melody(p, 6, numerator=9, denominator=8), "meter 9/8",

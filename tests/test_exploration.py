@@ -232,6 +232,8 @@ def _write_prepared(folder: Path, melody: list[int], accompaniment: list[int]) -
             first_bar=np.zeros(count, dtype=np.int32),
             num_steps=np.zeros(count, dtype=np.int32),
             transpose=np.zeros(count, dtype=np.int8),
+            harmony=np.zeros((count, 24), dtype=np.uint8),
+            harmony_offsets=np.arange(count + 1),
         )
 
 

@@ -71,8 +71,8 @@ MIN_MARGIN = 0.01
 path for the comparison to be meaningful: cached and full decoding differ by float
 round-off only (about 1e-4 on these logits), far below it."""
 
-SEEDS = {"fnet": 6, "transformer": 1}
-"""Weight seeds of the random models in the greedy comparison (margins 0.05 and 0.02)."""
+SEEDS = {"fnet": 4, "transformer": 0}
+"""Weight seeds of the random models in the greedy comparison (margins 0.021 and 0.069)."""
 
 GENERATED = 59
 """Tokens generated in the equality tests (a 60-token buffer minus START)."""

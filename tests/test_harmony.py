@@ -793,7 +793,7 @@ def test_beat_table_an_n_span_is_silence():
 
 # --------------------------------------------------------------------------- release and chord mask
 
-from pianoacc_utils.generation import release_notes  # noqa: E402
+from pianoacc_utils.generation import chord_allowed, release_notes  # noqa: E402
 
 
 def test_release_notes_at_a_chord_change_that_leaves_them_out():
@@ -824,9 +824,10 @@ def test_release_notes_ignores_no_chord_beats():
 def test_chord_mask_bans_note_ons_outside_the_chord_only():
     tok = EventTokenizer()
     logits = np.zeros((2, len(tok)), np.float32)
-    chord = np.zeros((2, 12), np.float32)
-    chord[0, [0, 4, 7]] = 1  # row 0: C major; row 1: no chord known
-    masked = ops.convert_to_numpy(_mask_logits(logits, np.array([100, 100], np.int32), chord))
+    tables = np.zeros((2, 1, HARMONY_DIM), np.float32)
+    tables[0, 0] = chord_vector("C:maj")  # row 0: C major; row 1: no chord known
+    allowed = chord_allowed(tables)[:, 0]
+    masked = ops.convert_to_numpy(_mask_logits(logits, np.array([100, 100], np.int32), allowed))
     note_on = np.arange(tok.note_on_offset, tok.note_off_offset)
     allowed = masked[0, note_on] > -1e8
     assert sorted({p % 12 for p in np.flatnonzero(allowed)}) == [0, 4, 7]

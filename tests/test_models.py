@@ -14,6 +14,7 @@ import pytest
 
 from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
 from pianoacc_utils.data import Note
+from pianoacc_utils.harmony import HARMONY_DIM
 from pianoacc_utils.models import (
     KINDS,
     SHIFT_STEPS,
@@ -89,7 +90,8 @@ def test_output_shape_dtype_and_parameter_counts(model):
     hidden, vocab = model.config.hidden_dim, model.config.vocabulary_size
     assert counts["output"] == hidden * vocab + vocab
     time_tables = STEPS_PER_BEAT + model.config.max_beats  # step-in-beat and beat rows
-    assert counts["embeddings"] == hidden * (2 * vocab + 128 + 64 + time_tables)
+    chord_projection = HARMONY_DIM  # no bias: a row of zeros (no chord) adds nothing
+    assert counts["embeddings"] == hidden * (2 * vocab + 128 + 64 + time_tables + chord_projection)
     # FNet blocks have no attention weights: fewer encoder parameters than Transformer ones.
     other_kind = "fnet" if model.config.kind == "transformer" else "transformer"
     other = build_model(tiny_config(other_kind))

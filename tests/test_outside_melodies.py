@@ -232,7 +232,7 @@ def test_evaluate_command_adds_the_melodies(
 ):
     calls = []
 
-    def melodies_of(checkpoint, paths, sampling):  # generation itself is tested above
+    def melodies_of(checkpoint, paths, sampling, **rules):  # generation itself is tested above
         calls.append((checkpoint, [Path(p).name for p in paths], sampling))
         return tiny_result
 

@@ -412,6 +412,17 @@ def _primer_tokens(context: Sequence[Note], steps: int, budget: int) -> list[int
     return primer
 
 
+def _pickup_lead(bar_starts: Sequence[int]) -> int:
+    """Steps to start the first window *before* step 0 so that the second bar line falls
+    on a beat of the window's time (0 unless the first bar is a pickup of a part of a beat,
+    e.g. 4 steps for an eighth-note pickup). The model reads times from the window start
+    (step-in-beat and beat embeddings), so without this lead a melody with such a pickup
+    would be accompanied half a beat off for the whole first window."""
+    if len(bar_starts) < 2:
+        return 0
+    return -(int(bar_starts[1]) - int(bar_starts[0])) % STEPS_PER_BEAT
+
+
 def _bar_at_or_before(bar_starts: Sequence[int], step: int) -> int:
     index = int(np.searchsorted(bar_starts, step, side="right")) - 1
     return max(index, 0)
@@ -462,6 +473,8 @@ def accompany(
             first_bar = _bar_at_or_before(job.bar_starts, job.position)
             first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
             origin = job.bar_starts[first_bar] if job.position > 0 else 0
+            if first_bar == 0:
+                origin -= _pickup_lead(job.bar_starts)
             last_bar = first_bar + window.bars
             end = job.bar_starts[last_bar] if last_bar < len(job.bar_starts) else job.num_steps
             end = max(min(end, job.num_steps), job.position + 1)
@@ -486,7 +499,7 @@ def accompany(
             fresh = []
             for note in new_notes:
                 absolute = Note(note.start + origin, min(note.end + origin, job.num_steps), note.pitch, note.velocity)
-                if absolute.start >= start_of_new and absolute.start < job.num_steps:
+                if max(start_of_new, 0) <= absolute.start < job.num_steps:
                     fresh.append(absolute)
             job.notes += release_notes(fresh, job.chords) if release else fresh
             if len(primer) + len(tokens) + 1 >= config.accompaniment_length:

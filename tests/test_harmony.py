@@ -851,3 +851,43 @@ def test_sampling_with_the_chord_mask_plays_only_chord_tones(model):
         tokens = decoder.decode(melody, [[]], [10**6], max_length=48, harmony_tables=table)[0]
         played |= {t - tok.note_on_offset for t in tokens if tok.note_on_offset <= t < tok.note_off_offset}
     assert played and {p % 12 for p in played} <= {2, 5, 9}
+
+
+def test_a_short_pickup_puts_the_first_window_on_the_beat():
+    # A pickup of an eighth note (4 steps): the first window starts 4 steps before the
+    # melody, so that the bar line after the pickup falls on a beat of the window's time.
+    bar_starts = [0, 4, 4 + BAR, 4 + 2 * BAR]
+    melody = [Note(t, t + 2, 72, 80) for t in range(0, 4 + 3 * BAR, 4)]
+    chords = [Span(0, 4, "G:maj"), Span(4, 4 + 3 * BAR, "C:maj")]
+    recorder = TableRecorder()
+    primers = []
+    original = recorder.decode
+
+    def decode(melody, primers_, limits, max_length=None, harmony_tables=None):
+        primers.append([list(p) for p in primers_])
+        return original(melody, primers_, limits, max_length, harmony_tables)
+
+    recorder.decode = decode
+    accompany(
+        stand_in_model(), [(melody, bar_starts, 4 + 3 * BAR)], window=WindowConfig(2, 1),
+        decoder=recorder, chords=[chords],
+    )
+    lead = 4
+    # The first window covers the pickup and bar 1, from 4 steps before the melody; its
+    # primer is those 4 steps of silence, so generation starts at step 0.
+    assert recorder.calls[0]["limits"] == [4 + BAR + lead]
+    assert primers[0] == [TOKENIZER.shift_tokens(lead)]
+    table = recorder.calls[0]["tables"][0]
+    np.testing.assert_array_equal(table[0], chord_vector("G:maj"))  # steps -4..3: G
+    np.testing.assert_array_equal(table[1], chord_vector("C:maj"))  # the bar line, on a beat
+    # Later windows start on their first bar line, as without a pickup.
+    assert all(call["limits"] == [2 * BAR] for call in recorder.calls[1:-1])
+
+
+def test_a_pickup_of_whole_beats_needs_no_lead():
+    recorder = TableRecorder()
+    accompany(
+        stand_in_model(), [([Note(0, 4, 72, 80)], [0, 8, 8 + BAR], 8 + 2 * BAR)],
+        window=WindowConfig(2, 1), decoder=recorder,
+    )
+    assert recorder.calls[0]["limits"] == [8 + BAR]

@@ -142,13 +142,15 @@ class EventTokenizer:
 
         Policy: ``PAD`` and ``START`` are skipped anywhere; ``END`` stops decoding;
         ids outside the vocabulary are skipped; a note-off for a key that is not
-        down is ignored; a note-on for a key already down first releases it (a
-        zero-length note is dropped); keys still down at the end are released one
+        down is ignored; a note-off at the step of its note-on gives a one-step
+        note, which a new note-on of that key at the same step replaces; a note-on
+        for a key already down first releases it (a zero-length note is dropped); keys still down at the end are released one
         step after the last event or at the final time, whichever is later. Notes
         come back sorted by (start, pitch).
         """
-        notes: list[Note] = []
+        notes: list[Note | None] = []
         sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start, velocity)
+        struck_now: dict[int, int] = {}  # pitch -> index in notes of a note started and ended now
         now, velocity = 0, self.bin_velocity(NUM_VELOCITY_BINS // 2)
         for raw in ids:
             token = int(raw)
@@ -158,6 +160,8 @@ class EventTokenizer:
                 continue
             if token < self.note_off_offset:
                 pitch = token - self.note_on_offset
+                if pitch in struck_now:  # re-struck at once: the new note replaces it
+                    notes[struck_now.pop(pitch)] = None
                 if pitch in sounding:
                     start, vel = sounding.pop(pitch)
                     if now > start:
@@ -167,15 +171,19 @@ class EventTokenizer:
                 pitch = token - self.note_off_offset
                 if pitch in sounding:
                     start, vel = sounding.pop(pitch)
+                    if start == now:
+                        struck_now[pitch] = len(notes)
                     notes.append(Note(start, max(now, start + 1), pitch, vel))
             elif token < self.velocity_offset:
                 now += self.time_shift_steps(token)
+                struck_now.clear()
             else:
                 velocity = self.bin_velocity(token - self.velocity_offset)
         for pitch, (start, vel) in sounding.items():
             notes.append(Note(start, max(now, start + 1), pitch, vel))
-        notes.sort(key=lambda n: (n.start, n.pitch))
-        return notes
+        kept = [note for note in notes if note is not None]
+        kept.sort(key=lambda n: (n.start, n.pitch))
+        return kept
 
     def duration_steps(self, ids: Iterable[int]) -> int:
         """Total grid steps the time-shift tokens of a sequence advance."""

@@ -225,6 +225,15 @@ def test_decode_uses_the_latest_velocity_token_and_accepts_arrays():
     assert velocities == [TOKENIZER.bin_velocity(5), TOKENIZER.bin_velocity(30)]
 
 
+def test_a_key_released_and_struck_again_at_one_step_gives_one_note():
+    on, off = TOKENIZER.note_on_offset + 63, TOKENIZER.note_off_offset + 63
+    notes = TOKENIZER.decode([on, off, on])  # found by the property test below
+    assert [(n.start, n.end, n.pitch) for n in notes] == [(0, 1, 63)]
+    # A time shift in between keeps both notes.
+    notes = TOKENIZER.decode([on, off, TOKENIZER.time_shift_offset, on])
+    assert [(n.start, n.end) for n in notes] == [(0, 1), (1, 2)]
+
+
 @given(st.lists(st.integers(-50, 400), max_size=300))
 def test_decode_never_raises_on_garbage(ids):
     notes = TOKENIZER.decode(ids)

@@ -210,13 +210,12 @@ def _accompany(args: argparse.Namespace) -> None:
         SamplingConfig,
         accompany,
         load_checkpoint,
-        melody_chords,
         resolve_checkpoint,
     )
-    from pianoacc_utils.harmony import read_chords
+    from pianoacc_utils.harmony import estimate_chords, read_chords
 
     if args.chords == "auto":
-        chords = melody_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
+        chords = estimate_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
         print(f"chords: {len(chords)} estimated from the melody")
     elif args.chords == "none":
         chords = []

@@ -1097,12 +1097,11 @@ def estimated_chord_agreement(segments: Sequence[Segment]) -> dict[str, float]:
     (same root and major/minor third; :func:`~pianoacc_utils.harmony.beat_agreement`),
     summarised over segments (:func:`summarize`)."""
     from pianoacc_utils import harmony
+    from pianoacc_utils.generation import segment_chords
 
     values = [
         harmony.beat_agreement(
-            harmony.estimate_chords(seg.melody, seg.bar_starts, seg.num_steps),
-            harmony.transpose_spans(seg.chords, seg.transpose),
-            seg.num_steps,
+            segment_chords(seg, "estimated"), segment_chords(seg, "annotated"), seg.num_steps
         )
         for seg in segments
     ]
@@ -1247,7 +1246,7 @@ def evaluate_melodies(
     """
     import time
 
-    from pianoacc_utils import data, generation
+    from pianoacc_utils import data, generation, harmony
 
     if not paths:
         raise PianoaccError("evaluate_melodies needs at least one melody MIDI file")
@@ -1260,7 +1259,7 @@ def evaluate_melodies(
     accompaniments = generation.accompany(
         model, [(m.notes, m.grid.bar_starts, m.end_step) for m in melodies], sampling, window,
         chords=[
-            generation.melody_chords(m.notes, m.grid.bar_starts, m.end_step)
+            harmony.estimate_chords(m.notes, m.grid.bar_starts, m.end_step)
             if chords == "estimated" else []
             for m in melodies
         ],

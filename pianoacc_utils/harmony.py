@@ -1,9 +1,7 @@
 """Harmony as a model input: one chord per beat, annotated or estimated from a melody.
 
 A pianist accompanying a lead sheet reads the chords; a model given the melody
-alone must guess them, and a small model guesses badly (the first models kept the
-annotated chord tones in only 44% of their note time, against the pianist's 99%).
-So the models also take the harmony:
+alone must guess them. So the models also take the harmony:
 
 * a chord is a vector of :data:`HARMONY_DIM` = 24 numbers: its pitch classes
   (12, multi-hot, 0 = C) and its bass pitch class (12, one-hot); no chord

@@ -17,6 +17,7 @@ from pianoacc_utils.common import (
     DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
+    HANGING_BEATS,
     MAX_HELD_BEATS,
     PianoaccError,
 )
@@ -143,8 +144,20 @@ def _train(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- accompany
 
 
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def _harmony_rule_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--chord-mask``/``--no-chord-mask`` and ``--release``/``--no-release``."""
+    """``--chord-mask``/``--no-chord-mask``, ``--release``/``--no-release`` and
+    ``--hanging-beats``."""
     parser.add_argument(
         "--chord-mask", action=argparse.BooleanOptionalAction, default=DEFAULT_CHORD_MASK,
         help="allow only note-ons of the current chord's tones when chords are known "
@@ -152,8 +165,13 @@ def _harmony_rule_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--release", action=argparse.BooleanOptionalAction, default=DEFAULT_RELEASE,
-        help="release notes left hanging at chord changes and after "
+        help="shorten notes at chord changes that leave them out and after "
         f"{MAX_HELD_BEATS} beats (default {'on' if DEFAULT_RELEASE else 'off'})",
+    )
+    parser.add_argument(
+        "--hanging-beats", type=_positive_float, default=HANGING_BEATS, metavar="BEATS",
+        help="with --release, notes the model never ended last at most this many beats "
+        f"(default {HANGING_BEATS:g})",
     )
 
 
@@ -233,7 +251,7 @@ def _accompany(args: argparse.Namespace) -> None:
     generating = time.perf_counter()
     (notes,) = accompany(
         model, [(melody.notes, melody.grid.bar_starts, melody.end_step)], sampling, window,
-        chords=[chords], release=args.release,
+        chords=[chords], release=args.release, hanging_beats=args.hanging_beats,
     )
     generated = time.perf_counter() - generating
     write_arrangement(melody, notes, args.out)
@@ -304,6 +322,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         chords=args.chords,
         chord_mask=args.chord_mask,
         release=args.release,
+        hanging_beats=args.hanging_beats,
     )
     melody_paths = []
     if args.melodies is not None:

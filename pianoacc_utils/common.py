@@ -80,3 +80,5 @@ DEFAULT_RELEASE = True
 MAX_HELD_BEATS = 4
 """Generation releases notes the model leaves hanging (see ``generation.release_notes``):
 on by default, chosen on the validation split (``results/chord_mask_validation.md``)."""
+HANGING_BEATS = 4
+"""Longest a note the decoder never ended (no note-off token) may sound, in beats."""

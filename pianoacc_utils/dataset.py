@@ -7,7 +7,8 @@ parallel over songs) and stores, per split, ragged token arrays in ``<split>.npz
 plus ``song_id``, ``first_bar``, ``num_steps`` and ``transpose`` per sequence, and
 the annotated chords as ragged harmony tables ``harmony``/``harmony_offsets`` (one
 row of :data:`~pianoacc_utils.harmony.HARMONY_DIM` 0/1 values per beat, transposed
-with the notes; see :mod:`pianoacc_utils.harmony`).
+with the notes; see :mod:`pianoacc_utils.harmony`), and the bar lines
+``bars``/``bars_offsets`` (steps where each of the sequence's bars starts).
 Models choose their own lengths when they batch these (see ``training``).
 """
 
@@ -19,6 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +47,7 @@ class PrepareConfig:
     max_tokens: int = 1024
     songs: int | None = None
     split_seed: int = data.SPLIT_SEED
-    version: int = field(default=2)
+    version: int = field(default=3)
 
 
 @dataclass
@@ -62,6 +64,8 @@ class PreparedSplit:
     transpose: np.ndarray
     harmony: np.ndarray
     harmony_offsets: np.ndarray
+    bars: np.ndarray
+    bars_offsets: np.ndarray
 
     def __len__(self) -> int:
         return len(self.song_id)
@@ -79,15 +83,19 @@ class PreparedSplit:
         rows = self.harmony[self.harmony_offsets[i] : self.harmony_offsets[i + 1]]
         return rows.astype(np.float32)
 
+    def bar_lines(self, i: int) -> np.ndarray:
+        """Bar starts (steps from the segment start) of sequence ``i``, int32."""
+        return self.bars[self.bars_offsets[i] : self.bars_offsets[i + 1]].astype(np.int32)
+
     def lengths(self, part: str) -> np.ndarray:
         """Token count of every melody (``part="melody"``) or accompaniment sequence."""
         return np.diff(getattr(self, f"{part}_offsets"))
 
 
-def _ragged(sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+def _ragged(sequences: list[list[int]], dtype: Any = np.int16) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(s) for s in sequences])
-    flat = np.fromiter((t for s in sequences for t in s), dtype=np.int16, count=int(offsets[-1]))
+    flat = np.fromiter((t for s in sequences for t in s), dtype=dtype, count=int(offsets[-1]))
     return flat, offsets
 
 
@@ -115,6 +123,7 @@ def _song_sequences(job: tuple[str, str, PrepareConfig, bool]) -> dict:
                     harmony.transpose_table(
                         harmony.beat_table(seg.chords, seg.num_steps), semitones
                     ).astype(np.uint8),
+                    list(seg.bar_starts),
                 )
             )
     if not rows:
@@ -198,6 +207,7 @@ def prepare(
                 [[0], np.cumsum([len(r[6]) for r in rows], dtype=np.int64)]
             ).astype(np.int64),
         )
+        arrays["bars"], arrays["bars_offsets"] = _ragged([r[7] for r in rows], np.int32)
         tmp = out_dir / f".{name}.tmp.npz"
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, out_dir / f"{name}.npz")

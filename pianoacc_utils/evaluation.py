@@ -34,6 +34,7 @@ import numpy as np
 from pianoacc_utils.common import (
     DEFAULT_CHORD_MASK,
     DEFAULT_RELEASE,
+    HANGING_BEATS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     STEPS_PER_BEAT,
@@ -106,9 +107,12 @@ TEXTURE_METRICS = ("notes_per_bar", "polyphony", "pitch_range", "velocity_std")
 NOTE_FEATURE_BINS: dict[str, np.ndarray] = {
     "pitch": np.arange(129) - 0.5,
     "velocity": np.arange(0, 129, 4) - 0.5,
+    "duration": np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 2**31]) - 0.5,
 }
 """Pooled note features compared by overlapping area, with their histogram bin edges
-(one bin per MIDI pitch; velocity in bins of 4, as the tokenizer quantizes it)."""
+(one bin per MIDI pitch; velocity in bins of 4, as the tokenizer quantizes it; duration
+in grid steps, in bins that widen by half at each step: 1, 2, 3, 4, 6, 8, 12 ... 128 and
+longer)."""
 
 OVERLAP_BINS = 20
 """Histogram bins for overlapping areas of per-segment texture metrics."""
@@ -829,6 +833,7 @@ def evaluate_systems(
                 per_segment[system][metric].append(value)
             pooled[system]["pitch"].extend(n.pitch for n in accompaniment)
             pooled[system]["velocity"].extend(n.velocity for n in accompaniment)
+            pooled[system]["duration"].extend(n.end - n.start for n in accompaniment)
     summary = {
         system: {m: summarize(values, resamples, seed) for m, values in rows.items()}
         for system, rows in per_segment.items()
@@ -948,7 +953,8 @@ class EvaluationConfig:
     chord annotation, as on a lead sheet; ``"estimated"``: chords estimated from the
     melody alone; ``"none"``). ``chord_mask``: keep note-ons to the chord's tones while
     sampling (``generation.SamplingConfig``); ``release``: release hanging notes
-    (``generation.release_notes``).
+    (``generation.release_notes``), those the decoder never ended after at most
+    ``hanging_beats`` beats.
     """
 
     split: str = "test"
@@ -963,6 +969,7 @@ class EvaluationConfig:
     chords: str = "annotated"
     chord_mask: bool = DEFAULT_CHORD_MASK
     release: bool = DEFAULT_RELEASE
+    hanging_beats: float = HANGING_BEATS
 
 
 def split_segments(config: EvaluationConfig = EvaluationConfig()) -> tuple[list[Segment], list[float]]:
@@ -1049,7 +1056,7 @@ def generate_for_segments(
         batch = segments[first : first + config.batch_size]
         results += generation.accompany_segment(
             model, batch, sampling, window, config.primer_tokens, decoder, chords=config.chords,
-            release=config.release,
+            release=config.release, hanging_beats=config.hanging_beats,
         )
     return results
 
@@ -1229,14 +1236,15 @@ def evaluate_melodies(
     out_dir: str | Path | None = None,
     chords: str = "estimated",
     release: bool = DEFAULT_RELEASE,
+    hanging_beats: float = HANGING_BEATS,
 ) -> dict[str, Any]:
     """Accompany melody MIDI files with a checkpoint and judge them with :func:`melody_metrics`.
 
     All melodies are generated together (batched window by window), as ``pianoacc
     accompany`` would one by one; ``sampling`` defaults to ``SamplingConfig()``.
     The model plays to chords estimated from each melody (``chords="estimated"``,
-    as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release`` as in
-    ``generation.accompany``.
+    as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release`` and
+    ``hanging_beats`` as in ``generation.accompany``.
     With ``out_dir`` each arrangement (melody + PIANO) is written there as
     ``<melody name>.mid``. Returns a JSON-ready dict (NaN as ``None``):
     ``checkpoint``, ``sampling``, ``generation_seconds``, ``melodies`` (per melody:
@@ -1264,6 +1272,7 @@ def evaluate_melodies(
             for m in melodies
         ],
         release=release,
+        hanging_beats=hanging_beats,
     )
     seconds = time.perf_counter() - began
     rows = []
@@ -1292,6 +1301,7 @@ def evaluate_melodies(
             "sampling": config_dict(sampling),
             "chords": chords,
             "release": release,
+            "hanging_beats": hanging_beats,
             "generation_seconds": round(seconds, 2),
             "melodies": rows,
             "medians": medians,
@@ -1351,7 +1361,7 @@ def evaluation_report(
         report["melodies"] = {
             name: evaluate_melodies(
                 info["checkpoint"], melody_paths, sampling, chords=melody_chords,
-                release=config.release,
+                release=config.release, hanging_beats=config.hanging_beats,
             )
             for name, info in details["models"].items()
         }

@@ -53,6 +53,7 @@ from pianoacc_utils.common import (
     DEFAULT_TEMPERATURE,
     MAX_HELD_BEATS,
     DEFAULT_TOP_P,
+    HANGING_BEATS,
     STEPS_PER_BEAT,
     PianoaccError,
     project_root,
@@ -73,6 +74,9 @@ CHORD_SOURCES = ("annotated", "estimated", "none")
 
 TABLE_BEATS = 64
 """Harmony tables of a window are padded to a multiple of this many beats."""
+
+BAR_BUCKET = 16
+"""Bar-line tables of a window are padded to a multiple of this many bars."""
 
 PRETRAINED = {"fnet": "fnet", "transformer": "transformer"}
 """Names accepted by :func:`load_checkpoint` for the models shipped in ``pretrained/``."""
@@ -188,14 +192,16 @@ class CachedDecoder:
         self._compiled = None
 
     def _generate(
-        self, melody: Any, table: Any, allowed: Any, prompt: Any, mask: Any, index: Any,
-        limit: Any, elapsed: Any,
+        self, melody: Any, table: Any, bars: Any, allowed: Any, prompt: Any, mask: Any,
+        index: Any, limit: Any, elapsed: Any,
     ):
         """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample."""
         model = self.model
         use_mask = self.sampling.chord_mask
-        encoder_output = model.encode(melody, harmony=table)
-        cache = model.init_cache(encoder_output, melody, ops.shape(prompt)[1], harmony=table)
+        encoder_output = model.encode(melody, harmony=table, bars=bars)
+        cache = model.init_cache(
+            encoder_output, melody, ops.shape(prompt)[1], harmony=table, bars=bars
+        )
         # Prefill the self-attention cache by running the decoder over the whole
         # prompt buffer once. Only positions 0..index-2 matter: the loop feeds
         # token index-1 itself and overwrites every later position before any
@@ -237,7 +243,7 @@ class CachedDecoder:
             model, sampler = self.model, self.sampler
 
             @jax.jit
-            def compiled(state, melody, table, allowed, prompt, mask, index, limit, elapsed):
+            def compiled(state, melody, table, bars, allowed, prompt, mask, index, limit, elapsed):
                 sampler_vars, trainable, non_trainable = state
                 mapping = itertools.chain(
                     zip(sampler.variables, sampler_vars),
@@ -246,19 +252,19 @@ class CachedDecoder:
                 )
                 with keras.StatelessScope(state_mapping=mapping) as scope:
                     out = self._generate(
-                        melody, table, allowed, prompt, mask, index, limit, elapsed
+                        melody, table, bars, allowed, prompt, mask, index, limit, elapsed
                     )
                 new_sampler_vars = [scope.get_current_value(v) for v in sampler.variables]
                 return out, new_sampler_vars
 
-            def run(melody, table, allowed, prompt, mask, index, limit, elapsed):
+            def run(melody, table, bars, allowed, prompt, mask, index, limit, elapsed):
                 state = (
                     [v.value for v in sampler.variables],
                     [v.value for v in model.trainable_variables],
                     [v.value for v in model.non_trainable_variables],
                 )
                 out, new_vars = compiled(
-                    state, melody, table, allowed, prompt, mask, index, limit, elapsed
+                    state, melody, table, bars, allowed, prompt, mask, index, limit, elapsed
                 )
                 for variable, value in zip(sampler.variables, new_vars):
                     variable.assign(value)
@@ -274,12 +280,15 @@ class CachedDecoder:
         limits: Sequence[int],
         max_length: int | None = None,
         harmony_tables: np.ndarray | None = None,
+        bar_tables: np.ndarray | None = None,
     ) -> list[list[int]]:
         """Generate one window per row.
 
         ``melody`` (B, Lm) padded ids; ``primers`` the decoder tokens each row starts
         with (START added here); ``limits`` the grid steps each row may cover;
-        ``harmony_tables`` (B, beats, 24) the chords of each window (``None``: none known).
+        ``harmony_tables`` (B, beats, 24) the chords of each window (``None``: none known);
+        ``bar_tables`` (B, K) each window's bar lines, padded with
+        :data:`~pianoacc_utils.models.NO_BAR` (``None``: 4/4 from the window start).
         Returns each row's tokens after its primer, up to (not including) END.
         """
         length = max_length or self.model.config.accompaniment_length
@@ -299,6 +308,8 @@ class CachedDecoder:
         if harmony_tables is None:
             harmony_tables = np.zeros((batch, TABLE_BEATS, harmony.HARMONY_DIM), np.float32)
         harmony_tables = np.asarray(harmony_tables, np.float32)
+        if bar_tables is None:
+            bar_tables = default_bar_lines(batch, max(limits, default=0))
         if self.sampling.chord_mask:
             allowed = chord_allowed(harmony_tables)
         else:  # unused: a placeholder of the right rank
@@ -308,6 +319,7 @@ class CachedDecoder:
         out = self._compiled(
             ops.convert_to_tensor(melody.astype(np.int32)),
             ops.convert_to_tensor(harmony_tables),
+            ops.convert_to_tensor(np.asarray(bar_tables, np.int32)),
             ops.convert_to_tensor(allowed),
             ops.convert_to_tensor(prompt),
             ops.convert_to_tensor(mask),
@@ -323,6 +335,14 @@ class CachedDecoder:
                 tokens = tokens[: tokens.index(TOKENIZER.end_id)]
             results.append(tokens)
         return results
+
+
+def default_bar_lines(batch: int, steps: int) -> np.ndarray:
+    """4/4 bar lines (``(batch, K)``, a multiple of :data:`BAR_BUCKET` wide) covering
+    ``steps`` grid steps: what the model assumes when no bar lines are given."""
+    count = max(1, -(-int(steps) // models.DEFAULT_BAR_STEPS))
+    lines = np.arange(count) * models.DEFAULT_BAR_STEPS
+    return models.pad_bar_lines([lines] * batch, multiple=BAR_BUCKET)
 
 
 def pad_melodies(melodies: Sequence[Sequence[int]], max_length: int) -> np.ndarray:
@@ -418,7 +438,8 @@ def _pickup_lead(bar_starts: Sequence[int]) -> int:
     on a beat of the window's time (0 unless the first bar is a pickup of a part of a beat,
     e.g. 4 steps for an eighth-note pickup). The model reads times from the window start
     (step-in-beat and beat embeddings), so without this lead a melody with such a pickup
-    would be accompanied half a beat off for the whole first window."""
+    would be accompanied half a beat off for the whole first window. Only for models
+    without the meter signal: the others read the bar lines themselves."""
     if len(bar_starts) < 2:
         return 0
     return -(int(bar_starts[1]) - int(bar_starts[0])) % STEPS_PER_BEAT
@@ -438,13 +459,16 @@ def accompany(
     decoder: CachedDecoder | None = None,
     chords: Sequence[Sequence[Span]] | None = None,
     release: bool = DEFAULT_RELEASE,
+    hanging_beats: float = HANGING_BEATS,
 ) -> list[list[Note]]:
     """Accompaniment for each melody, given as ``(notes, bar_starts, num_steps)`` in steps.
 
     ``chords`` gives each melody's chord spans (steps, as the melody), which the
     model reads as its harmony tables; ``None``, or an empty list for a melody,
     means no chords are known (see :func:`~pianoacc_utils.harmony.estimate_chords` to estimate them).
-    ``release``: apply :func:`release_notes` to each window's new notes.
+    ``release``: apply :func:`release_notes` to each window's new notes, with the notes
+    the decoder left hanging lasting at most ``hanging_beats`` beats. The model reads
+    each window's bar lines (``bar_starts``), so any meter is accompanied bar by bar.
 
     Melodies are processed together, window by window (batched across melodies).
     ``primers`` optionally gives ground-truth accompaniment notes that are kept as
@@ -469,12 +493,12 @@ def accompany(
         active = [job for job in jobs if job.position < job.num_steps]
         if not active:
             break
-        melody_ids, primer_ids, limits, origins, ends, tables = [], [], [], [], [], []
+        melody_ids, primer_ids, limits, origins, ends, tables, lines = [], [], [], [], [], [], []
         for job in active:
             first_bar = _bar_at_or_before(job.bar_starts, job.position)
             first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
             origin = job.bar_starts[first_bar] if job.position > 0 else 0
-            if first_bar == 0:
+            if first_bar == 0 and not config.meter:
                 origin -= _pickup_lead(job.bar_starts)
             last_bar = first_bar + window.bars
             end = job.bar_starts[last_bar] if last_bar < len(job.bar_starts) else job.num_steps
@@ -486,23 +510,30 @@ def accompany(
             )
             limits.append(end - origin)
             tables.append(harmony.beat_table(job.chords, end - origin, origin=origin))
+            lines.append([b - origin for b in job.bar_starts if origin <= b < end])
             origins.append(origin)
             ends.append(end)
         beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
         generated = decoder.decode(
             pad_melodies(melody_ids, config.melody_length), primer_ids, limits,
             harmony_tables=harmony.pad_tables(tables, beats),
+            bar_tables=models.pad_bar_lines(lines, multiple=BAR_BUCKET),
         )
         for job, tokens, primer, origin, end in zip(active, generated, primer_ids, origins, ends):
             reached = origin + TOKENIZER.duration_steps(primer) + TOKENIZER.duration_steps(tokens)
-            new_notes = TOKENIZER.decode([*primer, *tokens])
+            new_notes, hanging = TOKENIZER.decode_hanging([*primer, *tokens])
             start_of_new = origin + TOKENIZER.duration_steps(primer)
-            fresh = []
-            for note in new_notes:
+            fresh, fresh_hanging = [], []
+            for note, open_end in zip(new_notes, hanging):
                 absolute = Note(note.start + origin, min(note.end + origin, job.num_steps), note.pitch, note.velocity)
                 if max(start_of_new, 0) <= absolute.start < job.num_steps:
                     fresh.append(absolute)
-            job.notes += release_notes(fresh, job.chords) if release else fresh
+                    fresh_hanging.append(open_end)
+            if release:
+                fresh = release_notes(
+                    fresh, job.chords, hanging=fresh_hanging, hanging_beats=hanging_beats
+                )
+            job.notes += fresh
             if len(primer) + len(tokens) + 1 >= config.accompaniment_length:
                 # Token budget exhausted before the window's end: continue from where
                 # the decoder got to (at least one bar on, so that generation progresses).
@@ -515,20 +546,31 @@ def accompany(
 
 
 def release_notes(
-    notes: Sequence[Note], chords: Sequence[Span] = (), max_beats: float = MAX_HELD_BEATS
+    notes: Sequence[Note],
+    chords: Sequence[Span] = (),
+    max_beats: float = MAX_HELD_BEATS,
+    hanging: Sequence[bool] | None = None,
+    hanging_beats: float = HANGING_BEATS,
 ) -> list[Note]:
     """Notes shortened where a pianist would have lifted them.
 
     A note ends at the first beat after its start where the chord changes to one
     that leaves its pitch class out (beats hold the chord of
     :func:`~pianoacc_utils.harmony.beat_table`; no chord known changes nothing), and
-    at most ``max_beats`` beats after its start. Notes only ever get shorter.
+    at most ``max_beats`` beats after its start. A note flagged in ``hanging`` (the
+    decoder never ended it: :meth:`~pianoacc_utils.tokenizer.EventTokenizer.decode_hanging`)
+    lasts at most ``hanging_beats`` beats. Notes only ever get shorter.
     """
-    limit = int(round(max_beats * STEPS_PER_BEAT))
+    limits = np.full(len(notes), int(round(max_beats * STEPS_PER_BEAT)))
+    if hanging is not None:
+        if len(hanging) != len(notes):
+            raise ValueError("hanging needs one flag per note")
+        short = int(round(min(hanging_beats, max_beats) * STEPS_PER_BEAT))
+        limits[np.asarray(hanging, bool)] = short
     table = harmony.beat_table(chords, max((n.end for n in notes), default=0)) if chords else None
     released = []
-    for note in notes:
-        end = min(note.end, note.start + limit)
+    for note, limit in zip(notes, limits):
+        end = min(note.end, note.start + int(limit))
         if table is not None:
             first, last = note.start // STEPS_PER_BEAT + 1, (end - 1) // STEPS_PER_BEAT
             for beat in range(first, min(last, len(table) - 1) + 1):
@@ -549,11 +591,12 @@ def accompany_segment(
     decoder: CachedDecoder | None = None,
     chords: str = "annotated",
     release: bool = DEFAULT_RELEASE,
+    hanging_beats: float = HANGING_BEATS,
 ) -> list[list[Note]]:
     """Accompany POP909 segments; ``primer_tokens`` > 0 keeps that many ground-truth
     accompaniment tokens as a primer (0: from the melody alone). ``chords``: one of
     :data:`CHORD_SOURCES` (``"annotated"``: the segment's chords, moved with its
-    ``transpose``); ``release`` as in :func:`accompany`."""
+    ``transpose``); ``release`` and ``hanging_beats`` as in :func:`accompany`."""
     primers = None
     if primer_tokens > 0:
         primers = [
@@ -564,6 +607,7 @@ def accompany_segment(
     return accompany(
         model, melodies, sampling, window, primers, decoder,
         chords=[segment_chords(seg, chords) for seg in segments], release=release,
+        hanging_beats=hanging_beats,
     )
 
 

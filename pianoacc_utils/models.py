@@ -53,6 +53,21 @@ accompaniment onsets on the beat grid at chance level). With ``time_embedding``
 
 added to its token and position embeddings, where ``time`` is the token's time
 in grid steps after its own shift (the time at which the *next* event happens).
+
+With ``meter`` (the default) the model also knows where the bar lines are, so that
+a 3/4, 6/8 or 9/8 bar is not read as a piece of a 4/4 one. The optional input
+``"bars"`` ``(B, K)`` int lists each window's bar lines (grid steps from the window
+start, padded with :data:`NO_BAR`); each token then gets
+
+* the embedding of its step since the last bar line (``position``, up to
+  :data:`BAR_STEPS` - 1: two 4/4 bars' worth), and
+* its step within the beat counted from that bar line (``position %
+  STEPS_PER_BEAT``), so that the beats of a bar that starts on an eighth (9/8 after
+  a 9/8 bar) fall where the bar puts them.
+
+Without ``"bars"`` a bar line every four beats from the window start is assumed.
+The bar-position table starts at zeros, so a position no training bar reached (a
+9/8 bar's last eighth, in a corpus of 4/4 songs) adds nothing instead of noise.
 The two embedding tables are shared by encoder and decoder, so a melody note
 and the accompaniment at the same beat carry the same time vector, which gives
 the cross-attention a direct way to line them up. Times come from the token ids
@@ -111,6 +126,12 @@ SHIFT_STEPS = np.array(
     [_TOKENIZER.time_shift_steps(i) for i in range(len(_TOKENIZER))], dtype=np.int32
 )
 """Grid steps each token id advances time by (0 for everything but time shifts)."""
+BAR_STEPS = 8 * STEPS_PER_BEAT
+"""Bar positions the bar-position table covers (steps; later ones share its last row)."""
+NO_BAR = 2**20
+"""Padding of a bar-line table ``"bars"``: a step no token reaches."""
+DEFAULT_BAR_STEPS = 4 * STEPS_PER_BEAT
+"""Bar length assumed when no bar lines are given (4/4 from the window start)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,7 @@ class ModelConfig:
     tokens' times (see "Time signal" above); ``max_beats`` is the size of the
     beat table (later beats share its last row).
     ``harmony``: add a projection of each token's beat chord (see "Harmony signal").
+    ``meter``: add the step since the last bar line (see "Time signal").
     """
 
     kind: str = "fnet"
@@ -142,6 +164,7 @@ class ModelConfig:
     time_embedding: bool = True
     max_beats: int = 256
     harmony: bool = True
+    meter: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -198,34 +221,82 @@ def token_times(token_ids: Any, start_time: Any = None) -> Any:
     return times
 
 
+def bar_positions(times: Any, bars: Any = None) -> Any:
+    """Steps since the last bar line at or before each time: ``times`` (B, L) int,
+    ``bars`` (B, K) int bar lines (steps, padded with :data:`NO_BAR`; ``None``: one every
+    :data:`DEFAULT_BAR_STEPS` from 0). A time before every bar line counts from 0."""
+    if bars is None:
+        return ops.mod(times, DEFAULT_BAR_STEPS)
+    lines = ops.cast(bars, "int32")[:, None, :]
+    before = ops.less_equal(lines, times[:, :, None])
+    last = ops.max(ops.where(before, lines, ops.zeros_like(lines)), axis=-1)
+    return times - last
+
+
+def pad_bar_lines(
+    bar_lines: Any, rows: int | None = None, multiple: int = 1
+) -> np.ndarray:
+    """Bar-line lists -> ``(rows, K)`` int32 padded with :data:`NO_BAR`
+    (K the longest list rounded up to ``multiple``; extra rows are all padding)."""
+    longest = max((len(b) for b in bar_lines), default=0)
+    width = max(1, -(-longest // multiple) * multiple)
+    out = np.full((rows or len(bar_lines), width), NO_BAR, dtype=np.int32)
+    for i, lines in enumerate(bar_lines):
+        out[i, : len(lines)] = lines
+    return out
+
+
 @keras.saving.register_keras_serializable(package="pianoacc")
 class TimeEmbedding(keras.layers.Layer):
-    """Step-in-beat + beat embeddings of token times (see "Time signal" in the module doc)."""
+    """Step-in-beat + beat (+ bar-position) embeddings of token times (see "Time signal"
+    in the module doc)."""
 
-    def __init__(self, max_beats: int, output_dim: int, **kwargs: Any) -> None:
+    def __init__(self, max_beats: int, output_dim: int, meter: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_beats = max_beats
         self.output_dim = output_dim
+        self.meter = meter
         self.step_embedding = keras.layers.Embedding(
             STEPS_PER_BEAT, output_dim, name="step_in_beat", dtype=self.dtype_policy
         )
         self.beat_embedding = keras.layers.Embedding(
             max_beats, output_dim, name="beat", dtype=self.dtype_policy
         )
+        self.bar_embedding = (
+            keras.layers.Embedding(
+                BAR_STEPS, output_dim, embeddings_initializer="zeros", name="bar_position",
+                dtype=self.dtype_policy,
+            )
+            if meter
+            else None
+        )
 
     def build(self, input_shape: Any = None) -> None:
         self.step_embedding.build((None, None))
         self.beat_embedding.build((None, None))
+        if self.bar_embedding is not None:
+            self.bar_embedding.build((None, None))
         self.built = True
 
-    def call(self, token_ids: Any, start_time: Any = None) -> Any:
+    def call(self, token_ids: Any, start_time: Any = None, bars: Any = None) -> Any:
         times = token_times(token_ids, start_time)
-        step = ops.mod(times, STEPS_PER_BEAT)
         beat = ops.minimum(ops.floor_divide(times, STEPS_PER_BEAT), self.max_beats - 1)
-        return self.step_embedding(step) + self.beat_embedding(beat)
+        if self.bar_embedding is None:
+            return self.step_embedding(ops.mod(times, STEPS_PER_BEAT)) + self.beat_embedding(beat)
+        position = bar_positions(times, bars)
+        return (
+            self.step_embedding(ops.mod(position, STEPS_PER_BEAT))
+            + self.beat_embedding(beat)
+            + self.bar_embedding(ops.minimum(position, BAR_STEPS - 1))
+        )
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "max_beats": self.max_beats, "output_dim": self.output_dim}
+        return {
+            **super().get_config(),
+            "max_beats": self.max_beats,
+            "output_dim": self.output_dim,
+            "meter": self.meter,
+        }
 
 
 def beat_rows(table: Any, beats: Any) -> Any:
@@ -267,7 +338,8 @@ class AccompanimentModel(keras.Model):
     ``model({"melody": (B, Lm) int, "decoder_input": (B, La) int})`` returns
     float32 logits ``(B, La, vocabulary_size)``: position ``t`` predicts the
     token after ``decoder_input[:, t]``. Padding id 0 is masked everywhere.
-    The optional input ``"harmony"`` (B, beats, 24) float gives the chords per beat.
+    The optional input ``"harmony"`` (B, beats, 24) float gives the chords per beat,
+    ``"bars"`` (B, K) int the bar lines (see the module docstring).
     """
 
     def __init__(self, config: ModelConfig | dict[str, Any], **kwargs: Any) -> None:
@@ -283,7 +355,7 @@ class AccompanimentModel(keras.Model):
             c.vocabulary_size, c.accompaniment_length, c.hidden_dim, name="accompaniment_embedding"
         )
         self.time_embedding = (
-            TimeEmbedding(c.max_beats, c.hidden_dim, name="time_embedding")
+            TimeEmbedding(c.max_beats, c.hidden_dim, meter=c.meter, name="time_embedding")
             if c.time_embedding
             else None
         )
@@ -322,7 +394,11 @@ class AccompanimentModel(keras.Model):
         """Create every weight by running a two-token dummy batch (shapes are dynamic)."""
         dummy = np.ones((1, 2), dtype="int32")
         table = np.zeros((1, 1, HARMONY_DIM), dtype="float32")
-        self.call({"melody": dummy, "decoder_input": dummy, "harmony": table}, training=False)
+        bars = np.zeros((1, 1), dtype="int32")
+        self.call(
+            {"melody": dummy, "decoder_input": dummy, "harmony": table, "bars": bars},
+            training=False,
+        )
 
     def get_build_config(self) -> dict[str, Any]:
         return {"dummy": True}
@@ -340,6 +416,7 @@ class AccompanimentModel(keras.Model):
         # Checkpoints saved before the time signal existed were trained without it.
         values.setdefault("time_embedding", False)
         values.setdefault("harmony", False)
+        values.setdefault("meter", False)
         model_config = ModelConfig.from_dict(values)
         config.pop("dtype", None)
         return cls(model_config, **config)
@@ -347,10 +424,11 @@ class AccompanimentModel(keras.Model):
     # ------------------------------------------------------------------ forward pass
 
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
-        melody, harmony = inputs["melody"], inputs.get("harmony")
-        encoder_output = self.encode(melody, training=training, harmony=harmony)
+        melody, harmony, bars = inputs["melody"], inputs.get("harmony"), inputs.get("bars")
+        encoder_output = self.encode(melody, training=training, harmony=harmony, bars=bars)
         return self.decode(
-            inputs["decoder_input"], encoder_output, melody, training=training, harmony=harmony
+            inputs["decoder_input"], encoder_output, melody, training=training, harmony=harmony,
+            bars=bars,
         )
 
     @staticmethod
@@ -358,17 +436,20 @@ class AccompanimentModel(keras.Model):
         """Boolean ``(B, Lm)``: True at real melody tokens, False at padding (id 0)."""
         return ops.not_equal(melody_ids, PAD_ID)
 
-    def encode(self, melody_ids: Any, training: bool | None = False, harmony: Any = None) -> Any:
+    def encode(
+        self, melody_ids: Any, training: bool | None = False, harmony: Any = None, bars: Any = None
+    ) -> Any:
         """Melody token ids ``(B, Lm)`` -> encoder output ``(B, Lm, hidden_dim)``.
 
-        ``harmony``: the harmony table ``(B, beats, 24)`` (``None``: no chords known).
+        ``harmony``: the harmony table ``(B, beats, 24)`` (``None``: no chords known);
+        ``bars``: the bar lines ``(B, K)`` (``None``: 4/4 from the window start).
 
         Padded positions are zeroed before the encoder (FNet mixes every
         position); their outputs are masked later by the cross-attention.
         """
         self._check_length(melody_ids, self.config.melody_length, "melody")
         mask = self.melody_padding_mask(melody_ids)
-        x = self._embed(self.melody_embedding, melody_ids, harmony=harmony)
+        x = self._embed(self.melody_embedding, melody_ids, harmony=harmony, bars=bars)
         x = x * ops.cast(mask, x.dtype)[:, :, None]
         x = self.melody_dropout(x, training=training)
         if self.config.kind == "transformer":
@@ -389,11 +470,12 @@ class AccompanimentModel(keras.Model):
         start_index: Any = 0,
         start_time: Any = None,
         harmony: Any = None,
+        bars: Any = None,
     ) -> Any:
         """Token + position (+ time, + harmony) embeddings of ``token_ids``."""
         x = embedding(token_ids, start_index=start_index)
         if self.time_embedding is not None:
-            x = x + ops.cast(self.time_embedding(token_ids, start_time), x.dtype)
+            x = x + ops.cast(self.time_embedding(token_ids, start_time, bars), x.dtype)
         if self.harmony_embedding is not None and harmony is not None:
             beats = ops.floor_divide(token_times(token_ids, start_time), STEPS_PER_BEAT)
             x = x + ops.cast(self.harmony_embedding(harmony, beats), x.dtype)
@@ -421,15 +503,16 @@ class AccompanimentModel(keras.Model):
         melody_ids: Any,
         training: bool | None = False,
         harmony: Any = None,
+        bars: Any = None,
     ) -> Any:
         """Teacher-forced decoder: ``(B, La)`` ids + encoded melody -> logits ``(B, La, V)``.
 
         Causal self-attention (position ``t`` sees ``0..t``), padding masks on
         the accompaniment and on the melody (``melody_ids`` gives its mask);
-        ``harmony`` as in :meth:`encode`.
+        ``harmony`` and ``bars`` as in :meth:`encode`.
         """
         self._check_length(decoder_ids, self.config.accompaniment_length, "accompaniment")
-        x = self._embed(self.accompaniment_embedding, decoder_ids, harmony=harmony)
+        x = self._embed(self.accompaniment_embedding, decoder_ids, harmony=harmony, bars=bars)
         x = self.accompaniment_dropout(x, training=training)
         decoder_mask = ops.not_equal(decoder_ids, PAD_ID)
         melody_mask = self.melody_padding_mask(melody_ids)
@@ -446,15 +529,20 @@ class AccompanimentModel(keras.Model):
     # ------------------------------------------------------------------ cached decoding
 
     def init_cache(
-        self, encoder_output: Any, melody_ids: Any, max_length: int, harmony: Any = None
+        self,
+        encoder_output: Any,
+        melody_ids: Any,
+        max_length: int,
+        harmony: Any = None,
+        bars: Any = None,
     ) -> DecoderCache:
         """A :class:`DecoderCache` for generating up to ``max_length`` decoder tokens.
 
         The self-attention keys/values start as zeros (filled step by step by
         :meth:`decode_step`); the cross-attention keys/values of ``encoder_output``
         are computed here, once. ``max_length`` may not exceed
-        ``config.accompaniment_length``. ``harmony``: the window's harmony table
-        (as in :meth:`encode`), kept in the cache for the steps.
+        ``config.accompaniment_length``. ``harmony`` and ``bars``: the window's
+        harmony table and bar lines (as in :meth:`encode`), kept in the cache for the steps.
         """
         c = self.config
         if isinstance(max_length, int) and max_length > c.accompaniment_length:
@@ -476,6 +564,7 @@ class AccompanimentModel(keras.Model):
             ),
             melody_mask=self.melody_padding_mask(melody_ids),
             harmony=harmony,
+            bars=bars,
         )
 
     def decode_step(
@@ -496,7 +585,7 @@ class AccompanimentModel(keras.Model):
         key and one value tensor per layer updated in place (``slice_update``).
         """
         x = self._embed(
-            self.accompaniment_embedding, token_ids, index, start_time, cache.harmony
+            self.accompaniment_embedding, token_ids, index, start_time, cache.harmony, cache.bars
         )
         length = ops.shape(cache.keys[0])[2]
         queries = ops.arange(ops.shape(token_ids)[1]) + index
@@ -583,7 +672,8 @@ class DecoderCache(NamedTuple):
     ``keys``/``values``: self-attention keys and values ``(B, heads, max_length,
     head_dim)``; ``cross_keys``/``cross_values``: the projected encoder output
     ``(B, heads, Lm, head_dim)``; ``melody_mask`` (B, Lm): real melody positions;
-    ``harmony``: the harmony table (B, beats, 24) of the window, or ``None``.
+    ``harmony``: the harmony table (B, beats, 24) of the window, or ``None``;
+    ``bars``: its bar lines (B, K), or ``None``.
     A named tuple, so that it can be the state of a compiled loop (JAX pytree,
     ``tf.nest`` structure).
     """
@@ -594,6 +684,7 @@ class DecoderCache(NamedTuple):
     cross_values: tuple[Any, ...]
     melody_mask: Any
     harmony: Any = None
+    bars: Any = None
 
 
 def build_model(config: ModelConfig) -> AccompanimentModel:

@@ -138,15 +138,23 @@ class EventTokenizer:
         return tokens
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> list[Note]:
-        """Token ids -> notes, leniently: it never raises on a malformed sequence.
+        """Token ids -> notes (see :meth:`decode_hanging` for the policy)."""
+        return self.decode_hanging(ids)[0]
+
+    def decode_hanging(self, ids: Sequence[int] | np.ndarray) -> tuple[list[Note], list[bool]]:
+        """Token ids -> notes, and for each whether it was left hanging (no note-off).
+
+        Lenient: it never raises on a malformed sequence.
 
         Policy: ``PAD`` and ``START`` are skipped anywhere; ``END`` stops decoding;
         ids outside the vocabulary are skipped; a note-off for a key that is not
         down is ignored; a note-off at the step of its note-on gives a one-step
         note, which a new note-on of that key at the same step replaces; a note-on
         for a key already down first releases it (a zero-length note is dropped); keys still down at the end are released one
-        step after the last event or at the final time, whichever is later. Notes
-        come back sorted by (start, pitch).
+        step after the last event or at the final time, whichever is later: these
+        are the *hanging* notes, whose length the sequence never decided (generation
+        shortens them, ``generation.release_notes``). Notes come back sorted by
+        (start, pitch).
         """
         notes: list[Note | None] = []
         sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start, velocity)
@@ -179,11 +187,14 @@ class EventTokenizer:
                 struck_now.clear()
             else:
                 velocity = self.bin_velocity(token - self.velocity_offset)
+        ended = len(notes)
         for pitch, (start, vel) in sounding.items():
             notes.append(Note(start, max(now, start + 1), pitch, vel))
-        kept = [note for note in notes if note is not None]
-        kept.sort(key=lambda n: (n.start, n.pitch))
-        return kept
+        kept = sorted(
+            ((note, i >= ended) for i, note in enumerate(notes) if note is not None),
+            key=lambda pair: (pair[0].start, pair[0].pitch),
+        )
+        return [note for note, _ in kept], [hanging for _, hanging in kept]
 
     def duration_steps(self, ids: Iterable[int]) -> int:
         """Total grid steps the time-shift tokens of a sequence advance."""

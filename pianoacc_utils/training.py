@@ -52,7 +52,12 @@ import numpy as np
 from pianoacc_utils import harmony
 from pianoacc_utils.common import PianoaccError, config_dict, write_atomic, write_json
 from pianoacc_utils.dataset import PrepareConfig, PreparedSplit, load_split, prepare
-from pianoacc_utils.models import AccompanimentModel, ModelConfig, build_model  # sets the backend
+from pianoacc_utils.models import (  # sets the backend
+    AccompanimentModel,
+    ModelConfig,
+    build_model,
+    pad_bar_lines,
+)
 from pianoacc_utils.tokenizer import EventTokenizer
 
 import keras  # noqa: E402  (after models: the backend default is set there)
@@ -265,9 +270,10 @@ def pad_batch(sequences: Sequence[np.ndarray], length: int, rows: int | None = N
 class SegmentBatches(keras.utils.PyDataset):
     """Teacher-forced, length-bucketed batches from a :class:`PreparedSplit`.
 
-    Item ``i`` is ``({"melody": (B, Lm), "decoder_input": (B, La), "harmony": (B, NB, 24)},
-    target (B, La))``: token ids int32 padded with 0 (see the module docstring), and
-    the harmony tables float32 padded with no-chord rows. With ``harmony_dropout`` > 0,
+    Item ``i`` is ``({"melody": (B, Lm), "decoder_input": (B, La), "harmony": (B, NB, 24),
+    "bars": (B, K)}, target (B, La))``: token ids int32 padded with 0 (see the module
+    docstring), the harmony tables float32 padded with no-chord rows, and the bar lines
+    int32 padded with :data:`~pianoacc_utils.models.NO_BAR`. With ``harmony_dropout`` > 0,
     that share of the rows (drawn anew each epoch) gets an all-zero table. With ``shuffle`` the
     sequences are shuffled each epoch, sorted by accompaniment length inside
     pools of ``pool_batches`` batches, and the batches shuffled; without it
@@ -311,6 +317,7 @@ class SegmentBatches(keras.utils.PyDataset):
         self.targets = [p[1] for p in pairs]
         self.lengths = np.array([len(d) for d in self.decoder_inputs])
         self.harmony = [split.harmony_table(i) for i in chosen]
+        self.bars = [split.bar_lines(i) for i in chosen]
         self.harmony_dropout = harmony_dropout
         self.epoch = epoch
         self._plan = self._make_plan()
@@ -364,6 +371,7 @@ class SegmentBatches(keras.utils.PyDataset):
                 [self.decoder_inputs[i] for i in members], decoder_length, rows
             ),
             "harmony": tables,
+            "bars": pad_bar_lines([self.bars[i] for i in members], rows),
         }
         return inputs, pad_batch([self.targets[i] for i in members], decoder_length, rows)
 
@@ -386,7 +394,7 @@ class SegmentBatches(keras.utils.PyDataset):
 
         spec = tf.TensorSpec((self.batch_size, None), tf.int32)
         tables = tf.TensorSpec((self.batch_size, None, harmony.HARMONY_DIM), tf.float32)
-        inputs = {"melody": spec, "decoder_input": spec, "harmony": tables}
+        inputs = {"melody": spec, "decoder_input": spec, "harmony": tables, "bars": spec}
         dataset = tf.data.Dataset.from_generator(epoch_batches, output_signature=(inputs, spec))
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
         return dataset.prefetch(2)

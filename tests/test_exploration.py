@@ -234,6 +234,8 @@ def _write_prepared(folder: Path, melody: list[int], accompaniment: list[int]) -
             transpose=np.zeros(count, dtype=np.int8),
             harmony=np.zeros((count, 24), dtype=np.uint8),
             harmony_offsets=np.arange(count + 1),
+            bars=np.zeros(count, dtype=np.int32),
+            bars_offsets=np.arange(count + 1),
         )
 
 

@@ -177,8 +177,10 @@ class RecordingDecoder(CachedDecoder):
         super().__init__(model, sampling)
         self.calls: list[dict] = []
 
-    def decode(self, melody, primers, limits, max_length=None, harmony_tables=None):
-        out = super().decode(melody, primers, limits, max_length, harmony_tables)
+    def decode(
+        self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None
+    ):
+        out = super().decode(melody, primers, limits, max_length, harmony_tables, bar_tables)
         self.calls.append(
             {"primers": [list(p) for p in primers], "limits": list(limits), "tokens": out}
         )

@@ -592,6 +592,8 @@ def hand_split(tables: list[np.ndarray], seed: int = 0) -> PreparedSplit:
         transpose=np.zeros(n, np.int8),
         harmony=np.concatenate(tables).astype(np.uint8),
         harmony_offsets=np.concatenate([[0], np.cumsum([len(t) for t in tables])]).astype(np.int64),
+        bars=np.zeros(n, np.int32),
+        bars_offsets=np.arange(n + 1, dtype=np.int64),
     )
 
 
@@ -710,16 +712,20 @@ class TableRecorder:
     def __init__(self):
         self.calls = []
 
-    def decode(self, melody, primers, limits, max_length=None, harmony_tables=None):
-        self.calls.append({"limits": list(limits), "tables": np.array(harmony_tables)})
+    def decode(
+        self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None
+    ):
+        self.calls.append(
+            {"limits": list(limits), "tables": np.array(harmony_tables), "bars": bar_tables}
+        )
         return [
             TOKENIZER.shift_tokens(limit - TOKENIZER.duration_steps(primer))
             for primer, limit in zip(primers, limits)
         ]
 
 
-def stand_in_model():
-    return types.SimpleNamespace(config=ModelConfig(kind="fnet", **TINY))
+def stand_in_model(meter: bool = True):
+    return types.SimpleNamespace(config=ModelConfig(kind="fnet", meter=meter, **TINY))
 
 
 def test_accompany_gives_each_window_the_table_from_its_origin():
@@ -853,7 +859,7 @@ def test_sampling_with_the_chord_mask_plays_only_chord_tones(model):
     assert played and {p % 12 for p in played} <= {2, 5, 9}
 
 
-def test_a_short_pickup_puts_the_first_window_on_the_beat():
+def test_a_short_pickup_puts_the_first_window_on_the_beat_without_the_meter_signal():
     # A pickup of an eighth note (4 steps): the first window starts 4 steps before the
     # melody, so that the bar line after the pickup falls on a beat of the window's time.
     bar_starts = [0, 4, 4 + BAR, 4 + 2 * BAR]
@@ -863,16 +869,16 @@ def test_a_short_pickup_puts_the_first_window_on_the_beat():
     primers = []
     original = recorder.decode
 
-    def decode(melody, primers_, limits, max_length=None, harmony_tables=None):
+    def decode(melody, primers_, limits, max_length=None, harmony_tables=None, bar_tables=None):
         primers.append([list(p) for p in primers_])
-        return original(melody, primers_, limits, max_length, harmony_tables)
+        return original(melody, primers_, limits, max_length, harmony_tables, bar_tables)
 
     recorder.decode = decode
     accompany(
-        stand_in_model(), [(melody, bar_starts, 4 + 3 * BAR)], window=WindowConfig(2, 1),
-        decoder=recorder, chords=[chords],
+        stand_in_model(meter=False), [(melody, bar_starts, 4 + 3 * BAR)],
+        window=WindowConfig(2, 1), decoder=recorder, chords=[chords],
     )
-    lead = 4
+    lead = 4  # (a model with the meter signal reads the bar lines instead: no lead)
     # The first window covers the pickup and bar 1, from 4 steps before the melody; its
     # primer is those 4 steps of silence, so generation starts at step 0.
     assert recorder.calls[0]["limits"] == [4 + BAR + lead]
@@ -887,7 +893,7 @@ def test_a_short_pickup_puts_the_first_window_on_the_beat():
 def test_a_pickup_of_whole_beats_needs_no_lead():
     recorder = TableRecorder()
     accompany(
-        stand_in_model(), [([Note(0, 4, 72, 80)], [0, 8, 8 + BAR], 8 + 2 * BAR)],
+        stand_in_model(meter=False), [([Note(0, 4, 72, 80)], [0, 8, 8 + BAR], 8 + 2 * BAR)],
         window=WindowConfig(2, 1), decoder=recorder,
     )
     assert recorder.calls[0]["limits"] == [8 + BAR]

@@ -16,6 +16,7 @@ from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
 from pianoacc_utils.data import Note
 from pianoacc_utils.harmony import HARMONY_DIM
 from pianoacc_utils.models import (
+    BAR_STEPS,
     KINDS,
     SHIFT_STEPS,
     AccompanimentModel,
@@ -88,8 +89,8 @@ def test_output_shape_dtype_and_parameter_counts(model):
     parts = counts["embeddings"] + counts["encoder"] + counts["decoder"] + counts["output"]
     assert counts["total"] == parts == model.count_params()
     hidden, vocab = model.config.hidden_dim, model.config.vocabulary_size
-    assert counts["output"] == hidden * vocab + vocab
-    time_tables = STEPS_PER_BEAT + model.config.max_beats  # step-in-beat and beat rows
+    # step-in-beat, beat and bar-position rows
+    time_tables = STEPS_PER_BEAT + model.config.max_beats + BAR_STEPS
     chord_projection = HARMONY_DIM  # no bias: a row of zeros (no chord) adds nothing
     assert counts["embeddings"] == hidden * (2 * vocab + 128 + 64 + time_tables + chord_projection)
     # FNet blocks have no attention weights: fewer encoder parameters than Transformer ones.
@@ -349,7 +350,7 @@ def test_time_signal_is_shared_and_checkpoints_without_it_still_load(tmp_path):
     assert plain.time_embedding is None
     assert beat_change(plain) == 0
     assert count_parameters(model)["total"] - count_parameters(plain)["total"] == (
-        (STEPS_PER_BEAT + model.config.max_beats) * model.config.hidden_dim
+        (STEPS_PER_BEAT + model.config.max_beats + BAR_STEPS) * model.config.hidden_dim
     )
     plain.save(tmp_path / "plain.keras")
     loaded = keras.models.load_model(tmp_path / "plain.keras")

@@ -337,10 +337,15 @@ class CachedDecoder:
         return results
 
 
+DEFAULT_BARS = 64
+"""Most bar lines :func:`default_bar_lines` lays (later steps count as the last bar's)."""
+
+
 def default_bar_lines(batch: int, steps: int) -> np.ndarray:
     """4/4 bar lines (``(batch, K)``, a multiple of :data:`BAR_BUCKET` wide) covering
-    ``steps`` grid steps: what the model assumes when no bar lines are given."""
-    count = max(1, -(-int(steps) // models.DEFAULT_BAR_STEPS))
+    ``steps`` grid steps, at most :data:`DEFAULT_BARS` of them: what the model assumes
+    when no bar lines are given (a window of the accompaniment always has its own)."""
+    count = min(max(1, -(-int(steps) // models.DEFAULT_BAR_STEPS)), DEFAULT_BARS)
     lines = np.arange(count) * models.DEFAULT_BAR_STEPS
     return models.pad_bar_lines([lines] * batch, multiple=BAR_BUCKET)
 

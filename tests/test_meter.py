@@ -18,6 +18,7 @@ from pianoacc_utils.data import Note, Span
 from pianoacc_utils.dataset import PreparedSplit
 from pianoacc_utils.generation import (
     BAR_BUCKET,
+    DEFAULT_BARS,
     WindowConfig,
     accompany,
     default_bar_lines,
@@ -92,6 +93,9 @@ def test_pad_bar_lines_and_default_lines():
     lines = default_bar_lines(2, 70)  # 70 steps: bars at 0, 32, 64
     assert lines.shape == (2, BAR_BUCKET)
     np.testing.assert_array_equal(lines[1, :4], [0, 32, 64, NO_BAR])
+    # A huge limit (decoding without a window end) lays at most DEFAULT_BARS lines.
+    capped = default_bar_lines(1, 10**6)
+    np.testing.assert_array_equal(capped[0], np.arange(DEFAULT_BARS) * 32)
 
 
 # --------------------------------------------------------------------------- the model

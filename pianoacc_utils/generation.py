@@ -472,8 +472,8 @@ def accompany(
     model reads as its harmony tables; ``None``, or an empty list for a melody,
     means no chords are known (see :func:`~pianoacc_utils.harmony.estimate_chords` to estimate them).
     ``release``: apply :func:`release_notes` to each window's new notes, with the notes
-    the decoder left hanging lasting at most ``hanging_beats`` beats. The model reads
-    each window's bar lines (``bar_starts``), so any meter is accompanied bar by bar.
+    the decoder left hanging lasting at most ``hanging_beats`` beats. Each window passes
+    its bar lines (from ``bar_starts``) to the model ("Time signal" in :mod:`models`).
 
     Melodies are processed together, window by window (batched across melodies).
     ``primers`` optionally gives ground-truth accompaniment notes that are kept as

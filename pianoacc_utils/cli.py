@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from pianoacc_utils.common import (
+    COMPOUND_MODES,
     DEFAULT_CHORD_MASK,
+    DEFAULT_COMPOUND,
     DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
@@ -175,6 +177,15 @@ def _harmony_rule_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _compound_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compound", choices=COMPOUND_MODES, default=DEFAULT_COMPOUND,
+        help="compound meters (6/8, 9/8, 12/8): swing (default) has the model accompany "
+        "each dotted beat as a plain beat (its first two thirds as the first half) and "
+        "swings the result back; plain gives the model the bars as they are",
+    )
+
+
 @command("accompany", "melody MIDI -> melody + generated PIANO accompaniment MIDI")
 def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("melody", type=Path, help="melody MIDI file (any meter and tempo map)")
@@ -204,6 +215,7 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         "labels such as C:maj, A:min7), auto (default: estimated from the melody) or none",
     )
     _harmony_rule_arguments(parser)
+    _compound_argument(parser)
     parser.add_argument("--wav", type=Path, help="also render the arrangement to this WAV file")
     parser.set_defaults(func=_accompany)
 
@@ -223,10 +235,16 @@ def _accompany(args: argparse.Namespace) -> None:
     tempi = melody.midi.get_tempo_changes()[1]
     tempo = f"{min(tempi):.4g}" + (f"-{max(tempi):.4g}" if max(tempi) > min(tempi) else "")
     print(f"melody: {args.melody}: {melody.description}; meter {meter}, {tempo} bpm")
+    from pianoacc_utils.compound import bar_units
+
+    compound = sum(1 for unit in bar_units(melody) if unit)
+    if compound:
+        how = "through the swing map" if args.compound == "swing" else "as they are (--compound plain)"
+        print(f"compound meter: {compound} of {melody.num_bars} bars accompanied {how}")
 
     from pianoacc_utils.generation import (
         SamplingConfig,
-        accompany,
+        accompany_melodies,
         load_checkpoint,
         resolve_checkpoint,
     )
@@ -249,9 +267,9 @@ def _accompany(args: argparse.Namespace) -> None:
         f"{window.bars} bars, {window.overlap_bars} overlapping)"
     )
     generating = time.perf_counter()
-    (notes,) = accompany(
-        model, [(melody.notes, melody.grid.bar_starts, melody.end_step)], sampling, window,
-        chords=[chords], release=args.release, hanging_beats=args.hanging_beats,
+    (notes,) = accompany_melodies(
+        model, [melody], sampling, window, chords=[chords], release=args.release,
+        hanging_beats=args.hanging_beats, compound=args.compound,
     )
     generated = time.perf_counter() - generating
     write_arrangement(melody, notes, args.out)
@@ -292,6 +310,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "melody, or none",
     )
     _harmony_rule_arguments(parser)
+    _compound_argument(parser)
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
     parser.add_argument(
@@ -323,6 +342,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         chord_mask=args.chord_mask,
         release=args.release,
         hanging_beats=args.hanging_beats,
+        compound=args.compound,
     )
     melody_paths = []
     if args.melodies is not None:

@@ -82,3 +82,7 @@ MAX_HELD_BEATS = 4
 on by default, chosen on the validation split (``results/chord_mask_validation.md``)."""
 HANGING_BEATS = 4
 """Longest a note the decoder never ended (no note-off token) may sound, in beats."""
+COMPOUND_MODES = ("swing", "plain")
+"""How melodies' compound bars (6/8, 9/8, 12/8, ...) are accompanied: through the swing
+time map of ``compound`` (``"swing"``) or given to the model as they are (``"plain"``)."""
+DEFAULT_COMPOUND = "swing"

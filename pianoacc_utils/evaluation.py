@@ -34,6 +34,7 @@ import numpy as np
 from pianoacc_utils.common import (
     DEFAULT_CHORD_MASK,
     DEFAULT_RELEASE,
+    DEFAULT_COMPOUND,
     HANGING_BEATS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
@@ -954,7 +955,8 @@ class EvaluationConfig:
     melody alone; ``"none"``). ``chord_mask``: keep note-ons to the chord's tones while
     sampling (``generation.SamplingConfig``); ``release``: release hanging notes
     (``generation.release_notes``), those the decoder never ended after at most
-    ``hanging_beats`` beats.
+    ``hanging_beats`` beats. ``compound``: how melody files' compound bars are
+    accompanied (:data:`~pianoacc_utils.common.COMPOUND_MODES`; POP909 has none).
     """
 
     split: str = "test"
@@ -970,6 +972,7 @@ class EvaluationConfig:
     chord_mask: bool = DEFAULT_CHORD_MASK
     release: bool = DEFAULT_RELEASE
     hanging_beats: float = HANGING_BEATS
+    compound: str = DEFAULT_COMPOUND
 
 
 def split_segments(config: EvaluationConfig = EvaluationConfig()) -> tuple[list[Segment], list[float]]:
@@ -1237,6 +1240,7 @@ def evaluate_melodies(
     chords: str = "estimated",
     release: bool = DEFAULT_RELEASE,
     hanging_beats: float = HANGING_BEATS,
+    compound: str = DEFAULT_COMPOUND,
 ) -> dict[str, Any]:
     """Accompany melody MIDI files with a checkpoint and judge them with :func:`melody_metrics`.
 
@@ -1244,7 +1248,8 @@ def evaluate_melodies(
     accompany`` would one by one; ``sampling`` defaults to ``SamplingConfig()``.
     The model plays to chords estimated from each melody (``chords="estimated"``,
     as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release`` and
-    ``hanging_beats`` as in ``generation.accompany``.
+    ``hanging_beats`` as in ``generation.accompany``, ``compound`` as in
+    ``generation.accompany_melodies``.
     With ``out_dir`` each arrangement (melody + PIANO) is written there as
     ``<melody name>.mid``. Returns a JSON-ready dict (NaN as ``None``):
     ``checkpoint``, ``sampling``, ``generation_seconds``, ``melodies`` (per melody:
@@ -1264,8 +1269,8 @@ def evaluate_melodies(
     began = time.perf_counter()
     if chords not in ("estimated", "none"):
         raise PianoaccError(f"chords {chords!r} for melodies: expected estimated or none")
-    accompaniments = generation.accompany(
-        model, [(m.notes, m.grid.bar_starts, m.end_step) for m in melodies], sampling, window,
+    accompaniments = generation.accompany_melodies(
+        model, melodies, sampling, window,
         chords=[
             harmony.estimate_chords(m.notes, m.grid.bar_starts, m.end_step)
             if chords == "estimated" else []
@@ -1273,6 +1278,7 @@ def evaluate_melodies(
         ],
         release=release,
         hanging_beats=hanging_beats,
+        compound=compound,
     )
     seconds = time.perf_counter() - began
     rows = []
@@ -1302,6 +1308,7 @@ def evaluate_melodies(
             "chords": chords,
             "release": release,
             "hanging_beats": hanging_beats,
+            "compound": compound,
             "generation_seconds": round(seconds, 2),
             "melodies": rows,
             "medians": medians,
@@ -1362,6 +1369,7 @@ def evaluation_report(
             name: evaluate_melodies(
                 info["checkpoint"], melody_paths, sampling, chords=melody_chords,
                 release=config.release, hanging_beats=config.hanging_beats,
+                compound=config.compound,
             )
             for name, info in details["models"].items()
         }

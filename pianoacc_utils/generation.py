@@ -30,6 +30,10 @@ harmony:
   voicing, rhythm and dynamics. POP909's pianists keep 99% of their note time on
   chord tones; the small models alone reach far less (``results/``).
 
+Melodies read from MIDI files go through :func:`accompany_melodies`, which accompanies
+bars in a compound meter (6/8, 9/8, ...) through the swing map of
+:mod:`pianoacc_utils.compound`.
+
 Chords (see :mod:`pianoacc_utils.harmony`) go with each window as its harmony
 table. :data:`CHORD_SOURCES` names where they come from: the annotation
 (``"annotated"``, a lead sheet), :func:`~pianoacc_utils.harmony.estimate_chords`
@@ -46,6 +50,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pianoacc_utils import compound as compound_meter
 from pianoacc_utils import harmony, models  # (models also sets the default Keras backend)
 from pianoacc_utils.common import (
     DEFAULT_CHORD_MASK,
@@ -58,7 +63,7 @@ from pianoacc_utils.common import (
     PianoaccError,
     project_root,
 )
-from pianoacc_utils.data import Note, Segment, Span, normalize_notes
+from pianoacc_utils.data import Melody, Note, Segment, Span, normalize_notes
 from pianoacc_utils.tokenizer import EventTokenizer
 
 import keras  # noqa: E402  (after models: the backend default is set there)
@@ -548,6 +553,49 @@ def accompany(
             else:
                 job.position = end
     return [normalize_notes(job.notes) for job in jobs]
+
+
+def accompany_melodies(
+    model: models.AccompanimentModel,
+    melodies: Sequence[Melody],
+    sampling: SamplingConfig = SamplingConfig(),
+    window: WindowConfig = WindowConfig(),
+    chords: Sequence[Sequence[Span]] | None = None,
+    release: bool = DEFAULT_RELEASE,
+    hanging_beats: float = HANGING_BEATS,
+    compound: str = compound_meter.DEFAULT_COMPOUND,
+    decoder: CachedDecoder | None = None,
+) -> list[list[Note]]:
+    """Accompaniment of melodies read from MIDI files (:func:`~pianoacc_utils.data.load_melody`).
+
+    As :func:`accompany`, with ``chords`` and the result in each melody's own steps.
+    Bars in a compound meter (6/8, 9/8, 12/8, ...) are accompanied through the swing
+    map of :mod:`~pianoacc_utils.compound` (``compound="swing"``, the default) or as
+    they are (``"plain"``); a melody in simple meters is accompanied exactly as by
+    :func:`accompany`.
+    """
+    maps = [compound_meter.melody_time_map(melody, compound) for melody in melodies]
+    jobs = [
+        (
+            time_map.notes_to_model(melody.notes),
+            [int(b) for b in time_map.to_model(melody.grid.bar_starts)],
+            int(time_map.to_model([melody.end_step])[0]),
+        )
+        for melody, time_map in zip(melodies, maps)
+    ]
+    known = None
+    if chords is not None:
+        known = [time_map.spans_to_model(spans) for time_map, spans in zip(maps, chords)]
+    results = accompany(
+        model, jobs, sampling, window, decoder=decoder, chords=known, release=release,
+        hanging_beats=hanging_beats,
+    )
+    moved = []
+    for melody, time_map, notes in zip(melodies, maps, results):
+        notes = time_map.notes_to_melody(notes)
+        end = int(melody.end_step)
+        moved.append(normalize_notes([n._replace(end=min(n.end, end)) for n in notes if n.start < end]))
+    return moved
 
 
 def release_notes(

@@ -177,6 +177,14 @@ def _harmony_rule_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _velocity_temperature_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--velocity-temperature", type=_positive_float, metavar="T",
+        help="temperature of the velocity tokens alone (default: --temperature); higher "
+        "values vary the dynamics more",
+    )
+
+
 def _compound_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compound", choices=COMPOUND_MODES, default=DEFAULT_COMPOUND,
@@ -199,6 +207,7 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature", type=float, default=DEFAULT_TEMPERATURE,
         help=f"0: greedy (default {DEFAULT_TEMPERATURE})",
     )
+    _velocity_temperature_argument(parser)
     parser.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
     parser.add_argument(
         "--top-p", type=float, default=DEFAULT_TOP_P,
@@ -260,7 +269,10 @@ def _accompany(args: argparse.Namespace) -> None:
         chords = read_chords(args.chords, melody.grid)
         print(f"chords: {len(chords)} from {args.chords}")
 
-    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask)
+    sampling = SamplingConfig(
+        args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask,
+        args.velocity_temperature,
+    )
     model, window = load_checkpoint(args.checkpoint)
     print(
         f"model: {resolve_checkpoint(args.checkpoint)} ({model.config.kind}; windows of "
@@ -301,6 +313,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bars", type=int, default=32, help="bars per evaluated segment")
     parser.add_argument("--primer-tokens", type=int, default=0, help="ground-truth tokens to prime with")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    _velocity_temperature_argument(parser)
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     parser.add_argument("--seed", type=int, default=0)
@@ -335,6 +348,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         segments=args.segments,
         primer_tokens=args.primer_tokens,
         temperature=args.temperature,
+        velocity_temperature=args.velocity_temperature,
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seed,

@@ -964,6 +964,7 @@ class EvaluationConfig:
     segments: int | None = None
     primer_tokens: int = 0
     temperature: float = DEFAULT_TEMPERATURE
+    velocity_temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = DEFAULT_TOP_P
     seed: int = 0
@@ -1051,7 +1052,8 @@ def generate_for_segments(
 
     model, window = generation.load_checkpoint(checkpoint)
     sampling = generation.SamplingConfig(
-        config.temperature, config.top_k, config.top_p, config.seed, config.chord_mask
+        config.temperature, config.top_k, config.top_p, config.seed, config.chord_mask,
+        config.velocity_temperature,
     )
     decoder = generation.CachedDecoder(model, sampling)
     results: list[list[Note]] = []
@@ -1362,7 +1364,8 @@ def evaluation_report(
         from pianoacc_utils.generation import SamplingConfig
 
         sampling = SamplingConfig(
-            config.temperature, config.top_k, config.top_p, config.seed, config.chord_mask
+            config.temperature, config.top_k, config.top_p, config.seed, config.chord_mask,
+            config.velocity_temperature,
         )
         melody_chords = "none" if config.chords == "none" else "estimated"
         report["melodies"] = {

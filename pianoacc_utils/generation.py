@@ -103,6 +103,10 @@ class SamplingConfig:
     pitch classes (see the module docstring); the default
     (:data:`~pianoacc_utils.common.DEFAULT_CHORD_MASK`) was chosen on the validation
     split (``results/chord_mask_validation.md``).
+    ``velocity_temperature``: the temperature of the choice *among* velocity tokens
+    (``None``: ``temperature``), so that dynamics can vary more than timing and pitch
+    (:func:`velocity_logits`); no effect when ``temperature`` is 0 (greedy). Top-p and
+    top-k still apply to every token.
     """
 
     temperature: float = DEFAULT_TEMPERATURE
@@ -110,6 +114,7 @@ class SamplingConfig:
     top_p: float | None = DEFAULT_TOP_P
     seed: int = 0
     chord_mask: bool = DEFAULT_CHORD_MASK
+    velocity_temperature: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -118,6 +123,17 @@ class SamplingConfig:
             raise PianoaccError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.top_k is not None and self.top_k < 1:
             raise PianoaccError(f"top-k must be >= 1, got {self.top_k}")
+        velocity = self.velocity_temperature
+        if velocity is not None and not (math.isfinite(velocity) and velocity > 0):
+            raise PianoaccError(f"velocity temperature must be a number > 0, got {velocity}")
+
+    @property
+    def velocity_factor(self) -> float:
+        """``temperature / velocity_temperature`` (1 when unset or greedy): see
+        :func:`velocity_logits`."""
+        if self.velocity_temperature is None or self.temperature == 0:
+            return 1.0
+        return self.temperature / self.velocity_temperature
 
     def sampler(self) -> keras_hub.samplers.Sampler:
         """The keras-hub sampler for these settings (greedy, top-p, top-k or plain random)."""
@@ -147,6 +163,9 @@ NEVER[[TOKENIZER.pad_id, TOKENIZER.start_id]] = True
 NOTE_ON_CLASS = np.full(len(TOKENIZER), 12, np.int32)
 NOTE_ON_CLASS[TOKENIZER.note_on_offset : TOKENIZER.note_off_offset] = np.arange(128) % 12
 """Pitch class of each note-on token id; 12 (no class) for every other token."""
+IS_VELOCITY = np.zeros(len(TOKENIZER), bool)
+IS_VELOCITY[TOKENIZER.velocity_offset : TOKENIZER.vocabulary_size] = True
+"""The velocity tokens (their temperature: ``SamplingConfig.velocity_temperature``)."""
 
 
 def _mask_logits(logits: Any, remaining: Any, allowed: Any = None) -> Any:
@@ -167,6 +186,24 @@ def _mask_logits(logits: Any, remaining: Any, allowed: Any = None) -> Any:
     if allowed is not None:
         banned = ops.logical_or(banned, ops.logical_not(allowed))
     return ops.where(banned, ops.cast(-1e9, logits.dtype), logits)
+
+
+def velocity_logits(logits: Any, factor: float, temperature: float) -> Any:
+    """Logits (B, V) whose velocity tokens, once the sampler divides by ``temperature``,
+    are drawn as at temperature ``temperature / factor`` among themselves, while their
+    total probability stays what it was.
+
+    Multiplying the velocity logits by ``factor`` alone would also move probability
+    between velocity tokens and the rest (a "hotter" velocity would mean fewer velocity
+    changes, hence *flatter* dynamics); the added constant keeps the velocity tokens'
+    log-sum-exp at ``temperature`` unchanged.
+    """
+    velocity = ops.convert_to_tensor(IS_VELOCITY)[None, :]
+    floor = ops.cast(-1e9, logits.dtype)
+    before = ops.logsumexp(ops.where(velocity, logits, floor) / temperature, axis=-1, keepdims=True)
+    scaled = logits * factor
+    after = ops.logsumexp(ops.where(velocity, scaled, floor) / temperature, axis=-1, keepdims=True)
+    return ops.where(velocity, scaled + temperature * (before - after), logits)
 
 
 def chord_allowed(tables: np.ndarray) -> np.ndarray:
@@ -203,6 +240,7 @@ class CachedDecoder:
         """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample."""
         model = self.model
         use_mask = self.sampling.chord_mask
+        velocity_factor = self.sampling.velocity_factor
         encoder_output = model.encode(melody, harmony=table, bars=bars)
         cache = model.init_cache(
             encoder_output, melody, ops.shape(prompt)[1], harmony=table, bars=bars
@@ -221,7 +259,10 @@ class CachedDecoder:
             now = elapsed + shift
             beat = ops.floor_divide(now, STEPS_PER_BEAT)[:, None]
             permitted = models.beat_rows(allowed, beat)[:, 0, :] if use_mask else None
-            logits = _mask_logits(logits[:, 0, :], limit - now, permitted)
+            logits = logits[:, 0, :]
+            if velocity_factor != 1.0:
+                logits = velocity_logits(logits, velocity_factor, self.sampling.temperature)
+            logits = _mask_logits(logits, limit - now, permitted)
             return logits, None, (cache, elapsed + shift)
 
         return self.sampler(

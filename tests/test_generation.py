@@ -38,6 +38,7 @@ from pianoacc_utils.generation import (
     accompany_segment,
     naive_decode,
     pad_melodies,
+    velocity_logits,
 )
 from pianoacc_utils.models import KINDS, AccompanimentModel, ModelConfig, build_model
 from pianoacc_utils.tokenizer import EventTokenizer
@@ -372,11 +373,60 @@ def test_seeded_sampling_is_reproducible():
         (dict(top_p=0.0), "top-p"),
         (dict(top_p=1.5), "top-p"),
         (dict(top_k=0), "top-k"),
+        (dict(velocity_temperature=0.0), "velocity temperature"),
+        (dict(velocity_temperature=float("inf")), "velocity temperature"),
     ],
 )
 def test_invalid_sampling_settings_are_reported(settings, message):
     with pytest.raises(PianoaccError, match=message):
         SamplingConfig(**settings)
+
+
+def test_velocity_logits_reshape_the_velocity_choice_and_keep_its_share():
+    def softmax(x, axis=-1):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    logits = np.random.default_rng(0).normal(0, 3, (2, VOCAB)).astype(np.float32)
+    is_velocity = np.zeros(VOCAB, bool)
+    is_velocity[TOKENIZER.velocity_offset : TOKENIZER.velocity_offset + 32] = True
+    temperature, velocity_temperature = 0.7, 1.4
+    moved = np.asarray(velocity_logits(logits, temperature / velocity_temperature, temperature))
+    before, after = softmax(logits / temperature, axis=-1), softmax(moved / temperature, axis=-1)
+    # every other token keeps its logit, the velocity tokens their total probability
+    np.testing.assert_array_equal(moved[:, ~is_velocity], logits[:, ~is_velocity])
+    np.testing.assert_allclose(after[:, is_velocity].sum(-1), before[:, is_velocity].sum(-1), rtol=1e-4)
+    # among themselves, velocities follow their own temperature
+    np.testing.assert_allclose(
+        after[:, is_velocity] / after[:, is_velocity].sum(-1, keepdims=True),
+        softmax(logits[:, is_velocity] / velocity_temperature, axis=-1), rtol=1e-4,
+    )
+
+
+def test_the_velocity_temperature_scales_the_velocity_logits_only():
+    assert SamplingConfig(temperature=0.7, velocity_temperature=1.4).velocity_factor == 0.5
+    assert SamplingConfig(temperature=0.7).velocity_factor == 1.0
+    assert SamplingConfig(temperature=0.0, velocity_temperature=2.0).velocity_factor == 1.0
+    # Velocity bins on a gentle slope, one note-on and one time shift as likely as the
+    # best bin: a cold velocity temperature picks the top bin only, a hot one many.
+    bias = np.full(VOCAB, -10.0, np.float32)
+    bias[TOKENIZER.velocity_offset : TOKENIZER.velocity_offset + 32] = 2.0 - 0.3 * np.arange(32)
+    bias[TOKENIZER.note_on_offset + 60] = 2.0
+    bias[shift_id(4)] = 2.0
+    model = biased_model(bias)
+    padded = pad_melodies([random_melody(0)] * 4, model.config.melody_length)
+
+    def velocity_bins(velocity_temperature: float) -> set[int]:
+        sampling = SamplingConfig(
+            temperature=1.0, top_p=None, seed=5, chord_mask=False,
+            velocity_temperature=velocity_temperature,
+        )
+        rows = CachedDecoder(model, sampling).decode(padded, [[]] * 4, [400] * 4, max_length=64)
+        tokens = [t for row in rows for t in row]
+        return {t - TOKENIZER.velocity_offset for t in tokens if t >= TOKENIZER.velocity_offset}
+
+    assert velocity_bins(0.01) == {0}
+    assert len(velocity_bins(20.0)) >= 8
 
 
 # --------------------------------------------------------------------------- stopping and windows

@@ -18,6 +18,7 @@ from pianoacc_utils.common import (
     DEFAULT_COMPOUND,
     DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
+    DEFAULT_VELOCITY_TEMPERATURE,
     DEFAULT_TOP_P,
     HANGING_BEATS,
     MAX_HELD_BEATS,
@@ -180,8 +181,10 @@ def _harmony_rule_arguments(parser: argparse.ArgumentParser) -> None:
 def _velocity_temperature_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--velocity-temperature", type=_positive_float, metavar="T",
-        help="temperature of the velocity tokens alone (default: --temperature); higher "
-        "values vary the dynamics more",
+        default=DEFAULT_VELOCITY_TEMPERATURE,
+        help="temperature of the choice among velocity tokens (default "
+        f"{DEFAULT_VELOCITY_TEMPERATURE:g}); higher values vary the dynamics more, the "
+        "value of --temperature treats them like every other token",
     )
 
 

@@ -20,6 +20,9 @@ DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.8
 """Default sampling (generation, evaluation, command line): chosen on the validation
 split, see ``results/sampling_validation.md``."""
+DEFAULT_VELOCITY_TEMPERATURE = 2.0
+"""Default temperature of the choice among velocity tokens (``generation.velocity_logits``):
+chosen on the validation split, see ``results/velocity_validation.md``."""
 DEFAULT_CHORD_MASK = True
 """Whether sampling keeps note-ons to the tones of the current chord when chords are
 known (see ``generation.SamplingConfig``); chosen on the validation split, see

@@ -37,6 +37,7 @@ from pianoacc_utils.common import (
     DEFAULT_COMPOUND,
     HANGING_BEATS,
     DEFAULT_TEMPERATURE,
+    DEFAULT_VELOCITY_TEMPERATURE,
     DEFAULT_TOP_P,
     STEPS_PER_BEAT,
     PianoaccError,
@@ -964,7 +965,7 @@ class EvaluationConfig:
     segments: int | None = None
     primer_tokens: int = 0
     temperature: float = DEFAULT_TEMPERATURE
-    velocity_temperature: float | None = None
+    velocity_temperature: float | None = DEFAULT_VELOCITY_TEMPERATURE
     top_k: int | None = None
     top_p: float | None = DEFAULT_TOP_P
     seed: int = 0

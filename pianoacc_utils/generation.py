@@ -56,6 +56,7 @@ from pianoacc_utils.common import (
     DEFAULT_CHORD_MASK,
     DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
+    DEFAULT_VELOCITY_TEMPERATURE,
     MAX_HELD_BEATS,
     DEFAULT_TOP_P,
     HANGING_BEATS,
@@ -106,7 +107,10 @@ class SamplingConfig:
     ``velocity_temperature``: the temperature of the choice *among* velocity tokens
     (``None``: ``temperature``), so that dynamics can vary more than timing and pitch
     (:func:`velocity_logits`); no effect when ``temperature`` is 0 (greedy). Top-p and
-    top-k still apply to every token.
+    top-k still apply to every token. Its default
+    (:data:`~pianoacc_utils.common.DEFAULT_VELOCITY_TEMPERATURE`) was chosen on the
+    validation split (``results/velocity_validation.md``): the velocities then vary about
+    as much as the pianists'.
     """
 
     temperature: float = DEFAULT_TEMPERATURE
@@ -114,7 +118,7 @@ class SamplingConfig:
     top_p: float | None = DEFAULT_TOP_P
     seed: int = 0
     chord_mask: bool = DEFAULT_CHORD_MASK
-    velocity_temperature: float | None = None
+    velocity_temperature: float | None = DEFAULT_VELOCITY_TEMPERATURE
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):

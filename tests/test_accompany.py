@@ -90,7 +90,9 @@ MELODIES = {
         ("--top-k", 20, "--top-p", 1),
     ),
     "2-2": (lambda p: simple_melody(p, 8, numerator=2, denominator=2), "meter 2/2", ()),
-    "pickup": (pickup_melody, "meter 1/4 -> 4/4", ("--seed", 3)),
+    # The model is untrained, so at some seeds it plays no note at all: seed 1 is one
+    # at which it plays (the outputs are checked for timing, not for music).
+    "pickup": (pickup_melody, "meter 1/4 -> 4/4", ("--seed", 1)),
     "tempo-changes": (tempo_change_melody, "61.5-200 bpm", ()),
     "104-bars": (long_melody, "104 bars", ()),
 }

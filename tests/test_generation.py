@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.common import DEFAULT_TEMPERATURE, DEFAULT_VELOCITY_TEMPERATURE, PianoaccError
 from pianoacc_utils.data import Note, load_song, segment
 from pianoacc_utils.generation import (
     GREEDY,
@@ -336,11 +336,12 @@ def test_cached_decoding_equals_naive_decoding_under_jax():
 
 def test_sampling_settings_shape_the_choice():
     """k=1 and a tiny p leave only the greedy choice (plain temperature sampling runs in
-    the window tests below)."""
+    the window tests below); the velocity tokens at the main temperature, since their own
+    temperature reshapes their logits before top-k and top-p apply."""
     run = greedy_run("transformer")
     for sampling in (
-        SamplingConfig(temperature=1.0, top_k=1, top_p=None, seed=4),
-        SamplingConfig(temperature=1.0, top_p=1e-6, seed=4),
+        SamplingConfig(temperature=1.0, top_k=1, top_p=None, seed=4, velocity_temperature=None),
+        SamplingConfig(temperature=1.0, top_p=1e-6, seed=4, velocity_temperature=None),
     ):
         decoder = CachedDecoder(run["model"], sampling)
         out = decoder.decode(run["padded"], [[]], [NO_LIMIT], GENERATED + 1)[0]
@@ -405,7 +406,9 @@ def test_velocity_logits_reshape_the_velocity_choice_and_keep_its_share():
 
 def test_the_velocity_temperature_scales_the_velocity_logits_only():
     assert SamplingConfig(temperature=0.7, velocity_temperature=1.4).velocity_factor == 0.5
-    assert SamplingConfig(temperature=0.7).velocity_factor == 1.0
+    assert SamplingConfig(temperature=0.7, velocity_temperature=0.7).velocity_factor == 1.0
+    assert SamplingConfig(temperature=0.7, velocity_temperature=None).velocity_factor == 1.0
+    assert SamplingConfig().velocity_factor == DEFAULT_TEMPERATURE / DEFAULT_VELOCITY_TEMPERATURE
     assert SamplingConfig(temperature=0.0, velocity_temperature=2.0).velocity_factor == 1.0
     # Velocity bins on a gentle slope, one note-on and one time shift as likely as the
     # best bin: a cold velocity temperature picks the top bin only, a hot one many.

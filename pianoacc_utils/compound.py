@@ -5,7 +5,7 @@ notes fall on the beats and their halves. A compound meter's beat is a dotted no
 that divides in *three* (a 6/8 bar is two dotted-quarter beats of three eighths), and
 a model trained on POP909 alone accompanies it as if it were simple: the folk tunes of
 ``pianoacc evaluate --melodies`` in 6/8 and 9/8 came out with long notes on the second
-eighth of a beat, and 24-36% of their bars were judged off the beat (5-21% through the
+eighth of a beat, and 27-44% of their bars were judged off the beat (9-18% through the
 map; the FNet model, averages over five sampling seeds, ``results/compound_validation.md``).
 
 So a compound bar is given to the model in simple meter and the answer is mapped
@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from pianoacc_utils.common import COMPOUND_MODES, DEFAULT_COMPOUND, STEPS_PER_BEAT
-from pianoacc_utils.data import Melody, Note, Span, normalize_notes
+from pianoacc_utils.data import Melody, MeterGrid, Note, Span, normalize_notes
 
 __all__ = [
     "COMPOUND_MODES", "DEFAULT_COMPOUND", "TimeMap", "bar_units", "compound_unit", "melody_time_map",
@@ -55,25 +55,14 @@ def compound_unit(numerator: int, denominator: int) -> int:
 
 
 def bar_units(melody: Melody) -> list[int]:
-    """The :func:`compound_unit` of each of a melody's bars, from its time signatures.
-
-    A bar takes the last time signature at or before its start (4/4 before the first).
-    """
-    midi = melody.midi
-    changes = sorted(
-        (
-            midi.time_to_tick(signature.time) * STEPS_PER_BEAT / midi.resolution,
-            index,
-            compound_unit(signature.numerator, signature.denominator),
-        )
-        for index, signature in enumerate(midi.time_signature_changes)
-    )
-    starts = [step for step, _, _ in changes]
-    units = []
-    for bar in melody.grid.bar_starts:
-        index = int(np.searchsorted(starts, float(bar) + 0.5, side="right")) - 1
-        units.append(changes[index][2] if index >= 0 else 0)
-    return units
+    """The :func:`compound_unit` of each of a melody's bars, from the time signatures
+    its grid holds (:attr:`~pianoacc_utils.data.MeterGrid.meters`; all 0 when the grid
+    has none)."""
+    grid = melody.grid
+    meters = grid.meters if isinstance(grid, MeterGrid) else None
+    if meters is None:
+        return [0] * len(grid.bar_starts)
+    return [compound_unit(numerator, denominator) for numerator, denominator in meters]
 
 
 def _swing_knots(begin: int, end: int, unit: int, beat_start: int) -> list[tuple[float, float]]:

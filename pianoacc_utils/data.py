@@ -514,21 +514,28 @@ class MeterGrid(BeatGrid):
     bar is not a whole number of quarter notes (5/8, 7/8, 7/16: bars of 20, 28,
     14 steps) keep their real bar lines; ``downbeats`` is the beat in which each
     bar starts (``bar_steps // steps_per_beat``), for code that counts bars.
+    ``meters`` is each bar's time signature ``(numerator, denominator)``, ``None``
+    when not known.
     """
 
     bar_steps: np.ndarray | None = None
+    meters: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.bar_steps is None:
             object.__setattr__(self, "bar_steps", self.downbeats * self.steps_per_beat)
-            return
         steps = np.asarray(self.bar_steps, dtype=np.int64)
         if steps.ndim != 1 or np.any(np.diff(steps) <= 0) or len(steps) != len(self.downbeats):
             raise PianoaccError("bar steps must increase and fall in distinct beats")
         if np.any(steps // self.steps_per_beat != self.downbeats):
             raise PianoaccError("bar steps do not match the downbeats")
         object.__setattr__(self, "bar_steps", steps)
+        if self.meters is not None:
+            meters = tuple((int(n), int(d)) for n, d in self.meters)
+            if len(meters) != len(steps):
+                raise PianoaccError("a meter grid needs one time signature per bar")
+            object.__setattr__(self, "meters", meters)
 
     @property
     def bar_starts(self) -> np.ndarray:
@@ -668,9 +675,12 @@ def choose_melody_track(
     return candidates[best][0], f"highest mean pitch of {len(candidates)} melodic tracks"
 
 
-def _bar_start_ticks(midi, end_tick: int, path: Path) -> tuple[list[Fraction], Fraction]:
-    """Bar starts in MIDI ticks from tick 0 up to (excluding) ``end_tick``, and the
-    length in ticks of the bar in force at ``end_tick``.
+def _bar_start_ticks(
+    midi, end_tick: int, path: Path
+) -> tuple[list[tuple[Fraction, tuple[int, int]]], Fraction]:
+    """Bar starts in MIDI ticks from tick 0 up to (excluding) ``end_tick``, each with
+    its time signature ``(numerator, denominator)``, and the length in ticks of the bar
+    in force at ``end_tick``.
 
     A bar lasts ``numerator * resolution * 4 / denominator`` ticks; counting
     restarts at every time-signature change (so a 1/4 bar before a 4/4 one is a
@@ -683,7 +693,7 @@ def _bar_start_ticks(midi, end_tick: int, path: Path) -> tuple[list[Fraction], F
     )
     if not changes or changes[0][0] > 0:
         changes.insert(0, (0, -1, 4, 4))
-    bars: list[Fraction] = []
+    bars: list[tuple[Fraction, tuple[int, int]]] = []
     length = Fraction(4 * midi.resolution)
     for i, (tick, _, numerator, denominator) in enumerate(changes):
         if tick >= end_tick and bars:
@@ -696,13 +706,16 @@ def _bar_start_ticks(midi, end_tick: int, path: Path) -> tuple[list[Fraction], F
         length = Fraction(numerator * 4 * midi.resolution, denominator)
         position = Fraction(tick)
         while position < min(stop, end_tick):
-            bars.append(position)
+            bars.append((position, (numerator, denominator)))
             position += length
-    return bars or [Fraction(0)], length
+    return bars or [(Fraction(0), (4, 4))], length
 
 
-def _bar_steps(bar_ticks: Sequence[Fraction], resolution: int) -> np.ndarray:
-    """Bar starts in grid steps, each rounded to the nearest step (halves up).
+def _bar_steps(
+    bar_ticks: Sequence[tuple[Fraction, tuple[int, int]]], resolution: int
+) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
+    """Bar starts in grid steps, each rounded to the nearest step (halves up), and the
+    time signature of each.
 
     Exact for every meter whose bar is a whole number of 32nd notes (all usual
     ones: 2/4 -> 16, 3/4 -> 24, 6/8 -> 24, 9/8 -> 36, 2/2 -> 32, 7/8 -> 28 steps).
@@ -710,11 +723,13 @@ def _bar_steps(bar_ticks: Sequence[Fraction], resolution: int) -> np.ndarray:
     shorter than a quarter note, e.g. 1/8 or 3/16) is merged into that bar.
     """
     steps: list[int] = []
-    for tick in bar_ticks:
+    meters: list[tuple[int, int]] = []
+    for tick, meter in bar_ticks:
         step = math.floor(tick * STEPS_PER_BEAT / resolution + Fraction(1, 2))
         if not steps or step // STEPS_PER_BEAT > steps[-1] // STEPS_PER_BEAT:
             steps.append(step)
-    return np.array(steps, dtype=np.int64)
+            meters.append(meter)
+    return np.array(steps, dtype=np.int64), tuple(meters)
 
 
 def midi_grid(midi, end_time: float, path: str | Path = "") -> MeterGrid:
@@ -737,8 +752,8 @@ def midi_grid(midi, end_time: float, path: str | Path = "") -> MeterGrid:
         )
     except IndexError as error:
         raise PianoaccError(f"{path}: the melody is too long for a MIDI tick map") from error
-    steps = _bar_steps(bar_ticks, resolution)
-    return MeterGrid(beat_times, steps // STEPS_PER_BEAT, bar_steps=steps)
+    steps, meters = _bar_steps(bar_ticks, resolution)
+    return MeterGrid(beat_times, steps // STEPS_PER_BEAT, bar_steps=steps, meters=meters)
 
 
 def load_melody(path: str | Path, track: str | int | None = None) -> Melody:

@@ -33,12 +33,12 @@ import numpy as np
 
 from pianoacc_utils.common import (
     DEFAULT_CHORD_MASK,
-    DEFAULT_RELEASE,
     DEFAULT_COMPOUND,
-    HANGING_BEATS,
+    DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
-    DEFAULT_VELOCITY_TEMPERATURE,
     DEFAULT_TOP_P,
+    DEFAULT_VELOCITY_TEMPERATURE,
+    HANGING_BEATS,
     STEPS_PER_BEAT,
     PianoaccError,
     config_dict,
@@ -976,6 +976,15 @@ class EvaluationConfig:
     hanging_beats: float = HANGING_BEATS
     compound: str = DEFAULT_COMPOUND
 
+    def sampling(self) -> SamplingConfig:
+        """The ``generation.SamplingConfig`` of these settings."""
+        from pianoacc_utils.generation import SamplingConfig
+
+        return SamplingConfig(
+            self.temperature, self.top_k, self.top_p, self.seed, self.chord_mask,
+            self.velocity_temperature,
+        )
+
 
 def split_segments(config: EvaluationConfig = EvaluationConfig()) -> tuple[list[Segment], list[float]]:
     """The evaluation segments of a split and each one's mean beat duration (seconds)."""
@@ -1052,10 +1061,7 @@ def generate_for_segments(
     from pianoacc_utils import generation
 
     model, window = generation.load_checkpoint(checkpoint)
-    sampling = generation.SamplingConfig(
-        config.temperature, config.top_k, config.top_p, config.seed, config.chord_mask,
-        config.velocity_temperature,
-    )
+    sampling = config.sampling()
     decoder = generation.CachedDecoder(model, sampling)
     results: list[list[Note]] = []
     for first in range(0, len(segments), config.batch_size):
@@ -1362,12 +1368,7 @@ def evaluation_report(
     bars = {name: quality_bar(result, system=name) for name in details["models"]}
     report: dict[str, Any] = {"summary": result.to_dict(), "details": details, "quality_bar": bars}
     if melody_paths:
-        from pianoacc_utils.generation import SamplingConfig
-
-        sampling = SamplingConfig(
-            config.temperature, config.top_k, config.top_p, config.seed, config.chord_mask,
-            config.velocity_temperature,
-        )
+        sampling = config.sampling()
         melody_chords = "none" if config.chords == "none" else "estimated"
         report["melodies"] = {
             name: evaluate_melodies(

@@ -56,10 +56,10 @@ from pianoacc_utils.common import (
     DEFAULT_CHORD_MASK,
     DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
-    DEFAULT_VELOCITY_TEMPERATURE,
-    MAX_HELD_BEATS,
     DEFAULT_TOP_P,
+    DEFAULT_VELOCITY_TEMPERATURE,
     HANGING_BEATS,
+    MAX_HELD_BEATS,
     STEPS_PER_BEAT,
     PianoaccError,
     project_root,
@@ -637,9 +637,10 @@ def accompany_melodies(
     )
     moved = []
     for melody, time_map, notes in zip(melodies, maps, results):
-        notes = time_map.notes_to_melody(notes)
-        end = int(melody.end_step)
-        moved.append(normalize_notes([n._replace(end=min(n.end, end)) for n in notes if n.start < end]))
+        end = int(melody.end_step)  # rounding may carry a last note a step past the melody
+        moved.append(
+            [n._replace(end=min(n.end, end)) for n in time_map.notes_to_melody(notes) if n.start < end]
+        )
     return moved
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny
 
 from pianoacc_utils.common import DEFAULT_TEMPERATURE, DEFAULT_VELOCITY_TEMPERATURE, PianoaccError
 from pianoacc_utils.data import Note, load_song, segment
@@ -50,16 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 TOKENIZER = EventTokenizer()
 VOCAB = TOKENIZER.vocabulary_size
 
-TINY = dict(
-    melody_length=64,
-    accompaniment_length=64,
-    hidden_dim=32,
-    num_heads=2,
-    intermediate_dim=64,
-    encoder_layers=1,
-    decoder_layers=1,
-    dropout=0.0,
-)
+TINY = {**tiny.TINY, "decoder_layers": 1}
 
 LOGIT_SCALE = 8.0
 """Factor on the logits kernel of the random models (their logits then span about +-13)."""

@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+from tiny import TINY, off, on, shift
 
 from pianoacc_utils import data, harmony
 from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
@@ -44,7 +45,13 @@ from pianoacc_utils.harmony import (
     transpose_spans,
     transpose_table,
 )
-from pianoacc_utils.models import KINDS, AccompanimentModel, ModelConfig, build_model, count_parameters
+from pianoacc_utils.models import (
+    KINDS,
+    AccompanimentModel,
+    ModelConfig,
+    build_model,
+    count_parameters,
+)
 from pianoacc_utils.tokenizer import EventTokenizer
 from pianoacc_utils.training import SegmentBatches
 
@@ -54,17 +61,6 @@ from keras import ops  # noqa: E402
 TOKENIZER = EventTokenizer()
 BAR = 32
 """Steps in a 4/4 bar."""
-
-TINY = dict(
-    melody_length=64,
-    accompaniment_length=64,
-    hidden_dim=32,
-    num_heads=2,
-    intermediate_dim=64,
-    encoder_layers=1,
-    decoder_layers=2,
-    dropout=0.0,
-)
 
 
 def row(tones: set[int], bass: int) -> np.ndarray:
@@ -316,18 +312,6 @@ def tiny_model(kind: str, seed: int = 1, **changes) -> AccompanimentModel:
 @pytest.fixture(scope="module", params=KINDS)
 def model(request) -> AccompanimentModel:
     return tiny_model(request.param)
-
-
-def on(pitch: int) -> int:
-    return TOKENIZER.token_id(f"NOTE_ON_{pitch}")
-
-
-def off(pitch: int) -> int:
-    return TOKENIZER.token_id(f"NOTE_OFF_{pitch}")
-
-
-def shift(steps: int) -> int:
-    return TOKENIZER.token_id(f"TIME_SHIFT_{steps}")
 
 
 BEAT = shift(STEPS_PER_BEAT)

@@ -12,6 +12,7 @@ import types
 
 import numpy as np
 import pytest
+from tiny import TINY, off, on, shift
 
 from pianoacc_utils import cli
 from pianoacc_utils.data import Note, Span
@@ -41,29 +42,6 @@ from pianoacc_utils.training import SegmentBatches
 from keras import ops  # noqa: E402  (after models: the backend default is set there)
 
 TOKENIZER = EventTokenizer()
-TINY = dict(
-    melody_length=64,
-    accompaniment_length=64,
-    hidden_dim=32,
-    num_heads=2,
-    intermediate_dim=64,
-    encoder_layers=1,
-    decoder_layers=2,
-    dropout=0.0,
-)
-
-
-def on(pitch: int) -> int:
-    return TOKENIZER.note_on_offset + pitch
-
-
-def off(pitch: int) -> int:
-    return TOKENIZER.note_off_offset + pitch
-
-
-def shift(steps: int) -> int:
-    return TOKENIZER.time_shift_offset + steps - 1
-
 
 # --------------------------------------------------------------------------- bar positions
 

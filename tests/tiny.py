@@ -1,0 +1,39 @@
+"""A tiny model configuration and token helpers shared by the model-level tests
+(``from tiny import TINY, on, off, shift``; pytest puts ``tests/`` on the path).
+
+Tiny enough to build and run in a fraction of a second on a CPU; tests that need
+other sizes override single keys (``{**TINY, "decoder_layers": 1}``).
+"""
+
+from __future__ import annotations
+
+from pianoacc_utils.tokenizer import EventTokenizer
+
+TOKENIZER = EventTokenizer()
+
+TINY = dict(
+    melody_length=64,
+    accompaniment_length=64,
+    hidden_dim=32,
+    num_heads=2,
+    intermediate_dim=64,
+    encoder_layers=1,
+    decoder_layers=2,
+    dropout=0.0,
+)
+"""``ModelConfig`` keywords (all but ``kind``) of a tiny model."""
+
+
+def on(pitch: int) -> int:
+    """Token id of a note-on."""
+    return TOKENIZER.token_id(f"NOTE_ON_{pitch}")
+
+
+def off(pitch: int) -> int:
+    """Token id of a note-off."""
+    return TOKENIZER.token_id(f"NOTE_OFF_{pitch}")
+
+
+def shift(steps: int) -> int:
+    """Token id of a time shift of ``steps`` grid steps (1..32)."""
+    return TOKENIZER.token_id(f"TIME_SHIFT_{steps}")

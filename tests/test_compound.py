@@ -162,3 +162,23 @@ def test_the_cli_rejects_an_unknown_compound_mode(tmp_path, capsys):
         cli.main(["accompany", str(path), "--out", str(tmp_path / "out.mid"), "--compound", "straight"])
     assert "invalid choice: 'straight'" in capsys.readouterr().err
 
+
+def test_random_bar_layouts_map_monotonically_and_keep_their_bar_lines():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        units = [int(u) for u in rng.choice([0, 0, 2, 4, 8], size=int(rng.integers(1, 7)))]
+        lengths = [int(rng.integers(1, 5)) * 3 * u if u else int(rng.integers(1, 6)) * 8 for u in units]
+        lengths[0] = int(rng.integers(2, lengths[0] + 1))  # any pickup
+        cut = int(rng.integers(len(lengths)))  # a bar cut short by a meter change
+        lengths[cut] = int(rng.integers(2, lengths[cut] + 1))
+        bars = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        end = int(bars[-1] + lengths[-1])
+        time_map = TimeMap.for_bars(bars, end, units)
+        steps = np.arange(end + 1)
+        model = time_map.to_model(steps)
+        assert np.all(np.diff(model) >= 0) and model[0] == 0
+        lines = time_map.to_model(bars)
+        assert np.all(np.diff(lines) > 0)
+        assert np.all(np.diff(time_map.to_melody(np.arange(model[-1] + 1))) >= 0)
+        # bar lines after the first bar land on whole model steps and come back exactly
+        np.testing.assert_array_equal(time_map.to_melody(lines[1:]), bars[1:])

@@ -22,6 +22,7 @@ from pianoacc_utils.common import (
     DEFAULT_VELOCITY_TEMPERATURE,
     HANGING_BEATS,
     MAX_HELD_BEATS,
+    REBAR_METERS,
     PianoaccError,
 )
 
@@ -52,6 +53,14 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
         "--transpose", type=int, default=0, metavar="K", help="augment train with +-K semitones"
     )
     parser.add_argument("--songs", type=int, help="only the first N songs (quick runs)")
+    parser.add_argument(
+        "--rebar-3-4", type=float, default=0.0, metavar="SHARE",
+        help="share of training segments re-barred into 3/4 (default 0)",
+    )
+    parser.add_argument(
+        "--rebar-2-4", type=float, default=0.0, metavar="SHARE",
+        help="share of training segments re-barred into 2/4 (default 0)",
+    )
     parser.add_argument("--workers", type=int, help="processes (default: all cores)")
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     parser.set_defaults(func=_prepare)
@@ -66,6 +75,8 @@ def _prepare(args: argparse.Namespace) -> None:
         transpositions=tuple(range(-args.transpose, args.transpose + 1)),
         max_tokens=args.max_tokens,
         songs=args.songs,
+        rebar_3_4=args.rebar_3_4,
+        rebar_2_4=args.rebar_2_4,
     )
     folder = prepare(config, out=args.out, workers=args.workers, force=args.force)
     stats = load_stats(folder)
@@ -327,6 +338,11 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _harmony_rule_arguments(parser)
     _compound_argument(parser)
+    parser.add_argument(
+        "--meter", default="4/4", choices=REBAR_METERS,
+        help="re-bar the segments' four-beat bars: 3/4 cuts each one's last beat, 2/4 "
+        "splits it in two (default 4/4: as they are)",
+    )
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
     parser.add_argument(
@@ -360,6 +376,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         release=args.release,
         hanging_beats=args.hanging_beats,
         compound=args.compound,
+        meter=args.meter,
     )
     melody_paths = []
     if args.melodies is not None:
@@ -373,7 +390,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     report = evaluation_report(args.checkpoint, config, melody_paths, progress=sys.stderr.isatty())
     details = report["details"]
     table = report_result(report).to_markdown()
-    print(f"{details['segments']} segments of {args.bars} bars from the {args.split} split\n")
+    rebarred = "" if args.meter == "4/4" else f", re-barred into {args.meter}"
+    print(f"{details['segments']} segments of {args.bars} bars from the {args.split} split{rebarred}\n")
     print(table)
     for name, info in details["models"].items():
         tf = info["teacher_forced"]

@@ -89,3 +89,7 @@ COMPOUND_MODES = ("swing", "plain")
 """How melodies' compound bars (6/8, 9/8, 12/8, ...) are accompanied: through the swing
 time map of ``compound`` (``"swing"``) or given to the model as they are (``"plain"``)."""
 DEFAULT_COMPOUND = "swing"
+
+REBAR_METERS = ("4/4", "3/4", "2/4")
+"""Meters a POP909 segment's four-beat bars can be re-barred into (``data.rebar``):
+for training data in meters POP909 hardly has, and for ``pianoacc evaluate --meter``."""

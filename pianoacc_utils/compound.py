@@ -5,8 +5,9 @@ notes fall on the beats and their halves. A compound meter's beat is a dotted no
 that divides in *three* (a 6/8 bar is two dotted-quarter beats of three eighths), and
 a model trained on POP909 alone accompanies it as if it were simple: the folk tunes of
 ``pianoacc evaluate --melodies`` in 6/8 and 9/8 came out with long notes on the second
-eighth of a beat, and 27-44% of their bars were judged off the beat (9-18% through the
-map; the FNet model, averages over five sampling seeds, ``results/compound_validation.md``).
+eighth of a beat, and 15-31% of their bars were judged off the beat (11-14% through the
+map; the shipped FNet model, averages over five sampling seeds,
+``results/compound_validation.md``).
 
 So a compound bar is given to the model in simple meter and the answer is mapped
 back, the way a swung tune is written in straight eighths. Within each compound beat

@@ -10,6 +10,7 @@ come from downbeats, not from MIDI time signatures (unreliable in POP909).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
 import shutil
@@ -22,7 +23,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError, project_root
+from pianoacc_utils.common import REBAR_METERS, STEPS_PER_BEAT, PianoaccError, project_root
 
 POP909_URL = "https://github.com/music-x-lab/POP909-Dataset/archive/refs/heads/master.zip"
 """Upstream archive of the POP909-Dataset repository (MIT licence)."""
@@ -450,6 +451,51 @@ def transpose(seg: Segment, semitones: int, pitch_range: tuple[int, int] = PIANO
         melody=moved(seg.melody),
         accompaniment=moved(seg.accompaniment),
         transpose=seg.transpose + semitones,
+    )
+
+
+def rebar(seg: Segment, meter: str) -> Segment:
+    """The segment with its four-beat bars turned into ``meter`` (one of
+    :data:`~pianoacc_utils.common.REBAR_METERS`).
+
+    POP909 is nearly all 4/4, so the models met few bars of other lengths; these
+    re-barred copies teach them other meters without new data. ``"2/4"`` splits each
+    four-beat bar in two (the music is unchanged, only the bar lines move).
+    ``"3/4"`` cuts each four-beat bar's last beat out of melody, accompaniment and
+    chords: notes starting in it are dropped, notes sounding into it end at the cut,
+    notes held across it keep sounding after it, and later times move back one beat
+    per cut. Bars of other lengths are left as they are; ``"4/4"`` returns ``seg``.
+    """
+    if meter not in REBAR_METERS:
+        raise PianoaccError(f"meter {meter!r}: expected one of {', '.join(REBAR_METERS)}")
+    bounds = list(seg.bar_starts) + [seg.num_steps]
+    four = 4 * STEPS_PER_BEAT
+    whole = [(a, b) for a, b in itertools.pairwise(bounds) if b - a == four]
+    if meter == "4/4" or not whole:
+        return seg
+    if meter == "2/4":
+        halves = [a + four // 2 for a, _ in whole]
+        return replace(seg, bar_starts=sorted(set(seg.bar_starts) | set(halves)))
+    cuts = np.array([(b - STEPS_PER_BEAT, b) for _, b in whole], dtype=np.int64)
+
+    def warp(step: int) -> int:
+        return int(step - np.clip(step - cuts[:, 0], 0, STEPS_PER_BEAT).sum())
+
+    def cut(step: int) -> bool:
+        return bool(np.any((cuts[:, 0] <= step) & (step < cuts[:, 1])))
+
+    def notes(items: Sequence[Note]) -> list[Note]:
+        kept = [n._replace(start=warp(n.start), end=warp(n.end)) for n in items if not cut(n.start)]
+        return [n for n in kept if n.end > n.start]
+
+    spans = [Span(warp(s.start), warp(s.end), s.label) for s in seg.chords]
+    return replace(
+        seg,
+        num_steps=warp(seg.num_steps),
+        melody=notes(seg.melody),
+        accompaniment=notes(seg.accompaniment),
+        chords=[s for s in spans if s.end > s.start],
+        bar_starts=[warp(b) for b in seg.bar_starts],
     )
 
 

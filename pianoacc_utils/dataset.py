@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from pianoacc_utils import data, harmony
-from pianoacc_utils.common import PianoaccError, cache_dir, config_dict, config_hash, write_json
+from pianoacc_utils.common import (
+    REBAR_METERS,
+    PianoaccError,
+    cache_dir,
+    config_dict,
+    config_hash,
+    write_json,
+)
 from pianoacc_utils.tokenizer import EventTokenizer
 
 SPLITS = ("train", "validation", "test")
@@ -38,6 +46,9 @@ class PrepareConfig:
     ``max_tokens`` is the model length used for the "too long" counts only: arrays
     keep whole sequences. ``transpositions`` (semitones) apply to the train split only.
     ``songs`` limits the dataset to its first N songs (``None``: all), for quick runs.
+    ``rebar_3_4``/``rebar_2_4``: shares of the train split's segments whose four-beat
+    bars are turned into 3/4 or 2/4 (:func:`pianoacc_utils.data.rebar`), each segment
+    drawn once, the same way on every run (:func:`segment_meter`).
     """
 
     bars_per_segment: int = 32
@@ -47,7 +58,14 @@ class PrepareConfig:
     max_tokens: int = 1024
     songs: int | None = None
     split_seed: int = data.SPLIT_SEED
+    rebar_3_4: float = 0.0
+    rebar_2_4: float = 0.0
     version: int = field(default=3)
+
+    def __post_init__(self) -> None:
+        shares = (self.rebar_3_4, self.rebar_2_4)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise PianoaccError(f"rebar shares {shares}: each at least 0, together at most 1")
 
 
 @dataclass
@@ -99,6 +117,19 @@ def _ragged(sequences: list[list[int]], dtype: Any = np.int16) -> tuple[np.ndarr
     return flat, offsets
 
 
+def segment_meter(config: PrepareConfig, song_id: str, first_bar: int) -> str:
+    """The meter (:data:`~pianoacc_utils.common.REBAR_METERS`) a train segment is given.
+
+    Drawn from a hash of the split seed, song and first bar, so that it does not
+    depend on the order in which worker processes see the songs."""
+    draw = zlib.crc32(f"{config.split_seed}/{song_id}/{first_bar}".encode()) / 2**32
+    if draw < config.rebar_3_4:
+        return "3/4"
+    if draw < config.rebar_3_4 + config.rebar_2_4:
+        return "2/4"
+    return "4/4"
+
+
 def _song_sequences(job: tuple[str, str, PrepareConfig, bool]) -> dict:
     """Worker: one song -> its token sequences, or the reason it was skipped."""
     song_id, root, config, augment = job
@@ -109,6 +140,8 @@ def _song_sequences(job: tuple[str, str, PrepareConfig, bool]) -> dict:
         return {"song_id": song_id, "skipped": str(error)}
     rows = []
     for seg in data.segment(song, config.bars_per_segment, config.hop_bars, config.min_bars):
+        if augment:
+            seg = data.rebar(seg, segment_meter(config, song_id, seg.first_bar))
         for semitones in config.transpositions if augment else (0,):
             moved = data.transpose(seg, semitones)
             if moved is None:
@@ -221,6 +254,9 @@ def prepare(
             "melody_over_max": int((melody_lengths > config.max_tokens).sum()),
             "accompaniment_over_max": int((acc_lengths + 1 > config.max_tokens).sum()),
         }
+        if name == "train":
+            meters = [segment_meter(config, r[0], r[3]) for r in rows]
+            stats["splits"][name]["meters"] = {m: meters.count(m) for m in REBAR_METERS}
     stats["seconds"] = round(time.perf_counter() - began, 2)
     stats["workers"] = workers
     write_json(out_dir / "stats.json", stats)

@@ -958,6 +958,9 @@ class EvaluationConfig:
     (``generation.release_notes``), those the decoder never ended after at most
     ``hanging_beats`` beats. ``compound``: how melody files' compound bars are
     accompanied (:data:`~pianoacc_utils.common.COMPOUND_MODES`; POP909 has none).
+    ``meter``: the segments' four-beat bars re-barred (:func:`pianoacc_utils.data.rebar`,
+    ``"3/4"`` or ``"2/4"``; ``"4/4"`` leaves them), ground truth included, to measure
+    how the models keep time in meters POP909 hardly has.
     """
 
     split: str = "test"
@@ -975,6 +978,7 @@ class EvaluationConfig:
     release: bool = DEFAULT_RELEASE
     hanging_beats: float = HANGING_BEATS
     compound: str = DEFAULT_COMPOUND
+    meter: str = "4/4"
 
     def sampling(self) -> SamplingConfig:
         """The ``generation.SamplingConfig`` of these settings."""
@@ -987,7 +991,8 @@ class EvaluationConfig:
 
 
 def split_segments(config: EvaluationConfig = EvaluationConfig()) -> tuple[list[Segment], list[float]]:
-    """The evaluation segments of a split and each one's mean beat duration (seconds)."""
+    """The evaluation segments of a split (re-barred into ``config.meter``) and each
+    one's mean beat duration (seconds)."""
     from pianoacc_utils import data
 
     root = data.find_pop909_dir()
@@ -998,7 +1003,7 @@ def split_segments(config: EvaluationConfig = EvaluationConfig()) -> tuple[list[
     for song_id in splits[config.split]:
         song = data.load_song(song_id, root=root)
         for seg in data.segment(song, config.bars_per_segment):
-            segments.append(seg)
+            segments.append(data.rebar(seg, config.meter))
             tempos.append(segment_beat_seconds(song, seg))
     if config.segments is not None and config.segments < len(segments):
         chosen = np.unique(np.linspace(0, len(segments) - 1, config.segments).round().astype(int))

@@ -140,7 +140,9 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         description="CI smoke run: 4-bar segments of 100 songs, tiny model, < 1 min on 2 CPU cores",
-        prepare=PrepareConfig(bars_per_segment=4, hop_bars=4, songs=100, max_tokens=256),
+        prepare=PrepareConfig(
+            bars_per_segment=4, hop_bars=4, songs=100, max_tokens=256, rebar_3_4=0.2, rebar_2_4=0.2
+        ),
         model=ModelConfig(
             melody_length=128,
             accompaniment_length=256,
@@ -164,9 +166,12 @@ PROFILES: dict[str, Profile] = {
         name="small",
         description=(
             "about 75 minutes for both models side by side on 2 CPU cores: 8-bar segments of "
-            "all songs, a 1M-parameter model, 16 epochs"
+            "all songs (a fifth of the training ones re-barred into 3/4, a fifth into 2/4), "
+            "a 1M-parameter model, 16 epochs"
         ),
-        prepare=PrepareConfig(bars_per_segment=8, hop_bars=8, max_tokens=512),
+        prepare=PrepareConfig(
+            bars_per_segment=8, hop_bars=8, max_tokens=512, rebar_3_4=0.2, rebar_2_4=0.2
+        ),
         model=ModelConfig(
             melody_length=256,
             accompaniment_length=512,
@@ -183,7 +188,12 @@ PROFILES: dict[str, Profile] = {
         name="cpu",
         description="a laptop overnight: 8-bar segments (hop 4), transpositions -3..3",
         prepare=PrepareConfig(
-            bars_per_segment=8, hop_bars=4, transpositions=tuple(range(-3, 4)), max_tokens=512
+            bars_per_segment=8,
+            hop_bars=4,
+            transpositions=tuple(range(-3, 4)),
+            max_tokens=512,
+            rebar_3_4=0.2,
+            rebar_2_4=0.2,
         ),
         model=ModelConfig(
             melody_length=256,
@@ -204,7 +214,12 @@ PROFILES: dict[str, Profile] = {
             "~1440 tokens and 80% exceed 1024, so the decoder takes 2048"
         ),
         prepare=PrepareConfig(
-            bars_per_segment=32, hop_bars=16, transpositions=tuple(range(-3, 4)), max_tokens=2048
+            bars_per_segment=32,
+            hop_bars=16,
+            transpositions=tuple(range(-3, 4)),
+            max_tokens=2048,
+            rebar_3_4=0.2,
+            rebar_2_4=0.2,
         ),
         model=ModelConfig(
             melody_length=1024,
@@ -1059,7 +1074,9 @@ def export_run(
         "",
         f"Parameters: {model.count_params():,}. Data: {profile.prepare.bars_per_segment}-bar "
         f"segments (hop {profile.prepare.hop_bars} bars), transpositions "
-        f"{list(profile.prepare.transpositions)}; decoder length "
+        f"{list(profile.prepare.transpositions)}, re-barred into 3/4 / 2/4: "
+        f"{profile.prepare.rebar_3_4:.0%} / {profile.prepare.rebar_2_4:.0%} of the training "
+        f"segments; decoder length "
         f"{profile.model.accompaniment_length} tokens, melody length {profile.model.melody_length}.",
         "",
         "## Data split (songs / segments)",

@@ -18,13 +18,21 @@ from pianoacc_utils.dataset import (
     load_stats,
     prepare,
     prepared_dir,
+    segment_meter,
 )
 from pianoacc_utils.tokenizer import EventTokenizer
 
 CONFIG = PrepareConfig(
-    bars_per_segment=8, hop_bars=8, transpositions=(-1, 0, 1), max_tokens=512, songs=12
+    bars_per_segment=8,
+    hop_bars=8,
+    transpositions=(-1, 0, 1),
+    max_tokens=512,
+    songs=12,
+    rebar_3_4=0.3,
+    rebar_2_4=0.3,
 )
-"""Twelve songs (train and test songs among them), 8-bar segments, train shifted by +-1 semitone."""
+"""Twelve songs (train and test songs among them), 8-bar segments, train shifted by +-1
+semitone and re-barred into 3/4 or 2/4 at random."""
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +87,7 @@ def test_sequences_are_the_tokenized_segments(prepared, pop909_dir):
     rows = np.flatnonzero(split.song_id == song_id)
     expected = []
     for seg in segments:
+        seg = data.rebar(seg, segment_meter(CONFIG, song_id, seg.first_bar))
         for semitones in CONFIG.transpositions:
             moved = data.transpose(seg, semitones)
             if moved is not None:
@@ -90,6 +99,27 @@ def test_sequences_are_the_tokenized_segments(prepared, pop909_dir):
         )
         assert split.melody(i).tolist() == tokenizer.encode(moved.melody)
         assert split.accompaniment(i).tolist() == tokenizer.encode(moved.accompaniment)
+        assert split.bar_lines(i).tolist() == moved.bar_starts
+
+
+def test_only_train_segments_are_rebarred(prepared, pop909_dir):
+    stats = load_stats(prepared)["splits"]
+    train = load_split(prepared, "train")
+    assert sum(stats["train"]["meters"].values()) == len(train)
+    assert min(stats["train"]["meters"].values()) > 0  # all three meters drawn
+    bar_lengths = {
+        length
+        for i in range(len(train))
+        for length in np.diff(np.append(train.bar_lines(i), train.num_steps[i])).tolist()
+    }
+    assert {2 * 8, 3 * 8, 4 * 8} <= bar_lengths
+    for name in ("validation", "test"):
+        assert "meters" not in stats[name]
+        split = load_split(prepared, name)
+        for i in range(len(split)):
+            song = data.load_song(str(split.song_id[i]), root=pop909_dir)
+            seg = next(s for s in data.segment(song, bars=8) if s.first_bar == split.first_bar[i])
+            assert split.bar_lines(i).tolist() == seg.bar_starts
 
 
 def test_tokens_decode_inside_their_segment(prepared):

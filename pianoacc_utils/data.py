@@ -468,34 +468,38 @@ def rebar(seg: Segment, meter: str) -> Segment:
     """
     if meter not in REBAR_METERS:
         raise PianoaccError(f"meter {meter!r}: expected one of {', '.join(REBAR_METERS)}")
+    if meter == "4/4":
+        return seg
     bounds = list(seg.bar_starts) + [seg.num_steps]
     four = 4 * STEPS_PER_BEAT
-    whole = [(a, b) for a, b in itertools.pairwise(bounds) if b - a == four]
-    if meter == "4/4" or not whole:
+    ends = [b for a, b in itertools.pairwise(bounds) if b - a == four]
+    if not ends:
         return seg
     if meter == "2/4":
-        halves = [a + four // 2 for a, _ in whole]
+        halves = [end - four // 2 for end in ends]
         return replace(seg, bar_starts=sorted(set(seg.bar_starts) | set(halves)))
-    cuts = np.array([(b - STEPS_PER_BEAT, b) for _, b in whole], dtype=np.int64)
+    cut_starts = np.array(ends, dtype=np.int64) - STEPS_PER_BEAT
 
-    def warp(step: int) -> int:
-        return int(step - np.clip(step - cuts[:, 0], 0, STEPS_PER_BEAT).sum())
-
-    def cut(step: int) -> bool:
-        return bool(np.any((cuts[:, 0] <= step) & (step < cuts[:, 1])))
+    def warp(steps: Sequence[int]) -> list[int]:
+        """Each step moved back by the cut time before it."""
+        at = np.asarray(steps, dtype=np.int64).reshape(-1, 1)
+        return (at[:, 0] - np.clip(at - cut_starts, 0, STEPS_PER_BEAT).sum(axis=1)).tolist()
 
     def notes(items: Sequence[Note]) -> list[Note]:
-        kept = [n._replace(start=warp(n.start), end=warp(n.end)) for n in items if not cut(n.start)]
-        return [n for n in kept if n.end > n.start]
+        starts = np.array([n.start for n in items], dtype=np.int64).reshape(-1, 1)
+        in_cut = ((starts >= cut_starts) & (starts < cut_starts + STEPS_PER_BEAT)).any(axis=1)
+        kept = [n for n, dropped in zip(items, in_cut) if not dropped]
+        moved = zip(kept, warp([n.start for n in kept]), warp([n.end for n in kept]))
+        return [n._replace(start=a, end=b) for n, a, b in moved if b > a]
 
-    spans = [Span(warp(s.start), warp(s.end), s.label) for s in seg.chords]
+    spans = zip(seg.chords, warp([s.start for s in seg.chords]), warp([s.end for s in seg.chords]))
     return replace(
         seg,
-        num_steps=warp(seg.num_steps),
+        num_steps=warp([seg.num_steps])[0],
         melody=notes(seg.melody),
         accompaniment=notes(seg.accompaniment),
-        chords=[s for s in spans if s.end > s.start],
-        bar_starts=[warp(b) for b in seg.bar_starts],
+        chords=[Span(a, b, s.label) for s, a, b in spans if b > a],
+        bar_starts=warp(seg.bar_starts),
     )
 
 

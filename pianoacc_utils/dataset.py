@@ -140,8 +140,8 @@ def _song_sequences(job: tuple[str, str, PrepareConfig, bool]) -> dict:
         return {"song_id": song_id, "skipped": str(error)}
     rows = []
     for seg in data.segment(song, config.bars_per_segment, config.hop_bars, config.min_bars):
-        if augment:
-            seg = data.rebar(seg, segment_meter(config, song_id, seg.first_bar))
+        meter = segment_meter(config, song_id, seg.first_bar) if augment else "4/4"
+        seg = data.rebar(seg, meter)
         for semitones in config.transpositions if augment else (0,):
             moved = data.transpose(seg, semitones)
             if moved is None:
@@ -157,6 +157,7 @@ def _song_sequences(job: tuple[str, str, PrepareConfig, bool]) -> dict:
                         harmony.beat_table(seg.chords, seg.num_steps), semitones
                     ).astype(np.uint8),
                     list(seg.bar_starts),
+                    meter,
                 )
             )
     if not rows:
@@ -255,7 +256,7 @@ def prepare(
             "accompaniment_over_max": int((acc_lengths + 1 > config.max_tokens).sum()),
         }
         if name == "train":
-            meters = [segment_meter(config, r[0], r[3]) for r in rows]
+            meters = [r[8] for r in rows]
             stats["splits"][name]["meters"] = {m: meters.count(m) for m in REBAR_METERS}
     stats["seconds"] = round(time.perf_counter() - began, 2)
     stats["workers"] = workers

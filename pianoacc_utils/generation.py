@@ -54,6 +54,7 @@ from pianoacc_utils import compound as compound_meter
 from pianoacc_utils import harmony, models  # (models also sets the default Keras backend)
 from pianoacc_utils.common import (
     DEFAULT_CHORD_MASK,
+    DEFAULT_COMPOUND,
     DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
@@ -608,7 +609,7 @@ def accompany_melodies(
     chords: Sequence[Sequence[Span]] | None = None,
     release: bool = DEFAULT_RELEASE,
     hanging_beats: float = HANGING_BEATS,
-    compound: str = compound_meter.DEFAULT_COMPOUND,
+    compound: str = DEFAULT_COMPOUND,
     decoder: CachedDecoder | None = None,
 ) -> list[list[Note]]:
     """Accompaniment of melodies read from MIDI files (:func:`~pianoacc_utils.data.load_melody`).

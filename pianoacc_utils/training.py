@@ -136,12 +136,16 @@ class Profile:
         )
 
 
+REBAR_SHARES = {"rebar_3_4": 0.2, "rebar_2_4": 0.2}
+"""Shares of the training segments every profile re-bars into 3/4 and 2/4
+(``PrepareConfig``, ``data.rebar``): POP909 is nearly all 4/4."""
+
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         description="CI smoke run: 4-bar segments of 100 songs, tiny model, < 1 min on 2 CPU cores",
         prepare=PrepareConfig(
-            bars_per_segment=4, hop_bars=4, songs=100, max_tokens=256, rebar_3_4=0.2, rebar_2_4=0.2
+            bars_per_segment=4, hop_bars=4, songs=100, max_tokens=256, **REBAR_SHARES
         ),
         model=ModelConfig(
             melody_length=128,
@@ -170,7 +174,7 @@ PROFILES: dict[str, Profile] = {
             "a 1M-parameter model, 16 epochs"
         ),
         prepare=PrepareConfig(
-            bars_per_segment=8, hop_bars=8, max_tokens=512, rebar_3_4=0.2, rebar_2_4=0.2
+            bars_per_segment=8, hop_bars=8, max_tokens=512, **REBAR_SHARES
         ),
         model=ModelConfig(
             melody_length=256,
@@ -192,8 +196,7 @@ PROFILES: dict[str, Profile] = {
             hop_bars=4,
             transpositions=tuple(range(-3, 4)),
             max_tokens=512,
-            rebar_3_4=0.2,
-            rebar_2_4=0.2,
+            **REBAR_SHARES,
         ),
         model=ModelConfig(
             melody_length=256,
@@ -218,8 +221,7 @@ PROFILES: dict[str, Profile] = {
             hop_bars=16,
             transpositions=tuple(range(-3, 4)),
             max_tokens=2048,
-            rebar_3_4=0.2,
-            rebar_2_4=0.2,
+            **REBAR_SHARES,
         ),
         model=ModelConfig(
             melody_length=1024,

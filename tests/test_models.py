@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny
 
 from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
 from pianoacc_utils.data import Note
@@ -29,16 +30,8 @@ import keras  # noqa: E402  (after models: the backend default is set there)
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = dict(
-    melody_length=128,
-    accompaniment_length=64,
-    hidden_dim=32,
-    num_heads=2,
-    intermediate_dim=64,
-    encoder_layers=2,
-    decoder_layers=2,
-    dropout=0.1,
-)
+TINY = {**tiny.TINY, "melody_length": 128, "encoder_layers": 2, "dropout": 0.1}
+"""The shared tiny model with a longer melody, two encoder blocks and dropout."""
 
 PADDING_TOLERANCE = 1e-5
 """Largest change of any next-token probability when a 40-token melody is padded

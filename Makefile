@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/pianoacc notebooks --profile $(PROFILE) --out build/notebooks --figures figures
+	$(BIN)/pianoacc notebooks --profile $(PROFILE) --out build/notebooks --figures build/figures
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -47,6 +47,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
 from pianoacc_utils.common import config_dict, write_json  # noqa: E402
 from pianoacc_utils.generation import (  # noqa: E402
     GREEDY,
@@ -59,9 +62,6 @@ from pianoacc_utils.generation import (  # noqa: E402
 from pianoacc_utils.models import AccompanimentModel, build_model, count_parameters  # noqa: E402
 from pianoacc_utils.tokenizer import EventTokenizer  # noqa: E402
 from pianoacc_utils.training import PROFILES  # noqa: E402
-
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
 
 TOKENIZER = EventTokenizer()
 NO_LIMIT = 1 << 30

@@ -28,11 +28,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import keras  # noqa: E402  (after models: the backend default is set there)
+
 from pianoacc_utils.common import write_json  # noqa: E402
 from pianoacc_utils.models import KINDS  # noqa: E402
 from pianoacc_utils.training import PROFILES, measure_step_time  # noqa: E402
-
-import keras  # noqa: E402  (after models: the backend default is set there)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LENGTHS = (256, 512, 1024, 2048)

@@ -19,23 +19,31 @@ from pathlib import Path
 import numpy as np
 
 from pianoacc_utils.common import PianoaccError, write_atomic
+from pianoacc_utils.data.melody_midi import read_midi
 
 SAMPLE_RATE = 22050
 """Default sample rate in Hz (enough for piano, half the size of 44.1 kHz)."""
 
+
 PEAK = 0.9
 """Peak amplitude after normalisation (full scale = 1.0), leaving headroom."""
+
 
 FADE_SECONDS = 0.05
 """Fade-out at the end of a clip cut mid-note, so it does not end with a click."""
 
+
 FLUIDSYNTH = "fluidsynth"
+
+
 SINE = "sine"
+
 
 FALLBACK_NOTICE = (
     "pianoacc: FluidSynth not available (needs the pyfluidsynth package and libfluidsynth3); "
     "rendering audio with sine waves instead"
 )
+
 
 _notice_shown = False
 
@@ -54,7 +62,6 @@ class Rendering:
 def _as_midi(midi_or_path):
     """A ``pretty_midi.PrettyMIDI`` from itself or from a MIDI file path."""
     if isinstance(midi_or_path, (str, Path)):
-        from pianoacc_utils.data import read_midi
 
         return read_midi(midi_or_path)
     return midi_or_path

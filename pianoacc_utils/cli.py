@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pianoacc_utils.common import (
+from pianoacc_utils import training
+from pianoacc_utils.audio import render_wav
+from pianoacc_utils.common import PianoaccError, write_atomic, write_json
+from pianoacc_utils.course.notebooks import run_notebooks
+from pianoacc_utils.data.compound import bar_units
+from pianoacc_utils.data.melody_midi import load_melody, write_arrangement
+from pianoacc_utils.defaults import (
     COMPOUND_MODES,
     DEFAULT_CHORD_MASK,
     DEFAULT_COMPOUND,
@@ -23,8 +29,21 @@ from pianoacc_utils.common import (
     HANGING_BEATS,
     MAX_HELD_BEATS,
     REBAR_METERS,
-    PianoaccError,
 )
+from pianoacc_utils.evaluation import (
+    EvaluationConfig,
+    evaluation_report,
+    melodies_markdown,
+    report_result,
+)
+from pianoacc_utils.generation import (
+    SamplingConfig,
+    accompany_melodies,
+    load_checkpoint,
+    resolve_checkpoint,
+)
+from pianoacc_utils.harmony import estimate_chords, read_chords
+from pianoacc_utils.prepare import PrepareConfig, load_stats, prepare
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -67,7 +86,6 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from pianoacc_utils.dataset import PrepareConfig, load_stats, prepare
 
     config = PrepareConfig(
         bars_per_segment=args.bars,
@@ -112,7 +130,6 @@ def _notebooks_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _notebooks(args: argparse.Namespace) -> None:
-    from pianoacc_utils.notebooks import run_notebooks
 
     only = [name for name in args.only.split(",") if name.strip()] if args.only else None
     executed = run_notebooks(
@@ -142,7 +159,6 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from pianoacc_utils import training
 
     history = training.train(
         args.profile, args.model, args.out, epochs=args.epochs, resume=args.resume, data=args.data
@@ -247,7 +263,6 @@ def _accompany(args: argparse.Namespace) -> None:
     import itertools
     import time
 
-    from pianoacc_utils.data import load_melody, write_arrangement
 
     started = time.perf_counter()
     if args.out.resolve() == args.melody.resolve():
@@ -258,20 +273,12 @@ def _accompany(args: argparse.Namespace) -> None:
     tempi = melody.midi.get_tempo_changes()[1]
     tempo = f"{min(tempi):.4g}" + (f"-{max(tempi):.4g}" if max(tempi) > min(tempi) else "")
     print(f"melody: {args.melody}: {melody.description}; meter {meter}, {tempo} bpm")
-    from pianoacc_utils.compound import bar_units
 
     compound = sum(1 for unit in bar_units(melody) if unit)
     if compound:
         how = "through the swing map" if args.compound == "swing" else "as they are (--compound plain)"
         print(f"compound meter: {compound} of {melody.num_bars} bars accompanied {how}")
 
-    from pianoacc_utils.generation import (
-        SamplingConfig,
-        accompany_melodies,
-        load_checkpoint,
-        resolve_checkpoint,
-    )
-    from pianoacc_utils.harmony import estimate_chords, read_chords
 
     if args.chords == "auto":
         chords = estimate_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
@@ -304,7 +311,6 @@ def _accompany(args: argparse.Namespace) -> None:
         f"generated in {generated:.1f} s, {time.perf_counter() - started:.1f} s in all"
     )
     if args.wav:
-        from pianoacc_utils.audio import render_wav
 
         rendering = render_wav(args.out, args.wav)
         print(f"wrote {rendering.path} ({rendering.seconds:.1f} s of audio, {rendering.renderer})")
@@ -353,13 +359,6 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from pianoacc_utils.common import write_atomic, write_json
-    from pianoacc_utils.evaluation import (
-        EvaluationConfig,
-        evaluation_report,
-        melodies_markdown,
-        report_result,
-    )
 
     config = EvaluationConfig(
         split=args.split,

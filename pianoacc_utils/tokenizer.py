@@ -27,11 +27,17 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from pianoacc_utils.data import Note
+from pianoacc_utils.data.notes import Note
 
 NUM_PITCHES = 128
+
+
 MAX_SHIFT = 32
+
+
 NUM_VELOCITY_BINS = 32
+
+
 SPECIAL_TOKENS = ("PAD", "START", "END")
 
 

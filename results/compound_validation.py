@@ -46,7 +46,7 @@ for model in MODELS:
 runs = json.loads(json_path.read_text())
 
 names = [p.stem for p in paths]
-meters = {name: "/".join(runs[f"fnet/plain/0"][name]["meters"]) for name in names}
+meters = {name: "/".join(runs["fnet/plain/0"][name]["meters"]) for name in names}
 HEADER = """# Compound meters: plain or through the swing map (folk tunes)
 
 The twelve folk tunes of `pianoacc evaluate --melodies` (`data.folk_melodies(count=12,
@@ -54,7 +54,7 @@ seed=0)`), accompanied by the shipped models with default sampling (temperature 
 top-p 0.8, velocity temperature 2.0, chord mask on, chords estimated from the melody) at
 sampling seeds 0-4,
 their compound bars (6/8, 9/8) given to the model as they are (`--compound plain`) or
-through the swing map of `pianoacc_utils.compound` (`--compound swing`, the default).
+through the swing map of `pianoacc_utils.data.compound` (`--compound swing`, the default).
 Bars in simple meters go to the model unchanged either way; their numbers still move,
 because all tunes are sampled together in one batch.
 

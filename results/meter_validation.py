@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from pianoacc_utils import evaluation
-from pianoacc_utils.common import REBAR_METERS, write_atomic, write_json
+from pianoacc_utils.common import write_atomic, write_json
+from pianoacc_utils.defaults import REBAR_METERS
 
 OUT = Path("results/meter_validation")
 METRICS = (

@@ -42,7 +42,7 @@ def _rounded(metrics: dict[str, float]) -> dict[str, float | None]:
 def prepared_pin(folder: Path) -> dict[str, str]:
     """sha256 of each split's prepared arrays for the first :data:`PREPARE_SONGS` songs,
     with transpositions and both re-bar shares switched on."""
-    from pianoacc_utils.dataset import PrepareConfig, load_split, prepare
+    from pianoacc_utils.prepare import PrepareConfig, load_split, prepare
 
     config = PrepareConfig(
         songs=PREPARE_SONGS, transpositions=(0, 3), rebar_3_4=0.3, rebar_2_4=0.3

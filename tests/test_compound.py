@@ -1,7 +1,7 @@
 """Compound meters through the swing time map: which bars are compound, the map worked
 out by hand, the melody, chords and bar lines the model is given, and the way back.
 
-Expected values follow from the definition in ``pianoacc_utils.compound``: in a
+Expected values follow from the definition in ``pianoacc_utils.data.compound``: in a
 compound beat of three units the first two units take the first half of a simple beat,
 the third unit the second half (a 6/8 eighth is 4 steps, its beat 12 steps -> 8).
 """
@@ -16,8 +16,8 @@ from melodies import RESOLUTION, Track, tune, write_midi
 from tiny import TINY
 
 from pianoacc_utils import cli, data
-from pianoacc_utils.compound import TimeMap, bar_units, compound_unit, melody_time_map
 from pianoacc_utils.data import Note, Span
+from pianoacc_utils.data.compound import TimeMap, bar_units, compound_unit, melody_time_map
 from pianoacc_utils.generation import WindowConfig, accompany, accompany_melodies
 from pianoacc_utils.models import NO_BAR, ModelConfig
 from pianoacc_utils.tokenizer import EventTokenizer

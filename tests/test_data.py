@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pianoacc_utils import data
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
+from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data import BeatGrid, Note, Segment, normalize_notes, segment, split_songs
+from pianoacc_utils.defaults import STEPS_PER_BEAT
 
 
 def melody_track(folder: Path, song_id: str) -> pretty_midi.Instrument:

@@ -10,7 +10,7 @@ import pytest
 
 from pianoacc_utils import cli, data
 from pianoacc_utils.common import PianoaccError
-from pianoacc_utils.dataset import (
+from pianoacc_utils.prepare import (
     SPLITS,
     PrepareConfig,
     load_config,

@@ -11,9 +11,16 @@ import pytest
 
 from pianoacc_utils import evaluation as ev
 from pianoacc_utils.common import PianoaccError
-from pianoacc_utils.data import Note, Segment, Span, load_song, normalize_notes
+from pianoacc_utils.data import (
+    Note,
+    Segment,
+    Span,
+    load_song,
+    normalize_notes,
+    song_ids,
+    split_songs,
+)
 from pianoacc_utils.data import segment as cut_segments
-from pianoacc_utils.data import song_ids, split_songs
 
 BAR = 32
 """Steps in a 4/4 bar (8 steps per beat)."""

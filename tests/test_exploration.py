@@ -9,9 +9,10 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from pianoacc_utils import exploration as ex
+from pianoacc_utils.course import exploration as ex
 from pianoacc_utils.data import BeatGrid, Note, Span
-from pianoacc_utils.dataset import SPLITS
+from pianoacc_utils.defaults import PITCH_NAMES
+from pianoacc_utils.prepare import SPLITS
 from pianoacc_utils.tokenizer import EventTokenizer
 
 FIRST_BEAT = 0.1  # seconds; a 16th at 120 bpm is 0.125 s, so a grid from 0 misses by 25 ms
@@ -141,7 +142,7 @@ def test_span_beats_shares_and_sums():
 
 def test_key_counts_in_chromatic_order():
     counts = ex.key_counts(["Gb:maj", "F#:maj", "A:min", "C:maj", "none", "C:dorian"])
-    assert list(counts["major"]) == list(ex.KEY_TONICS)
+    assert list(counts["major"]) == list(PITCH_NAMES)
     assert counts["major"]["Gb"] == 2 and counts["major"]["C"] == 1
     assert counts["minor"]["A"] == 1
     assert sum(counts["major"].values()) + sum(counts["minor"].values()) == 4
@@ -218,7 +219,7 @@ def test_check_tokenization_on_a_synthetic_song(pop909):
 
 
 def _write_prepared(folder: Path, melody: list[int], accompaniment: list[int]) -> None:
-    """A folder in :mod:`pianoacc_utils.dataset`'s layout, with sequences of the given lengths."""
+    """A folder in :mod:`pianoacc_utils.prepare`'s layout, with sequences of the given lengths."""
     folder.mkdir(parents=True)
     for split in SPLITS:
         count = len(melody)

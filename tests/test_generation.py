@@ -19,12 +19,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras  # noqa: E402  (after models: the backend default is set there)
 import numpy as np
 import pytest
 import tiny
+from keras import ops  # noqa: E402
 
-from pianoacc_utils.common import DEFAULT_TEMPERATURE, DEFAULT_VELOCITY_TEMPERATURE, PianoaccError
-from pianoacc_utils.data import Note, load_song, segment
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.data import Note, load_song, notes_in, segment
+from pianoacc_utils.defaults import DEFAULT_TEMPERATURE, DEFAULT_VELOCITY_TEMPERATURE
 from pianoacc_utils.generation import (
     GREEDY,
     MELODY_BUCKET,
@@ -32,20 +35,16 @@ from pianoacc_utils.generation import (
     CachedDecoder,
     SamplingConfig,
     WindowConfig,
-    _mask_logits,
-    _notes_in,
-    _primer_tokens,
     accompany,
     accompany_segment,
+    mask_logits,
     naive_decode,
     pad_melodies,
+    primer_tokens,
     velocity_logits,
 )
 from pianoacc_utils.models import KINDS, AccompanimentModel, ModelConfig, build_model
 from pianoacc_utils.tokenizer import EventTokenizer
-
-import keras  # noqa: E402  (after models: the backend default is set there)
-from keras import ops  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER = EventTokenizer()
@@ -135,7 +134,7 @@ def reference_decode(
     elapsed = TOKENIZER.duration_steps(primer)
     while len(tokens) < buffer:
         logits = model.decode(np.array([tokens], np.int32), encoder_output, melody)[:, -1, :]
-        logits = _mask_logits(logits, np.array([limit - elapsed], np.int32))
+        logits = mask_logits(logits, np.array([limit - elapsed], np.int32))
         token = int(np.argmax(ops.convert_to_numpy(logits)[0]))
         if token == TOKENIZER.end_id:
             break
@@ -158,7 +157,7 @@ def greedy_margin(
     elapsed = TOKENIZER.duration_steps(primer) + np.cumsum(
         [0] + [TOKENIZER.time_shift_steps(t) for t in generated[:-1]]
     )
-    masked = ops.convert_to_numpy(_mask_logits(steps, (limit - elapsed).astype(np.int32)))
+    masked = ops.convert_to_numpy(mask_logits(steps, (limit - elapsed).astype(np.int32)))
     top = np.sort(masked, axis=-1)
     return float((top[:, -1] - top[:, -2]).min())
 
@@ -256,7 +255,7 @@ import keras
 from keras import ops
 assert keras.backend.backend() == "jax", keras.backend.backend()
 from pianoacc_utils.generation import (
-    GREEDY, CachedDecoder, SamplingConfig, _mask_logits, pad_melodies)
+    GREEDY, CachedDecoder, SamplingConfig, mask_logits, pad_melodies)
 from pianoacc_utils.models import ModelConfig, build_model
 from pianoacc_utils.tokenizer import EventTokenizer
 
@@ -273,7 +272,7 @@ def reference(model):
         padded = np.zeros((1, buffer), np.int32)
         padded[0, : len(tokens)] = tokens
         logits = model.decode(padded, encoder_output, melody)[:, len(tokens) - 1, :]
-        logits = ops.convert_to_numpy(_mask_logits(logits, np.array([{limit}], np.int32)))[0]
+        logits = ops.convert_to_numpy(mask_logits(logits, np.array([{limit}], np.int32)))[0]
         token = int(np.argmax(logits))
         margins.append(float(np.diff(np.sort(logits)[-2:])[0]))
         if token == {end}:
@@ -472,7 +471,7 @@ def test_windows_cover_a_long_melody_continuously(notes_decoder):
     for call, origin in ((calls[1], 32), (calls[2], 64)):
         primed = sorted(TOKENIZER.decode(call["primers"][0]))
         assert primed, "nothing to prime with"
-        assert primed == sorted(_notes_in(result_a, origin, origin + 16))
+        assert primed == sorted(notes_in(result_a, origin, origin + 16))
     # Every window runs to its end (time shifts of primer + generated tokens == limit).
     for call in calls:
         for primer, tokens, limit in zip(call["primers"], call["tokens"], call["limits"]):
@@ -508,14 +507,14 @@ def test_primer_keeps_its_time_span_within_its_token_budget():
     velocity = TOKENIZER.bin_velocity(TOKENIZER.velocity_bin(80))  # survives a round trip
     dense = [Note(t, t + 1, 60 + t % 12, velocity) for t in range(40)]
     for budget in (200, 30, 4):
-        tokens = _primer_tokens(dense, 40, budget)
+        tokens = primer_tokens(dense, 40, budget)
         assert TOKENIZER.duration_steps(tokens) == 40
         assert len(tokens) <= budget
-    assert TOKENIZER.decode(_primer_tokens(dense, 40, 200)) == dense
+    assert TOKENIZER.decode(primer_tokens(dense, 40, 200)) == dense
     exact = TOKENIZER.encode(dense)  # ends at step 40: fits its budget exactly, uncut
-    assert _primer_tokens(dense, 40, len(exact)) == exact
-    assert _primer_tokens(dense[:10], 40, 200) == TOKENIZER.encode(dense[:10]) + [shift_id(30)]
-    assert _primer_tokens([], 40, 10) == TOKENIZER.shift_tokens(40)
+    assert primer_tokens(dense, 40, len(exact)) == exact
+    assert primer_tokens(dense[:10], 40, 200) == TOKENIZER.encode(dense[:10]) + [shift_id(30)]
+    assert primer_tokens([], 40, 10) == TOKENIZER.shift_tokens(40)
 
 
 def test_primer_notes_are_kept_exactly(pop909_dir, notes_decoder):
@@ -537,7 +536,7 @@ def test_primer_notes_are_kept_exactly(pop909_dir, notes_decoder):
 
 def test_mask_bans_overshooting_shifts_and_forces_end():
     logits = np.zeros((2, VOCAB), np.float32)
-    masked = ops.convert_to_numpy(_mask_logits(logits, np.array([5, 0], np.int32)))
+    masked = ops.convert_to_numpy(mask_logits(logits, np.array([5, 0], np.int32)))
     allowed = masked > -1e8
     shifts = SHIFT_STEPS > 0
     assert allowed[0][shifts].sum() == 5 and allowed[0][shift_id(5)] and not allowed[0][shift_id(6)]

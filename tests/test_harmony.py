@@ -13,23 +13,25 @@ import functools
 import math
 import types
 
+import keras  # noqa: E402  (after models: the backend default is set there)
 import numpy as np
 import pytest
+from keras import ops  # noqa: E402
 from tiny import TINY, off, on, shift
 
 from pianoacc_utils import data, harmony
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
+from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data import Note, Segment, Span
-from pianoacc_utils.dataset import PreparedSplit
+from pianoacc_utils.defaults import STEPS_PER_BEAT
 from pianoacc_utils.generation import (
     CHORD_SOURCES,
     GREEDY,
     TABLE_BEATS,
     CachedDecoder,
     WindowConfig,
-    _mask_logits,
     accompany,
     accompany_segment,
+    mask_logits,
     pad_melodies,
     segment_chords,
 )
@@ -52,11 +54,9 @@ from pianoacc_utils.models import (
     build_model,
     count_parameters,
 )
+from pianoacc_utils.prepare import PreparedSplit
 from pianoacc_utils.tokenizer import EventTokenizer
 from pianoacc_utils.training import SegmentBatches
-
-import keras  # noqa: E402  (after models: the backend default is set there)
-from keras import ops  # noqa: E402
 
 TOKENIZER = EventTokenizer()
 BAR = 32
@@ -426,12 +426,12 @@ def test_cached_decoding_with_a_table_equals_full_decoding(model):
 
     length = DECODER.shape[1]
     # Row 1 has padding at the end; compare its real tokens only.
-    cache = model.init_cache(encoder_output, melody, length, harmony=table)
-    out, cache = model.decode_step(DECODER[:, :3], cache, 0)
+    cache = init_cache(model, encoder_output, melody, length, harmony=table)
+    out, cache = decode_step(model, DECODER[:, :3], cache, 0)
     steps = [ops.convert_to_numpy(out)]
     for index in range(3, length):
         elapsed = TOKENIZER_SHIFTS[DECODER[:, :index]].sum(axis=1).astype(np.int32)
-        out, cache = model.decode_step(
+        out, cache = decode_step(model, 
             DECODER[:, index : index + 1], cache, ops.convert_to_tensor(index), start_time=elapsed
         )
         steps.append(ops.convert_to_numpy(out))
@@ -492,7 +492,7 @@ def reference_greedy(model, melody_ids, table, buffer) -> tuple[list[int], float
     while len(tokens) < buffer:
         out = model.decode(np.array([tokens], np.int32), encoder_output, melody, harmony=table)
         masked = ops.convert_to_numpy(
-            _mask_logits(out[:, -1, :], np.array([10**6 - elapsed], np.int32))
+            mask_logits(out[:, -1, :], np.array([10**6 - elapsed], np.int32))
         )[0]
         top = np.sort(masked)
         margins.append(top[-1] - top[-2])
@@ -784,6 +784,7 @@ def test_beat_table_an_n_span_is_silence():
 # --------------------------------------------------------------------------- release and chord mask
 
 from pianoacc_utils.generation import chord_allowed, release_notes  # noqa: E402
+from pianoacc_utils.models import decode_step, init_cache
 
 
 def test_release_notes_at_a_chord_change_that_leaves_them_out():
@@ -817,7 +818,7 @@ def test_chord_mask_bans_note_ons_outside_the_chord_only():
     tables = np.zeros((2, 1, HARMONY_DIM), np.float32)
     tables[0, 0] = chord_vector("C:maj")  # row 0: C major; row 1: no chord known
     allowed = chord_allowed(tables)[:, 0]
-    masked = ops.convert_to_numpy(_mask_logits(logits, np.array([100, 100], np.int32), allowed))
+    masked = ops.convert_to_numpy(mask_logits(logits, np.array([100, 100], np.int32), allowed))
     note_on = np.arange(tok.note_on_offset, tok.note_off_offset)
     allowed = masked[0, note_on] > -1e8
     assert sorted({p % 12 for p in np.flatnonzero(allowed)}) == [0, 4, 7]

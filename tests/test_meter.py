@@ -12,11 +12,11 @@ import types
 
 import numpy as np
 import pytest
+from keras import ops  # noqa: E402  (after models: the backend default is set there)
 from tiny import TINY, off, on, shift
 
 from pianoacc_utils import cli
 from pianoacc_utils.data import Note, Span
-from pianoacc_utils.dataset import PreparedSplit
 from pianoacc_utils.generation import (
     BAR_BUCKET,
     DEFAULT_BARS,
@@ -33,13 +33,14 @@ from pianoacc_utils.models import (
     ModelConfig,
     bar_positions,
     build_model,
+    decode_step,
+    init_cache,
     pad_bar_lines,
     token_times,
 )
+from pianoacc_utils.prepare import PreparedSplit
 from pianoacc_utils.tokenizer import EventTokenizer
 from pianoacc_utils.training import SegmentBatches
-
-from keras import ops  # noqa: E402  (after models: the backend default is set there)
 
 TOKENIZER = EventTokenizer()
 
@@ -122,13 +123,13 @@ def test_cached_decoding_with_bar_lines_equals_full_decoding(model):
     bars = np.array([[0, 36, NO_BAR]], np.int32)
     encoder_output = model.encode(MELODY, bars=bars)
     full = ops.convert_to_numpy(model.decode(DECODER, encoder_output, MELODY, bars=bars))
-    cache = model.init_cache(encoder_output, MELODY, DECODER.shape[1], bars=bars)
-    out, cache = model.decode_step(DECODER[:, :2], cache, 0)
+    cache = init_cache(model, encoder_output, MELODY, DECODER.shape[1], bars=bars)
+    out, cache = decode_step(model, DECODER[:, :2], cache, 0)
     steps = [ops.convert_to_numpy(out)]
     times = ops.convert_to_numpy(token_times(DECODER))[0]
     for index in range(2, DECODER.shape[1]):
         elapsed = np.array([times[index - 1]], np.int32)
-        out, cache = model.decode_step(
+        out, cache = decode_step(model, 
             DECODER[:, index : index + 1], cache, ops.convert_to_tensor(index), start_time=elapsed
         )
         steps.append(ops.convert_to_numpy(out))

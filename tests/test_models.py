@@ -9,12 +9,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras  # noqa: E402  (after models: the backend default is set there)
 import numpy as np
 import pytest
 import tiny
 
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
+from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data import Note
+from pianoacc_utils.defaults import STEPS_PER_BEAT
 from pianoacc_utils.harmony import HARMONY_DIM
 from pianoacc_utils.models import (
     BAR_STEPS,
@@ -24,9 +26,9 @@ from pianoacc_utils.models import (
     ModelConfig,
     build_model,
     count_parameters,
+    decode_step,
+    init_cache,
 )
-
-import keras  # noqa: E402  (after models: the backend default is set there)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,12 +119,12 @@ def test_cached_decoding_equals_full_decoding(model):
     full = keras.ops.convert_to_numpy(model.decode(decoder_ids, encoder_output, melody_ids))
 
     # A 6-token prefix in one call, then one token per step.
-    cache = model.init_cache(encoder_output, melody_ids, decoder_ids.shape[1])
-    logits, cache = model.decode_step(decoder_ids[:, :6], cache, 0)
+    cache = init_cache(model, encoder_output, melody_ids, decoder_ids.shape[1])
+    logits, cache = decode_step(model, decoder_ids[:, :6], cache, 0)
     steps = [keras.ops.convert_to_numpy(logits)]
     for index in range(6, decoder_ids.shape[1]):
         elapsed = SHIFT_STEPS[decoder_ids[:, :index]].sum(axis=1).astype("int32")
-        logits, cache = model.decode_step(
+        logits, cache = decode_step(model, 
             decoder_ids[:, index : index + 1], cache, keras.ops.convert_to_tensor(index),
             start_time=elapsed,
         )
@@ -135,7 +137,7 @@ def test_cached_decoding_equals_full_decoding(model):
     assert tuple(cache.keys[0].shape) == (3, c.num_heads, 24, c.head_dim)
     assert tuple(cache.cross_keys[-1].shape) == (3, c.num_heads, 40, c.head_dim)
     with pytest.raises(PianoaccError, match="accompaniment_length"):
-        model.init_cache(encoder_output, melody_ids, c.accompaniment_length + 1)
+        init_cache(model, encoder_output, melody_ids, c.accompaniment_length + 1)
 
 
 def _probabilities(model, melody_ids, decoder_ids):
@@ -236,10 +238,10 @@ JAX_SCRIPT = textwrap.dedent(
         assert np.array_equal(before, after), np.abs(before - after).max()
         assert int(loaded.optimizer.iterations) == 1
         encoder_output = model.encode(melody)
-        cache = model.init_cache(encoder_output, melody, 12)
+        cache = init_cache(model, encoder_output, melody, 12)
         steps = []
         for index in range(12):
-            logits, cache = model.decode_step(
+            logits, cache = decode_step(model, 
                 decoder[:, index : index + 1], cache, index,
                 start_time=SHIFT_STEPS[decoder[:, :index]].sum(axis=1).astype("int32"))
             steps.append(keras.ops.convert_to_numpy(logits))
@@ -327,10 +329,10 @@ def test_time_signal_is_shared_and_checkpoints_without_it_still_load(tmp_path):
         encoder_output = m.encode(melody_ids)
         logits = []
         for start in (0, STEPS_PER_BEAT):
-            cache = m.init_cache(encoder_output, melody_ids, 8)
+            cache = init_cache(m, encoder_output, melody_ids, 8)
             start_time = np.full(3, start, "int32")
             logits.append(keras.ops.convert_to_numpy(
-                m.decode_step(decoder_ids[:, :8], cache, 0, start_time)[0]
+                decode_step(m, decoder_ids[:, :8], cache, 0, start_time)[0]
             ))
         return np.abs(logits[0] - logits[1]).max()
 

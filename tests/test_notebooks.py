@@ -11,7 +11,7 @@ import pytest
 
 from pianoacc_utils import cli
 from pianoacc_utils.common import PianoaccError, project_root
-from pianoacc_utils.notebooks import list_notebooks, run_notebooks, select_notebooks
+from pianoacc_utils.course.notebooks import list_notebooks, run_notebooks, select_notebooks
 
 REPO = project_root()
 NOTEBOOKS = list_notebooks()

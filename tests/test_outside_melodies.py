@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from melodies import RESOLUTION, Track, simple_melody, tune, write_midi
 
-from pianoacc_utils import cli, data, evaluation, generation
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError, write_json
-from pianoacc_utils.data import MeterGrid, Melody, Note
+from pianoacc_utils import cli, data, evaluation, generation, training
+from pianoacc_utils.common import PianoaccError, write_json
+from pianoacc_utils.course import checkpoints
+from pianoacc_utils.data import Melody, MeterGrid, Note
+from pianoacc_utils.defaults import STEPS_PER_BEAT
+from pianoacc_utils.evaluation import reports
 
 METERS = {"2/4", "3/4", "4/4", "6/8", "9/8", "2/2"}
 
@@ -246,9 +249,9 @@ def test_evaluate_command_adds_the_melodies(
         models = {"fnet": {**model, "teacher_forced": teacher}}
         return result, {"segments": 0, "models": models}
 
-    monkeypatch.setattr(evaluation, "evaluate_checkpoints", no_pop909)
-    monkeypatch.setattr(evaluation, "quality_bar", lambda result, system: [])
-    monkeypatch.setattr(evaluation, "evaluate_melodies", melodies_of)
+    monkeypatch.setattr(reports, "evaluate_checkpoints", no_pop909)
+    monkeypatch.setattr(reports, "quality_bar", lambda result, system: [])
+    monkeypatch.setattr(reports, "evaluate_melodies", melodies_of)
     out = tmp_path / "evaluation.json"
     folder = two_melodies[0].parent
     argv = [
@@ -287,15 +290,15 @@ def test_find_checkpoint_prefers_a_fresh_run_then_the_shipped_model(
     runs = tmp_path / "runs"
     (runs / "fnet").mkdir(parents=True)
     (runs / "fnet" / "best.keras").write_bytes(tiny_checkpoint.read_bytes())
-    assert generation.find_checkpoint("fnet", runs) == runs / "fnet" / "best.keras"
+    assert checkpoints.find_checkpoint("fnet", runs) == runs / "fnet" / "best.keras"
 
     root = tmp_path / "checkout"
     shipped = root / "pretrained" / "transformer" / "model.keras"
     shipped.parent.mkdir(parents=True)
     shipped.write_bytes(b"shipped")
-    monkeypatch.setattr(generation, "project_root", lambda: root)
-    assert generation.find_checkpoint("transformer", runs) == shipped
-    assert generation.find_checkpoint("fnet", runs) == runs / "fnet" / "best.keras"
+    monkeypatch.setattr(checkpoints, "project_root", lambda: root)
+    assert checkpoints.find_checkpoint("transformer", runs) == shipped
+    assert checkpoints.find_checkpoint("fnet", runs) == runs / "fnet" / "best.keras"
 
     trained = []
 
@@ -304,16 +307,14 @@ def test_find_checkpoint_prefers_a_fresh_run_then_the_shipped_model(
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "best.keras").write_bytes(b"trained")
 
-    from pianoacc_utils import training
-
     monkeypatch.setattr(training, "train_or_reuse", fake_train)
     shipped.unlink()
-    assert generation.find_checkpoint("transformer", runs) == runs / "transformer" / "best.keras"
+    assert checkpoints.find_checkpoint("transformer", runs) == runs / "transformer" / "best.keras"
     assert trained == [("quick", "transformer", runs / "transformer")]
     with pytest.raises(PianoaccError, match="no fnet checkpoint"):
-        generation.find_checkpoint("fnet", tmp_path / "elsewhere", train_profile_if_missing=None)
+        checkpoints.find_checkpoint("fnet", tmp_path / "elsewhere", train_profile_if_missing=None)
     with pytest.raises(PianoaccError, match="model kind 'lstm'"):
-        generation.find_checkpoint("lstm", runs)
+        checkpoints.find_checkpoint("lstm", runs)
 
 
 # --------------------------------------------------------------------------- listening to a segment

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from pins import PINS_PATH, compute_pins
 
 

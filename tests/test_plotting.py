@@ -8,7 +8,7 @@ import pytest
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
 
-from pianoacc_utils import plotting
+from pianoacc_utils.course import plotting
 from pianoacc_utils.data import Note
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

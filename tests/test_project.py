@@ -8,14 +8,14 @@ import json
 import re
 import shlex
 import subprocess
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
 from pianoacc_utils import cli
-from pianoacc_utils.notebooks import PROFILES
+from pianoacc_utils.course.notebooks import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
 

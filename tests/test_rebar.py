@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pianoacc_utils import cli, data, evaluation
-from pianoacc_utils.common import REBAR_METERS, STEPS_PER_BEAT, PianoaccError
+from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data import Note, Segment, Span
-from pianoacc_utils.dataset import PrepareConfig, segment_meter
+from pianoacc_utils.defaults import REBAR_METERS, STEPS_PER_BEAT
+from pianoacc_utils.prepare import PrepareConfig, segment_meter
 
 BEAT = STEPS_PER_BEAT
 BAR = 4 * BEAT
@@ -136,7 +137,7 @@ def test_evaluate_meter_option(monkeypatch, capsys):
         seen["config"] = config
         raise PianoaccError("stop here")
 
-    monkeypatch.setattr(evaluation, "evaluation_report", fake_report)
+    monkeypatch.setattr(cli, "evaluation_report", fake_report)
     assert cli.main(["evaluate", "--meter", "3/4"]) == 1
     assert seen["config"].meter == "3/4"
     assert cli.main(["evaluate"]) == 1 and seen["config"].meter == "4/4"

@@ -12,13 +12,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras  # noqa: E402  (after models: the backend default is set there)
 import numpy as np
 import pytest
 
 from pianoacc_utils import cli
 from pianoacc_utils.common import PianoaccError
-from pianoacc_utils.dataset import load_split, prepare
 from pianoacc_utils.models import ModelConfig, build_model
+from pianoacc_utils.prepare import load_split, prepare
 from pianoacc_utils.training import (
     PROFILES,
     MaskedAccuracy,
@@ -38,8 +39,6 @@ from pianoacc_utils.training import (
     teacher_forcing,
     train,
 )
-
-import keras  # noqa: E402  (after models: the backend default is set there)
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = PROFILES["quick"]

@@ -21,19 +21,21 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, MultipleLocator
 
-from pianoacc_utils.common import STEPS_PER_BEAT
-from pianoacc_utils.data import Note
+from pianoacc_utils.data.notes import Note
+from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
 
 DPI = 120
 """Resolution of saved figures (dots per inch)."""
 
+
 TRACK_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 """Track colours in order: melody first (red), then accompaniment (blue), then the rest."""
+
 
 REFERENCE_STYLES = ("--", ":", "-.")
 """Line styles of reference lines (``vlines``/``hlines``), in order."""
 
-PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
 
 
 def save_fig(fig: Figure, name: str, folder: str | Path) -> Path:

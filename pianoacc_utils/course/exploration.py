@@ -18,21 +18,24 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from pianoacc_utils import data
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError
-from pianoacc_utils.data import BeatGrid, Note, Span
-
-if TYPE_CHECKING:
-    import pandas as pd
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.data.notes import BeatGrid, Note, Span
+from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
+from pianoacc_utils.prepare import SPLITS, load_split
+from pianoacc_utils.tokenizer import EventTokenizer
 
 GRID_TOLERANCE_SECONDS = 0.02
 """An onset counts as "on the grid" within 20 ms of a grid point (a quarter of a 32nd at 90 bpm)."""
 
+
 SIXTEENTHS_PER_BEAT = 4
+
 
 # --------------------------------------------------------------------------- tempo and meter
 
@@ -168,17 +171,17 @@ def chord_quality(label: str) -> str:
     return label.split(":", 1)[1].split("/", 1)[0].split("(", 1)[0] or "maj"
 
 
-KEY_TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 """Key tonics in chromatic order, spelled as POP909's ``key_audio.txt`` spells them."""
 
+
 _ENHARMONIC = dict(zip("C# D# F# G# A# Cb Fb E# B#".split(), "Db Eb Gb Ab Bb B E F C".split()))
-"""Sharp (and rare) spellings -> the flat spellings of :data:`KEY_TONICS`."""
+"""Sharp (and rare) spellings -> the flat spellings of :data:`PITCH_NAMES`."""
 
 
 def key_counts(keys: Iterable[str]) -> dict[str, dict[str, int]]:
     """Key labels (``"Gb:maj"``) -> ``{"major": {tonic: songs}, "minor": {...}}``, tonics in
     chromatic order (sharps respelled as flats); labels without a major/minor mode are left out."""
-    counts = {"major": dict.fromkeys(KEY_TONICS, 0), "minor": dict.fromkeys(KEY_TONICS, 0)}
+    counts = {"major": dict.fromkeys(PITCH_NAMES, 0), "minor": dict.fromkeys(PITCH_NAMES, 0)}
     for label in keys:
         tonic, _, mode = label.partition(":")
         tonic = _ENHARMONIC.get(tonic, tonic)
@@ -384,7 +387,6 @@ def token_length_table(
     """
     import pandas as pd
 
-    from pianoacc_utils.dataset import SPLITS, load_split
 
     rows = []
     for bars, folder in sorted(prepared.items()):
@@ -406,7 +408,6 @@ def token_length_table(
 
 def binned_velocities(notes: Iterable[Note]) -> list[Note]:
     """Notes with each velocity moved to the centre of its tokenizer bin (what decoding returns)."""
-    from pianoacc_utils.tokenizer import EventTokenizer
 
     def centre(velocity: int) -> int:
         return EventTokenizer.bin_velocity(EventTokenizer.velocity_bin(velocity))
@@ -445,7 +446,6 @@ class TokenizationReport:
 
 def _tokenization_of_song(folder: Path, bars: int) -> TokenizationReport:
     """Worker: the round-trip check on one song's segments."""
-    from pianoacc_utils.tokenizer import EventTokenizer
 
     tokenizer = EventTokenizer()
     report = TokenizationReport(songs=1)

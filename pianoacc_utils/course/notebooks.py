@@ -18,18 +18,18 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from pianoacc_utils.common import PianoaccError, project_root
-
-PROFILES = ("quick", "small", "cpu", "full")
-"""Notebook profiles: ``quick`` uses a small subset of POP909 (about a minute per notebook
-on a CPU, what the tests run); ``cpu`` and ``full`` use all of it, ``full`` at the scale
-of the committed results."""
+from pianoacc_utils.training.profiles import PROFILES
 
 KERNEL_NAME = "python3"
+
+
 NOTEBOOK_NAME = re.compile(r"^\d{2}_.+\.ipynb$")
 """Notebooks the runner executes: two-digit order number, underscore, name."""
 
+
 PATH_VARIABLES = ("POP909_DIR", "PIANOACC_CACHE")
 """Environment variables holding paths: made absolute before the kernel starts in notebooks/."""
+
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

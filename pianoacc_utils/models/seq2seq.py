@@ -1,135 +1,45 @@
-"""Sequence-to-sequence models: melody tokens in, accompaniment token logits out.
-
-Two encoders share one decoder design:
-
-* ``kind="fnet"``: a stack of ``keras_hub.layers.FNetEncoder`` (token mixing by
-  the real part of a 2-D FFT, no attention, no padding mask);
-* ``kind="transformer"``: a stack of ``keras_hub.layers.TransformerEncoder``
-  (self-attention with the melody padding mask).
-
-The decoder is a stack of ``keras_hub.layers.TransformerDecoder`` (causal
-self-attention over the accompaniment so far, cross-attention to the encoded
-melody), followed by a ``Dense`` layer giving logits over the event vocabulary.
-All lengths are in tokens (see :mod:`pianoacc_utils.tokenizer`); id 0 is padding.
-
-Padding and FNet
-----------------
-The Fourier mixing sums over *every* position, so padding cannot be masked
-inside an FNet block, and the DFT over a longer (padded) sequence is a different
-transform. The model therefore
-
-1. sets padded melody embeddings to zero before the encoder, so they add
-   nothing to the Fourier sums;
-2. (``fnet_full_length=True``, the default) runs the FNet blocks over a fixed
-   ``melody_length`` positions, zero-extending shorter inputs and cutting the
-   output back to the input length: the transform is then the same however much
-   a melody was padded, and the output at real positions depends on the melody
-   tokens only;
-3. masks padded melody positions in the decoder's cross-attention (both kinds),
-   so the (no longer zero) encoder outputs at padded positions are never read.
-
-Training still pads each batch only to its longest melody (see
-:mod:`pianoacc_utils.training`), which keeps the decoder's cross-attention and a
-Transformer encoder short. With ``fnet_full_length=False`` the FNet blocks mix
-over the batch's padded length only (cheaper), but predictions then depend on
-the padding: for a model trained with the ``quick`` profile, padding 40-token
-melodies to 128 positions moved next-token probabilities by up to 0.13 (mean KL
-divergence 0.03 nats per token), about as much as swapping in another melody
-(0.15 and 0.05). ``tests/test_models.py`` checks that the default is
-padding-invariant to float round-off for both kinds.
-
-Time signal
------------
-Token order alone says little about *when* an event happens: the time of a token
-is the sum of all time shifts before it, and 45% of POP909's time shifts are
-single 32nd steps, so a model counting them loses the beat (the first models had
-accompaniment onsets on the beat grid at chance level). With ``time_embedding``
-(the default) every token of the melody and of the accompaniment also gets
-
-* the embedding of its step within the beat (``time % STEPS_PER_BEAT``: on the
-  beat, on an eighth, on a 16th, ...), and
-* the embedding of its beat since the segment start (``time // STEPS_PER_BEAT``,
-  up to ``max_beats - 1``),
-
-added to its token and position embeddings, where ``time`` is the token's time
-in grid steps after its own shift (the time at which the *next* event happens).
-
-With ``meter`` (the default) the model also knows where the bar lines are, so that
-a 3/4, 6/8 or 9/8 bar is not read as a piece of a 4/4 one. The optional input
-``"bars"`` ``(B, K)`` int lists each window's bar lines (grid steps from the window
-start, padded with :data:`NO_BAR`); each token then gets
-
-* the embedding of its step since the last bar line (``position``, up to
-  :data:`BAR_STEPS` - 1: two 4/4 bars' worth), and
-* its step within the beat counted from that bar line (``position %
-  STEPS_PER_BEAT``), so that the beats of a bar that starts on an eighth (9/8 after
-  a 9/8 bar) fall where the bar puts them.
-
-Without ``"bars"`` a bar line every four beats from the window start is assumed.
-The bar-position table starts at zeros, so a position no training bar reached (a
-9/8 bar's last eighth, in a corpus of 4/4 songs) adds nothing instead of noise.
-The two embedding tables are shared by encoder and decoder, so a melody note
-and the accompaniment at the same beat carry the same time vector, which gives
-the cross-attention a direct way to line them up. Times come from the token ids
-themselves (cumulative time shifts), so no extra input is needed; only cached
-decoding must be told where in time a step starts (``start_time``).
-
-Harmony signal
---------------
-With ``harmony`` (the default) the model also reads the chords, one row per
-beat (:mod:`pianoacc_utils.harmony`: 12 pitch classes and the bass, zeros for
-no chord). Each token, of the melody and of the accompaniment, gets a learned
-linear projection of the row of its beat (the beat of its time, as above; tokens
-past the table use its last row). The projection has no bias, so a table of
-zeros (no chords known) adds nothing. The table is the optional input
-``"harmony"`` ``(B, beats, 24)``; without it the model runs as if no chord were known.
-
-Cached decoding
----------------
-:meth:`AccompanimentModel.init_cache` and :meth:`AccompanimentModel.decode_step`
-run the decoder one token (or one prefix) at a time with key/value caches: the
-cross-attention keys/values are computed once per melody, and each step only
-projects its new tokens. Step-by-step logits equal those of
-:meth:`AccompanimentModel.decode` over the whole sequence. The step reuses the
-keras-hub decoder blocks' own sub-layers but keeps one key and one value tensor
-per layer, updated in place, where keras-hub's own cached call slices and
-re-stacks a combined cache tensor every step (timings in
-``benchmarks/results/generation_speed.json``).
-"""
+"""TODO docstring for models.seq2seq."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
 
-# The backend is fixed at the first ``import keras``: default to TensorFlow.
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import keras_hub
+import numpy as np
+from keras import ops
 
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any, NamedTuple  # noqa: E402
-
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
-
-from pianoacc_utils.common import STEPS_PER_BEAT, PianoaccError, config_dict  # noqa: E402
-from pianoacc_utils.harmony import HARMONY_DIM  # noqa: E402
-from pianoacc_utils.tokenizer import EventTokenizer  # noqa: E402
+from pianoacc_utils.common import PianoaccError, config_dict
+from pianoacc_utils.defaults import STEPS_PER_BEAT
+from pianoacc_utils.harmony.chords import HARMONY_DIM
+from pianoacc_utils.tokenizer import EventTokenizer
 
 KINDS = ("fnet", "transformer")
+
+
 PAD_ID = EventTokenizer.pad_id
+
+
 _TOKENIZER = EventTokenizer()
+
+
 SHIFT_STEPS = np.array(
     [_TOKENIZER.time_shift_steps(i) for i in range(len(_TOKENIZER))], dtype=np.int32
 )
 """Grid steps each token id advances time by (0 for everything but time shifts)."""
+
+
 BAR_STEPS = 8 * STEPS_PER_BEAT
 """Bar positions the bar-position table covers (steps; later ones share its last row)."""
+
+
 NO_BAR = 2**20
 """Padding of a bar-line table ``"bars"``: a step no token reaches."""
+
+
 DEFAULT_BAR_STEPS = 4 * STEPS_PER_BEAT
 """Bar length assumed when no bar lines are given (4/4 from the window start)."""
 
@@ -526,165 +436,6 @@ class AccompanimentModel(keras.Model):
             )
         return self.logits_layer(x)
 
-    # ------------------------------------------------------------------ cached decoding
-
-    def init_cache(
-        self,
-        encoder_output: Any,
-        melody_ids: Any,
-        max_length: int,
-        harmony: Any = None,
-        bars: Any = None,
-    ) -> DecoderCache:
-        """A :class:`DecoderCache` for generating up to ``max_length`` decoder tokens.
-
-        The self-attention keys/values start as zeros (filled step by step by
-        :meth:`decode_step`); the cross-attention keys/values of ``encoder_output``
-        are computed here, once. ``max_length`` may not exceed
-        ``config.accompaniment_length``. ``harmony`` and ``bars``: the window's
-        harmony table and bar lines (as in :meth:`encode`), kept in the cache for the steps.
-        """
-        c = self.config
-        if isinstance(max_length, int) and max_length > c.accompaniment_length:
-            raise PianoaccError(
-                f"cache length {max_length} exceeds the model's accompaniment_length "
-                f"{c.accompaniment_length}"
-            )
-        _check_decoder_internals(self.decoder_blocks[0])
-        batch = ops.shape(encoder_output)[0]
-        shape = (batch, c.num_heads, max_length, c.head_dim)
-        dtype = encoder_output.dtype
-        cross = [block._cross_attention_layer for block in self.decoder_blocks]
-        return DecoderCache(
-            keys=tuple(ops.zeros(shape, dtype) for _ in self.decoder_blocks),
-            values=tuple(ops.zeros(shape, dtype) for _ in self.decoder_blocks),
-            cross_keys=tuple(_heads_first(layer._key_dense(encoder_output)) for layer in cross),
-            cross_values=tuple(
-                _heads_first(layer._value_dense(encoder_output)) for layer in cross
-            ),
-            melody_mask=self.melody_padding_mask(melody_ids),
-            harmony=harmony,
-            bars=bars,
-        )
-
-    def decode_step(
-        self, token_ids: Any, cache: DecoderCache, index: Any, start_time: Any = None
-    ) -> tuple[Any, DecoderCache]:
-        """Decode ``token_ids`` ``(B, T)`` placed at positions ``index..index+T-1``.
-
-        ``T`` is 1 for one generation step, or the length of a prompt prefix
-        (unpadded: every row must have ``T`` real tokens). ``index`` may be a
-        Python int or an integer tensor (for compiled loops). ``start_time``
-        (B,) int: the time in grid steps reached before ``token_ids[:, 0]``
-        (the sum of the time shifts at positions ``0..index-1``); ``None``
-        means 0, right only when ``index`` is 0. Returns ``(logits (B, T, V),
-        cache)`` with the new keys/values written into the cache.
-
-        Computes what the keras-hub decoder blocks compute in :meth:`decode`
-        (tests check the logits agree), from the blocks' own sub-layers, with one
-        key and one value tensor per layer updated in place (``slice_update``).
-        """
-        x = self._embed(
-            self.accompaniment_embedding, token_ids, index, start_time, cache.harmony, cache.bars
-        )
-        length = ops.shape(cache.keys[0])[2]
-        queries = ops.arange(ops.shape(token_ids)[1]) + index
-        causal = ops.less_equal(ops.arange(length)[None, :], queries[:, None])[None, None]
-        cross_mask = cache.melody_mask[:, None, None, :]
-        keys, values = list(cache.keys), list(cache.values)
-        for i, block in enumerate(self.decoder_blocks):
-            attention = block._self_attention_layer
-
-            def self_attention(h: Any) -> Any:
-                start = [0, 0, index, 0]
-                keys[i] = ops.slice_update(keys[i], start, _heads_first(attention._key_dense(h)))
-                values[i] = ops.slice_update(
-                    values[i], start, _heads_first(attention._value_dense(h))
-                )
-                return self._attend(attention, h, keys[i], values[i], causal)
-
-            def cross_attention(h: Any) -> Any:
-                return self._attend(
-                    block._cross_attention_layer, h, cache.cross_keys[i], cache.cross_values[i],
-                    cross_mask,
-                )
-
-            def feedforward(h: Any) -> Any:
-                return block._feedforward_output_dense(block._feedforward_intermediate_dense(h))
-
-            x = _residual(block, block._self_attention_layer_norm, self_attention, x)
-            x = _residual(block, block._cross_attention_layer_norm, cross_attention, x)
-            x = _residual(block, block._feedforward_layer_norm, feedforward, x)
-        cache = cache._replace(keys=tuple(keys), values=tuple(values))
-        return self.logits_layer(x), cache
-
-    def _attend(self, attention: Any, x: Any, keys: Any, values: Any, mask: Any) -> Any:
-        """Multi-head attention of ``x`` (B, T, D) over projected ``keys``/``values``
-        (B, H, S, d) where ``mask`` (broadcast to B, H, T, S) is True; output projected."""
-        query = _heads_first(attention._query_dense(x))
-        scores = ops.einsum("bhtd,bhsd->bhts", query, keys)
-        scores = ops.cast(scores, "float32") / math.sqrt(self.config.head_dim)
-        scores = ops.where(mask, scores, ops.cast(-1e9, "float32"))
-        weights = ops.cast(ops.softmax(scores, axis=-1), values.dtype)
-        return attention._output_dense(ops.einsum("bhts,bhsd->bthd", weights, values))
-
-
-def _residual(block: Any, norm: Any, sublayer: Any, x: Any) -> Any:
-    """One residual sub-layer of a keras-hub decoder block, with its layer norm before
-    (``normalize_first``) or after the residual sum, as the block does it."""
-    if block.normalize_first:
-        return sublayer(norm(x)) + x
-    return norm(sublayer(x) + x)
-
-
-def _heads_first(x: Any) -> Any:
-    """(B, T, H, d) -> (B, H, T, d)."""
-    return ops.transpose(x, (0, 2, 1, 3))
-
-
-_DECODER_INTERNALS = (
-    "_self_attention_layer", "_self_attention_layer_norm", "_cross_attention_layer",
-    "_cross_attention_layer_norm", "_feedforward_intermediate_dense",
-    "_feedforward_output_dense", "_feedforward_layer_norm", "normalize_first",
-)
-
-
-def _check_decoder_internals(block: keras.layers.Layer) -> None:
-    """Cached decoding reads a keras-hub decoder block's sub-layers: fail clearly if a
-    keras-hub version renamed them."""
-    missing = [name for name in _DECODER_INTERNALS if not hasattr(block, name)]
-    attention = getattr(block, "_self_attention_layer", None)
-    missing += [
-        f"_self_attention_layer.{name}"
-        for name in ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
-        if attention is not None and not hasattr(attention, name)
-    ]
-    if missing:
-        raise PianoaccError(
-            f"keras_hub {keras_hub.__version__} TransformerDecoder lacks {', '.join(missing)}: "
-            "cached decoding needs these sub-layers"
-        )
-
-
-class DecoderCache(NamedTuple):
-    """State of cached decoding, one entry per decoder layer.
-
-    ``keys``/``values``: self-attention keys and values ``(B, heads, max_length,
-    head_dim)``; ``cross_keys``/``cross_values``: the projected encoder output
-    ``(B, heads, Lm, head_dim)``; ``melody_mask`` (B, Lm): real melody positions;
-    ``harmony``: the harmony table (B, beats, 24) of the window, or ``None``;
-    ``bars``: its bar lines (B, K), or ``None``.
-    A named tuple, so that it can be the state of a compiled loop (JAX pytree,
-    ``tf.nest`` structure).
-    """
-
-    keys: tuple[Any, ...]
-    values: tuple[Any, ...]
-    cross_keys: tuple[Any, ...]
-    cross_values: tuple[Any, ...]
-    melody_mask: Any
-    harmony: Any = None
-    bars: Any = None
 
 
 def build_model(config: ModelConfig) -> AccompanimentModel:
@@ -714,104 +465,3 @@ def count_parameters(model: AccompanimentModel) -> dict[str, int]:
     }
     counts["total"] = int(model.count_params())
     return counts
-
-
-# --------------------------------------------------------------------------- token mixing
-
-
-def fourier_mixing(x: Any) -> Any:
-    """FNet's token mixing: the real part of the 2-D discrete Fourier transform of ``x``
-    ``(..., tokens, features)`` over its last two axes, in float32.
-
-    The computation inside ``keras_hub.layers.FNetEncoder``:
-    ``y[k, d] = sum over n, m of x[n, m] * cos(2 pi (k n / tokens + d m / features))``,
-    fixed weights, nothing to learn; every output mixes every token and feature.
-    """
-    real = ops.cast(x, "float32")
-    mixed, _ = ops.fft2((real, ops.zeros_like(real)))
-    return mixed
-
-
-def fnet_encoder_mixing(x: np.ndarray) -> np.ndarray:
-    """The token mixing that a ``keras_hub.layers.FNetEncoder`` block computes on ``x``
-    ``(batch, tokens, features)``, read from the library's layer itself (float32).
-
-    The block adds its mixing to its input and layer-normalises the sum: the input of
-    that first layer norm minus ``x`` is the mixing. Shows that the layer is the real
-    part of a 2-D FFT (compare with :func:`fourier_mixing` or ``numpy.fft.fft2``).
-    """
-    x = np.asarray(x, dtype="float32")
-    if x.ndim != 3:
-        raise PianoaccError(
-            f"FNet mixing input: expected (batch, tokens, features), got shape {x.shape}"
-        )
-    block = keras_hub.layers.FNetEncoder(intermediate_dim=x.shape[-1])
-    block.build(x.shape)
-    norm = getattr(block, "_mixing_layer_norm", None)
-    if norm is None:
-        raise PianoaccError(
-            f"keras_hub {keras_hub.__version__} FNetEncoder has no _mixing_layer_norm: "
-            "cannot read its mixing"
-        )
-    norm_inputs = []
-    norm_call = norm.call
-
-    def recording_call(inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        norm_inputs.append(ops.convert_to_numpy(inputs))
-        return norm_call(inputs, *args, **kwargs)
-
-    norm.call = recording_call
-    try:
-        block(x, training=False)
-    finally:
-        del norm.call
-    return norm_inputs[0] - x
-
-
-def token_mixing_times(
-    lengths: list[int] | tuple[int, ...],
-    hidden_dim: int,
-    num_heads: int,
-    batch_size: int = 1,
-    repeats: int = 3,
-    seed: int = 0,
-) -> list[dict[str, float]]:
-    """Forward time of FNet's Fourier mixing and of self-attention as sequences grow.
-
-    For each length (tokens), random float32 inputs ``(batch_size, length, hidden_dim)``
-    go through :func:`fourier_mixing` and through a ``keras.layers.MultiHeadAttention``
-    self-attention layer (``num_heads`` heads of ``hidden_dim // num_heads``, with its
-    query/key/value/output projections: the sub-layer the Fourier transform replaces).
-    Each runs once to warm up, then ``repeats`` times. Rows: ``length``, ``fourier_ms``
-    and ``attention_ms`` (median milliseconds per call; eager calls, so the shortest
-    lengths include a fixed per-call overhead).
-    """
-    import time
-
-    if hidden_dim % num_heads:
-        raise PianoaccError(f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}")
-    rng = np.random.default_rng(seed)
-    attention = keras.layers.MultiHeadAttention(num_heads, hidden_dim // num_heads)
-
-    def median_ms(function: Any) -> float:
-        ops.convert_to_numpy(function())  # warm-up (and builds the attention weights)
-        times = []
-        for _ in range(max(1, repeats)):
-            began = time.perf_counter()
-            ops.convert_to_numpy(function())
-            times.append(time.perf_counter() - began)
-        return 1000.0 * float(np.median(times))
-
-    rows = []
-    for length in lengths:
-        x = ops.convert_to_tensor(
-            rng.normal(size=(batch_size, int(length), hidden_dim)).astype("float32")
-        )
-        rows.append(
-            {
-                "length": int(length),
-                "fourier_ms": median_ms(lambda: fourier_mixing(x)),
-                "attention_ms": median_ms(lambda: attention(x, x)),
-            }
-        )
-    return rows

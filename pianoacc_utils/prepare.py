@@ -26,14 +26,8 @@ from typing import Any
 import numpy as np
 
 from pianoacc_utils import data, harmony
-from pianoacc_utils.common import (
-    REBAR_METERS,
-    PianoaccError,
-    cache_dir,
-    config_dict,
-    config_hash,
-    write_json,
-)
+from pianoacc_utils.common import PianoaccError, cache_dir, config_dict, config_hash, write_json
+from pianoacc_utils.defaults import REBAR_METERS
 from pianoacc_utils.tokenizer import EventTokenizer
 
 SPLITS = ("train", "validation", "test")

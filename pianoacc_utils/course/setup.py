@@ -1,0 +1,80 @@
+"""One call that sets up a lesson: the first code cell of every notebook runs :func:`lesson`.
+
+It checks the notebook's ``PROFILE`` against the one list of profiles
+(:data:`pianoacc_utils.training.PROFILES`), makes the figure and output folders,
+and quiets what would otherwise clutter a notebook: Jupyter's widget warning (the
+notebooks show no progress bars) and TensorFlow's notices that a compiled function
+was traced again (the decoding loop meets windows of new shapes by design).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Code
+
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.training.profiles import PROFILES, Profile
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """What a notebook needs to know about its run.
+
+    ``profile``: the training profile the notebook runs at (its ``name`` is the
+    ``PROFILE`` parameter); ``figures``: where the notebook saves its figures;
+    ``output``: a scratch folder for the files it writes (MIDI, JSON, training runs).
+    """
+
+    profile: Profile
+    figures: Path
+    output: Path
+
+    @property
+    def quick(self) -> bool:
+        """True in the ``quick`` profile (a few songs, a tiny model: what CI runs)."""
+        return self.profile.name == "quick"
+
+    def figure(self, name: str) -> Path:
+        """Path of the figure file ``name`` in :attr:`figures`."""
+        return self.figures / name
+
+
+def _quiet_retracing(record: logging.LogRecord) -> bool:
+    return "retracing" not in record.getMessage()
+
+
+def lesson(profile: str, figures_dir: str | Path, output_dir: str | Path) -> Lesson:
+    """Check ``profile``, create the folders, set display options; returns the :class:`Lesson`.
+
+    ``profile`` must be a key of :data:`~pianoacc_utils.training.PROFILES`;
+    ``figures_dir`` and ``output_dir`` are made if missing.
+    """
+    if profile not in PROFILES:
+        raise PianoaccError(f"PROFILE {profile!r}: expected one of {', '.join(PROFILES)}")
+    figures, output = Path(figures_dir), Path(output_dir)
+    figures.mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    tf_logger = logging.getLogger("tensorflow")
+    if _quiet_retracing not in tf_logger.filters:
+        tf_logger.addFilter(_quiet_retracing)
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.width", 120)
+    pd.set_option("display.max_colwidth", 90)
+    print(f"profile {profile}: {PROFILES[profile].description}")
+    return Lesson(PROFILES[profile], figures, output)
+
+
+def show_source(obj: object) -> Code:
+    """The source code of a function, class or module of the package, highlighted.
+
+    Notebooks show the code they teach with this (the real source, read from the
+    package, so the notebook cannot drift from it).
+    """
+    return Code(inspect.getsource(obj), language="python")

@@ -1,0 +1,76 @@
+"""TODO evaluation package."""
+
+from __future__ import annotations
+
+from pianoacc_utils.evaluation.melodies import (
+    MELODY_METRICS,
+    MELODY_TABLE_METRICS,
+    TRIPLET_BEATS,
+    evaluate_melodies,
+    melodies_markdown,
+    melody_beat_seconds,
+    melody_grid_share,
+    melody_metrics,
+)
+from pianoacc_utils.evaluation.metrics import (
+    BAR_CLOSENESS_SIGMA_BEATS,
+    BAR_OFF_BEATS,
+    BAR_SHIFT_LIMIT_BEATS,
+    BAR_SHIFT_RESOLUTION_BEATS,
+    BAR_WEIGHT_MAX_BEATS,
+    COINCIDENCE_SECONDS,
+    CONSONANT_INTERVALS,
+    DEFAULT_BEAT_SECONDS,
+    DOWNBEAT_WEIGHT,
+    GRID_TOLERANCE_SECONDS,
+    METRIC_LEVELS,
+    METRICS,
+    NOTE_FEATURE_BINS,
+    OVERLAP_BINS,
+    SIXTEENTH_BEATS,
+    TEXTURE_METRICS,
+    bar_offsets,
+    chord_pitch_classes,
+    chord_tone_ratio,
+    ending_offset_bars,
+    grid_share,
+    key_agreement,
+    mean_bar_steps,
+    melody_beat_coverage,
+    melody_consonance,
+    notes_per_bar,
+    overlapping_area,
+    pitch_range,
+    polyphony,
+    segment_metrics,
+    silent_bar_share,
+    velocity_std,
+)
+from pianoacc_utils.evaluation.reports import (
+    evaluation_report,
+    quality_bar,
+    report_result,
+)
+from pianoacc_utils.evaluation.runs import (
+    BASELINE_BASS_LOWEST,
+    BASELINE_CHORD_ROOT,
+    BASELINE_VELOCITY,
+    EvaluationConfig,
+    block_chord_baseline,
+    estimated_chord_agreement,
+    evaluate_checkpoints,
+    evaluate_systems,
+    generate_for_segments,
+    segment_beat_seconds,
+    split_segments,
+    system_name,
+    teacher_forced_metrics,
+)
+from pianoacc_utils.evaluation.summary import (
+    GROUND_TRUTH,
+    RESULT_FIELDS,
+    SUMMARY_FIELDS,
+    EvaluationResult,
+    bootstrap_ci,
+    summarize,
+)

@@ -1,0 +1,304 @@
+"""TODO docstring for generation.accompany."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from pianoacc_utils import harmony, models
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.data import compound as compound_meter
+from pianoacc_utils.data.melody_midi import Melody
+from pianoacc_utils.data.notes import Note, Span, normalize_notes, notes_in
+from pianoacc_utils.data.pop909 import Segment
+from pianoacc_utils.defaults import (
+    DEFAULT_COMPOUND,
+    DEFAULT_RELEASE,
+    HANGING_BEATS,
+    MAX_HELD_BEATS,
+    STEPS_PER_BEAT,
+)
+from pianoacc_utils.generation.decoder import BAR_BUCKET, TABLE_BEATS, CachedDecoder, pad_melodies
+from pianoacc_utils.generation.sampling import TOKENIZER, SamplingConfig
+
+CHORD_SOURCES = ("annotated", "estimated", "none")
+"""Where the chords of a POP909 segment come from (see the module docstring)."""
+
+
+# --------------------------------------------------------------------------- windows over a melody
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How a melody is cut for the model: windows of ``bars`` bars, overlapping by
+    ``overlap_bars`` (whose accompaniment primes the next window)."""
+
+    bars: int = 8
+    overlap_bars: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap_bars < self.bars:
+            raise PianoaccError(f"overlap_bars must be in 0..{self.bars - 1}")
+
+
+@dataclass
+class _Job:
+    """Generation state of one melody: what is done and where the next window starts."""
+
+    melody: list[Note]
+    chords: list[Span]
+    bar_starts: list[int]
+    num_steps: int
+    notes: list[Note]
+    position: int  # grid step up to which the accompaniment is final
+
+
+def primer_tokens(context: Sequence[Note], steps: int, budget: int) -> list[int]:
+    """Tokens of the accompaniment already fixed in a window, lasting exactly ``steps``.
+
+    ``context`` holds the notes (relative to the window start) of the first
+    ``steps`` grid steps. At most ``budget`` tokens: when the notes need more, the
+    latest events are dropped but the time shifts still reach ``steps``, so that
+    generation starts exactly where the fixed accompaniment ends.
+    """
+    tokens = TOKENIZER.encode(context)
+    primer = tokens + TOKENIZER.shift_tokens(steps - TOKENIZER.duration_steps(tokens))
+    if len(primer) > budget:
+        tokens = tokens[: max(budget - len(TOKENIZER.shift_tokens(steps)), 0)]
+        primer = tokens + TOKENIZER.shift_tokens(steps - TOKENIZER.duration_steps(tokens))
+    return primer
+
+
+def _pickup_lead(bar_starts: Sequence[int]) -> int:
+    """Steps to start the first window *before* step 0 so that the second bar line falls
+    on a beat of the window's time (0 unless the first bar is a pickup of a part of a beat,
+    e.g. 4 steps for an eighth-note pickup). The model reads times from the window start
+    (step-in-beat and beat embeddings), so without this lead a melody with such a pickup
+    would be accompanied half a beat off for the whole first window. Only for models
+    without the meter signal: the others read the bar lines themselves."""
+    if len(bar_starts) < 2:
+        return 0
+    return -(int(bar_starts[1]) - int(bar_starts[0])) % STEPS_PER_BEAT
+
+
+def _bar_at_or_before(bar_starts: Sequence[int], step: int) -> int:
+    index = int(np.searchsorted(bar_starts, step, side="right")) - 1
+    return max(index, 0)
+
+
+def accompany(
+    model: models.AccompanimentModel,
+    melodies: Sequence[tuple[Sequence[Note], Sequence[int], int]],
+    sampling: SamplingConfig = SamplingConfig(),
+    window: WindowConfig = WindowConfig(),
+    primers: Sequence[Sequence[Note]] | None = None,
+    decoder: CachedDecoder | None = None,
+    chords: Sequence[Sequence[Span]] | None = None,
+    release: bool = DEFAULT_RELEASE,
+    hanging_beats: float = HANGING_BEATS,
+) -> list[list[Note]]:
+    """Accompaniment for each melody, given as ``(notes, bar_starts, num_steps)`` in steps.
+
+    ``chords`` gives each melody's chord spans (steps, as the melody), which the
+    model reads as its harmony tables; ``None``, or an empty list for a melody,
+    means no chords are known (see :func:`~pianoacc_utils.harmony.estimate_chords` to estimate them).
+    ``release``: apply :func:`release_notes` to each window's new notes, with the notes
+    the decoder left hanging lasting at most ``hanging_beats`` beats. Each window passes
+    its bar lines (from ``bar_starts``) to the model ("Time signal" in :mod:`models`).
+
+    Melodies are processed together, window by window (batched across melodies).
+    ``primers`` optionally gives ground-truth accompaniment notes that are kept as
+    they are and prime the first window (the original project primed with its
+    first 256 ground-truth tokens); generation continues after the primer's last onset.
+    Nothing is generated past ``num_steps``.
+    """
+    decoder = decoder or CachedDecoder(model, sampling)
+    jobs = []
+    for i, (notes, bar_starts, num_steps) in enumerate(melodies):
+        bars = sorted(int(b) for b in bar_starts) or [0]
+        primer = normalize_notes(primers[i]) if primers else []
+        position = max((n.start for n in primer), default=0)
+        if primer:
+            position = max(position, max(n.end for n in primer))
+        known = list(chords[i]) if chords else []
+        jobs.append(
+            _Job(list(notes), known, bars, int(num_steps), list(primer), min(position, num_steps))
+        )
+    config = model.config
+    while True:
+        active = [job for job in jobs if job.position < job.num_steps]
+        if not active:
+            break
+        melody_ids, primer_ids, limits, origins, ends, tables, lines = [], [], [], [], [], [], []
+        for job in active:
+            first_bar = _bar_at_or_before(job.bar_starts, job.position)
+            first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
+            origin = job.bar_starts[first_bar] if job.position > 0 else 0
+            if first_bar == 0 and not config.meter:
+                origin -= _pickup_lead(job.bar_starts)
+            last_bar = first_bar + window.bars
+            end = job.bar_starts[last_bar] if last_bar < len(job.bar_starts) else job.num_steps
+            end = max(min(end, job.num_steps), job.position + 1)
+            melody_ids.append(TOKENIZER.encode(notes_in(job.melody, origin, end))[: config.melody_length])
+            context = notes_in(job.notes, origin, job.position)
+            primer_ids.append(
+                primer_tokens(context, job.position - origin, config.accompaniment_length // 2)
+            )
+            limits.append(end - origin)
+            tables.append(harmony.beat_table(job.chords, end - origin, origin=origin))
+            lines.append([b - origin for b in job.bar_starts if origin <= b < end])
+            origins.append(origin)
+            ends.append(end)
+        beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
+        generated = decoder.decode(
+            pad_melodies(melody_ids, config.melody_length), primer_ids, limits,
+            harmony_tables=harmony.pad_tables(tables, beats),
+            bar_tables=models.pad_bar_lines(lines, multiple=BAR_BUCKET),
+        )
+        for job, tokens, primer, origin, end in zip(active, generated, primer_ids, origins, ends):
+            reached = origin + TOKENIZER.duration_steps(primer) + TOKENIZER.duration_steps(tokens)
+            new_notes, hanging = TOKENIZER.decode_hanging([*primer, *tokens])
+            start_of_new = origin + TOKENIZER.duration_steps(primer)
+            fresh, fresh_hanging = [], []
+            for note, open_end in zip(new_notes, hanging):
+                absolute = Note(note.start + origin, min(note.end + origin, job.num_steps), note.pitch, note.velocity)
+                if max(start_of_new, 0) <= absolute.start < job.num_steps:
+                    fresh.append(absolute)
+                    fresh_hanging.append(open_end)
+            if release:
+                fresh = release_notes(
+                    fresh, job.chords, hanging=fresh_hanging, hanging_beats=hanging_beats
+                )
+            job.notes += fresh
+            if len(primer) + len(tokens) + 1 >= config.accompaniment_length:
+                # Token budget exhausted before the window's end: continue from where
+                # the decoder got to (at least one bar on, so that generation progresses).
+                next_bar = _bar_at_or_before(job.bar_starts, job.position) + 1
+                floor = job.bar_starts[next_bar] if next_bar < len(job.bar_starts) else end
+                job.position = min(max(reached, floor), job.num_steps)
+            else:
+                job.position = end
+    return [normalize_notes(job.notes) for job in jobs]
+
+
+def accompany_melodies(
+    model: models.AccompanimentModel,
+    melodies: Sequence[Melody],
+    sampling: SamplingConfig = SamplingConfig(),
+    window: WindowConfig = WindowConfig(),
+    chords: Sequence[Sequence[Span]] | None = None,
+    release: bool = DEFAULT_RELEASE,
+    hanging_beats: float = HANGING_BEATS,
+    compound: str = DEFAULT_COMPOUND,
+    decoder: CachedDecoder | None = None,
+) -> list[list[Note]]:
+    """Accompaniment of melodies read from MIDI files (:func:`~pianoacc_utils.data.load_melody`).
+
+    As :func:`accompany`, with ``chords`` and the result in each melody's own steps.
+    Bars in a compound meter (6/8, 9/8, 12/8, ...) are accompanied through the swing
+    map of :mod:`~pianoacc_utils.compound` (``compound="swing"``, the default) or as
+    they are (``"plain"``); a melody in simple meters is accompanied exactly as by
+    :func:`accompany`.
+    """
+    maps = [compound_meter.melody_time_map(melody, compound) for melody in melodies]
+    jobs = [
+        (
+            time_map.notes_to_model(melody.notes),
+            [int(b) for b in time_map.to_model(melody.grid.bar_starts)],
+            int(time_map.to_model([melody.end_step])[0]),
+        )
+        for melody, time_map in zip(melodies, maps)
+    ]
+    known = None
+    if chords is not None:
+        known = [time_map.spans_to_model(spans) for time_map, spans in zip(maps, chords)]
+    results = accompany(
+        model, jobs, sampling, window, decoder=decoder, chords=known, release=release,
+        hanging_beats=hanging_beats,
+    )
+    moved = []
+    for melody, time_map, notes in zip(melodies, maps, results):
+        end = int(melody.end_step)  # rounding may carry a last note a step past the melody
+        moved.append(
+            [n._replace(end=min(n.end, end)) for n in time_map.notes_to_melody(notes) if n.start < end]
+        )
+    return moved
+
+
+def release_notes(
+    notes: Sequence[Note],
+    chords: Sequence[Span] = (),
+    max_beats: float = MAX_HELD_BEATS,
+    hanging: Sequence[bool] | None = None,
+    hanging_beats: float = HANGING_BEATS,
+) -> list[Note]:
+    """Notes shortened where a pianist would have lifted them.
+
+    A note ends at the first beat after its start where the chord changes to one
+    that leaves its pitch class out (beats hold the chord of
+    :func:`~pianoacc_utils.harmony.beat_table`; no chord known changes nothing), and
+    at most ``max_beats`` beats after its start. A note flagged in ``hanging`` (the
+    decoder never ended it: :meth:`~pianoacc_utils.tokenizer.EventTokenizer.decode_hanging`)
+    lasts at most ``hanging_beats`` beats. Notes only ever get shorter.
+    """
+    limits = np.full(len(notes), int(round(max_beats * STEPS_PER_BEAT)))
+    if hanging is not None:
+        if len(hanging) != len(notes):
+            raise ValueError("hanging needs one flag per note")
+        short = int(round(min(hanging_beats, max_beats) * STEPS_PER_BEAT))
+        limits[np.asarray(hanging, bool)] = short
+    table = harmony.beat_table(chords, max((n.end for n in notes), default=0)) if chords else None
+    released = []
+    for note, limit in zip(notes, limits):
+        end = min(note.end, note.start + int(limit))
+        if table is not None:
+            first, last = note.start // STEPS_PER_BEAT + 1, (end - 1) // STEPS_PER_BEAT
+            for beat in range(first, min(last, len(table) - 1) + 1):
+                row, before = table[beat, :12], table[beat - 1, :12]
+                if row.any() and not row[note.pitch % 12] and not np.array_equal(row, before):
+                    end = beat * STEPS_PER_BEAT
+                    break
+        released.append(note._replace(end=max(end, note.start + 1)))
+    return released
+
+
+def accompany_segment(
+    model: models.AccompanimentModel,
+    segments: Sequence[Segment],
+    sampling: SamplingConfig = SamplingConfig(),
+    window: WindowConfig = WindowConfig(),
+    primer_tokens: int = 0,
+    decoder: CachedDecoder | None = None,
+    chords: str = "annotated",
+    release: bool = DEFAULT_RELEASE,
+    hanging_beats: float = HANGING_BEATS,
+) -> list[list[Note]]:
+    """Accompany POP909 segments; ``primer_tokens`` > 0 keeps that many ground-truth
+    accompaniment tokens as a primer (0: from the melody alone). ``chords``: one of
+    :data:`CHORD_SOURCES` (``"annotated"``: the segment's chords, moved with its
+    ``transpose``); ``release`` and ``hanging_beats`` as in :func:`accompany`."""
+    primers = None
+    if primer_tokens > 0:
+        primers = [
+            TOKENIZER.decode(TOKENIZER.encode(seg.accompaniment)[:primer_tokens])
+            for seg in segments
+        ]
+    melodies = [(seg.melody, seg.bar_starts, seg.num_steps) for seg in segments]
+    return accompany(
+        model, melodies, sampling, window, primers, decoder,
+        chords=[segment_chords(seg, chords) for seg in segments], release=release,
+        hanging_beats=hanging_beats,
+    )
+
+
+def segment_chords(seg: Segment, source: str = "annotated") -> list[Span]:
+    """The chords a segment is accompanied with, from ``source`` (:data:`CHORD_SOURCES`)."""
+    if source not in CHORD_SOURCES:
+        raise PianoaccError(f"chords {source!r}: expected one of {', '.join(CHORD_SOURCES)}")
+    if source == "annotated":
+        return harmony.transpose_spans(seg.chords, seg.transpose)
+    if source == "estimated":
+        return harmony.estimate_chords(seg.melody, seg.bar_starts, seg.num_steps)
+    return []

@@ -1,0 +1,62 @@
+"""TODO docstring for generation.checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+
+from pianoacc_utils import models
+from pianoacc_utils.common import PianoaccError, project_root
+from pianoacc_utils.generation.accompany import WindowConfig
+
+PRETRAINED = {"fnet": "fnet", "transformer": "transformer"}
+"""Names accepted by :func:`load_checkpoint` for the models shipped in ``pretrained/``."""
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def pretrained_dir() -> Path:
+    """Folder of the shipped models (``pretrained/`` in the checkout)."""
+    root = project_root()
+    if root is None:
+        raise PianoaccError("the shipped models live in the repository's pretrained/ folder")
+    return root / "pretrained"
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A ``.keras`` file from a name (``fnet``/``transformer``: shipped models),
+    a ``.keras`` path, or a training folder (its ``best.keras``)."""
+    text = str(name_or_path)
+    if text in PRETRAINED:
+        path = pretrained_dir() / PRETRAINED[text] / "model.keras"
+        if not path.is_file():
+            raise PianoaccError(f"{path}: the shipped {text} model is missing")
+        return path
+    path = Path(text)
+    if path.is_dir():
+        for candidate in ("best.keras", "model.keras", "last.keras"):
+            if (path / candidate).is_file():
+                return path / candidate
+        raise PianoaccError(f"{path}: no best.keras, model.keras or last.keras in this folder")
+    if not path.is_file():
+        raise PianoaccError(f"{path}: checkpoint not found")
+    return path
+
+
+def load_checkpoint(name_or_path: str | Path) -> tuple[models.AccompanimentModel, WindowConfig]:
+    """Load a model and the window it was trained on (from ``config.json`` beside it)."""
+    path = resolve_checkpoint(name_or_path)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # keras raises many kinds on a broken file
+        raise PianoaccError(f"{path}: not a loadable Keras model ({error})") from error
+    bars = 8
+    config_path = path.parent / "config.json"
+    if config_path.is_file():
+        saved = json.loads(config_path.read_text())
+        prepare = saved.get("prepare") or saved.get("profile", {}).get("prepare") or {}
+        bars = int(prepare.get("bars_per_segment", bars))
+    return model, WindowConfig(bars=bars, overlap_bars=max(1, bars // 4) if bars > 1 else 0)

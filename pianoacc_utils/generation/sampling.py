@@ -1,0 +1,169 @@
+"""TODO docstring for generation.sampling."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import keras_hub
+import numpy as np
+from keras import ops
+
+from pianoacc_utils import models
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.defaults import (
+    DEFAULT_CHORD_MASK,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    DEFAULT_VELOCITY_TEMPERATURE,
+)
+from pianoacc_utils.tokenizer import EventTokenizer
+
+TOKENIZER = EventTokenizer()
+"""The event vocabulary that generation samples from."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the next token is drawn. ``temperature=0`` means greedy (argmax).
+
+    The defaults (:data:`~pianoacc_utils.common.DEFAULT_TEMPERATURE`,
+    :data:`~pianoacc_utils.common.DEFAULT_TOP_P`) were chosen on the validation
+    split among four settings (``results/sampling_validation.md``): with the FNet
+    model shipped before the harmony signal they passed the most quality-bar checks with the highest
+    chord-tone ratio.
+
+    ``top_k``/``top_p`` restrict sampling to the k most likely tokens / the
+    smallest set whose probability reaches p; ``seed`` makes sampling reproducible.
+    ``chord_mask``: where the harmony table has a chord, allow only note-ons of its
+    pitch classes (see the module docstring); the default
+    (:data:`~pianoacc_utils.common.DEFAULT_CHORD_MASK`) was chosen on the validation
+    split (``results/chord_mask_validation.md``).
+    ``velocity_temperature``: the temperature of the choice *among* velocity tokens
+    (``None``: ``temperature``), so that dynamics can vary more than timing and pitch
+    (:func:`velocity_logits`); no effect when ``temperature`` is 0 (greedy). Top-p and
+    top-k still apply to every token. Its default
+    (:data:`~pianoacc_utils.common.DEFAULT_VELOCITY_TEMPERATURE`) was chosen on the
+    validation split (``results/velocity_validation.md``): the velocities then vary about
+    as much as the pianists'.
+    """
+
+    temperature: float = DEFAULT_TEMPERATURE
+    top_k: int | None = None
+    top_p: float | None = DEFAULT_TOP_P
+    seed: int = 0
+    chord_mask: bool = DEFAULT_CHORD_MASK
+    velocity_temperature: float | None = DEFAULT_VELOCITY_TEMPERATURE
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise PianoaccError(f"temperature must be a number >= 0, got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise PianoaccError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.top_k is not None and self.top_k < 1:
+            raise PianoaccError(f"top-k must be >= 1, got {self.top_k}")
+        velocity = self.velocity_temperature
+        if velocity is not None and not (math.isfinite(velocity) and velocity > 0):
+            raise PianoaccError(f"velocity temperature must be a number > 0, got {velocity}")
+
+    @property
+    def velocity_factor(self) -> float:
+        """``temperature / velocity_temperature`` (1 when unset or greedy): see
+        :func:`velocity_logits`."""
+        if self.velocity_temperature is None or self.temperature == 0:
+            return 1.0
+        return self.temperature / self.velocity_temperature
+
+    def sampler(self) -> keras_hub.samplers.Sampler:
+        """The keras-hub sampler for these settings (greedy, top-p, top-k or plain random)."""
+        if self.temperature == 0:
+            return keras_hub.samplers.GreedySampler()
+        if self.top_p is not None:
+            return keras_hub.samplers.TopPSampler(
+                p=self.top_p, k=self.top_k, temperature=self.temperature, seed=self.seed
+            )
+        if self.top_k is not None:
+            return keras_hub.samplers.TopKSampler(
+                k=self.top_k, temperature=self.temperature, seed=self.seed
+            )
+        return keras_hub.samplers.RandomSampler(temperature=self.temperature, seed=self.seed)
+
+
+GREEDY = SamplingConfig(temperature=0.0, top_p=None, chord_mask=False)
+
+
+# --------------------------------------------------------------------------- token masks
+
+
+SHIFT_STEPS = models.SHIFT_STEPS
+
+
+NEVER = np.zeros(len(TOKENIZER), bool)
+
+
+NEVER[[TOKENIZER.pad_id, TOKENIZER.start_id]] = True
+"""Tokens the decoder may never emit."""
+
+
+NOTE_ON_CLASS = np.full(len(TOKENIZER), 12, np.int32)
+
+
+NOTE_ON_CLASS[TOKENIZER.note_on_offset : TOKENIZER.note_off_offset] = np.arange(128) % 12
+"""Pitch class of each note-on token id; 12 (no class) for every other token."""
+
+
+IS_VELOCITY = np.zeros(len(TOKENIZER), bool)
+
+
+IS_VELOCITY[TOKENIZER.velocity_offset : TOKENIZER.vocabulary_size] = True
+"""The velocity tokens (their temperature: ``SamplingConfig.velocity_temperature``)."""
+
+
+def mask_logits(logits: Any, remaining: Any, allowed: Any = None) -> Any:
+    """Forbid PAD/START, time shifts past the window end, anything but END at the end,
+    and (given ``allowed``) the tokens it marks False.
+
+    ``logits`` (B, V); ``remaining`` (B,) grid steps left in each row's window;
+    ``allowed`` (B, V) bool, e.g. a row of :func:`chord_allowed` (note-ons of the
+    chord where the next token sounds).
+    """
+    shift = ops.convert_to_tensor(SHIFT_STEPS)[None, :]
+    remaining = remaining[:, None]
+    overshoot = ops.greater(shift, remaining)
+    never = ops.convert_to_tensor(NEVER)[None, :]
+    end = ops.equal(ops.arange(len(TOKENIZER))[None, :], TOKENIZER.end_id)
+    at_end = ops.logical_and(ops.less_equal(remaining, 0), ops.logical_not(end))
+    banned = ops.logical_or(ops.logical_or(overshoot, never), at_end)
+    if allowed is not None:
+        banned = ops.logical_or(banned, ops.logical_not(allowed))
+    return ops.where(banned, ops.cast(-1e9, logits.dtype), logits)
+
+
+def velocity_logits(logits: Any, factor: float, temperature: float) -> Any:
+    """Logits (B, V) whose velocity tokens, once the sampler divides by ``temperature``,
+    are drawn as at temperature ``temperature / factor`` among themselves, while their
+    total probability stays what it was.
+
+    Multiplying the velocity logits by ``factor`` alone would also move probability
+    between velocity tokens and the rest (a "hotter" velocity would mean fewer velocity
+    changes, hence *flatter* dynamics); the added constant keeps the velocity tokens'
+    log-sum-exp at ``temperature`` unchanged.
+    """
+    velocity = ops.convert_to_tensor(IS_VELOCITY)[None, :]
+    floor = ops.cast(-1e9, logits.dtype)
+    before = ops.logsumexp(ops.where(velocity, logits, floor) / temperature, axis=-1, keepdims=True)
+    scaled = logits * factor
+    after = ops.logsumexp(ops.where(velocity, scaled, floor) / temperature, axis=-1, keepdims=True)
+    return ops.where(velocity, scaled + temperature * (before - after), logits)
+
+
+def chord_allowed(tables: np.ndarray) -> np.ndarray:
+    """Per beat, the tokens the chord mask allows: ``(B, NB, V)`` bool from harmony
+    tables ``(B, NB, 24)``. Every token but the note-ons outside the beat's chord;
+    every token where the beat has no chord."""
+    tones = np.asarray(tables)[..., :12] > 0
+    padded = np.concatenate([tones, np.ones(tones.shape[:-1] + (1,), bool)], axis=-1)
+    allowed = padded[..., NOTE_ON_CLASS]
+    allowed[~tones.any(axis=-1)] = True
+    return allowed

@@ -1,0 +1,31 @@
+"""TODO harmony package."""
+
+from __future__ import annotations
+
+from pianoacc_utils.harmony.chords import (
+    HARMONY_DIM,
+    beat_table,
+    chord_tones,
+    chord_vector,
+    num_beats,
+    pad_tables,
+    read_chords,
+    transpose_spans,
+    transpose_table,
+)
+from pianoacc_utils.harmony.key import (
+    estimate_key,
+    parse_key,
+    pitch_class_durations,
+)
+from pianoacc_utils.harmony.rule import (
+    BAR_CHANGE_COST,
+    DIATONIC_BONUS,
+    MAJOR_SCALE_TRIADS,
+    MID_BAR_CHANGE_COST,
+    NON_CHORD_TONE_WEIGHT,
+    ON_BEAT_WEIGHT,
+    TRIADS,
+    beat_agreement,
+    estimate_chords,
+)

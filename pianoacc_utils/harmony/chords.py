@@ -1,0 +1,155 @@
+"""TODO docstring for harmony.chords."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.data.notes import BeatGrid, Span
+from pianoacc_utils.data.pop909 import read_spans
+from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
+
+HARMONY_DIM = 24
+"""Numbers per chord row: 12 pitch classes (multi-hot) + 12 bass pitch classes (one-hot)."""
+
+
+"""Pitch-class spelling of the labels this module writes (POP909 uses flats)."""
+
+
+# --------------------------------------------------------------------------- chord labels
+
+
+@functools.lru_cache(maxsize=None)
+def chord_tones(label: str) -> tuple[frozenset[int], int] | None:
+    """Pitch classes and bass pitch class of a chord label (``"A:min7"``, ``"Bb:maj/3"``).
+
+    Chord tones from ``mir_eval.chord.encode`` with extensions (9ths, 11ths, 13ths)
+    folded into the octave, plus the bass of a slash chord. ``None`` for no chord
+    (``"N"``, ``"X"``); :class:`PianoaccError` for a label that is not a chord.
+    """
+    import mir_eval
+
+    try:
+        root, bitmap, bass = mir_eval.chord.encode(label, reduce_extended_chords=True)
+    except Exception as error:  # mir_eval raises its own exception types
+        raise PianoaccError(f"chord label {label!r}: not a valid chord ({error})") from error
+    if root < 0 or np.any(np.asarray(bitmap) < 0):
+        return None
+    bass_class = int((root + bass) % 12)
+    tones = {int((root + i) % 12) for i in np.flatnonzero(bitmap)} | {bass_class}
+    return frozenset(tones), bass_class
+
+
+def chord_vector(label: str) -> np.ndarray:
+    """The 24-number row of a chord label (all zeros for no chord), float32."""
+    row = np.zeros(HARMONY_DIM, np.float32)
+    tones = chord_tones(label)
+    if tones is not None:
+        row[sorted(tones[0])] = 1.0
+        row[12 + tones[1]] = 1.0
+    return row
+
+
+def transpose_spans(chords: Sequence[Span], semitones: int) -> list[Span]:
+    """Chord spans with their roots moved by ``semitones`` (``"A:min7/b3"`` up 2 is
+    ``"B:min7/b3"``: the bass of a slash chord is an interval, so it moves along)."""
+    import re
+
+    if semitones % 12 == 0:
+        return list(chords)
+    moved = []
+    for chord in chords:
+        match = re.match(r"^([A-G][b#]*)(.*)$", chord.label)
+        if match is None or chord_tones(chord.label) is None:
+            moved.append(chord)
+            continue
+        from mir_eval.chord import pitch_class_to_semitone
+
+        root = (pitch_class_to_semitone(match.group(1)) + semitones) % 12
+        moved.append(chord._replace(label=PITCH_NAMES[root] + match.group(2)))
+    return moved
+
+
+def read_chords(path: str | Path, grid: BeatGrid) -> list[Span]:
+    """Chords from a text file onto a melody's grid: one ``start end label`` line per
+    chord, times in seconds, labels as in POP909's ``chord_midi.txt`` (``C:maj``,
+    ``A:min7``, ``G:7/3``, ``N``). Errors name the file and line."""
+
+    path = Path(path)
+    try:
+        spans = read_spans(path, grid)
+    except UnicodeDecodeError as error:
+        raise PianoaccError(f"{path}: not a text file of chords ({error.reason})") from error
+    for number, span in enumerate(spans, 1):
+        try:
+            chord_tones(span.label)
+        except PianoaccError as error:
+            raise PianoaccError(f"{path}: chord {number}: {error}") from error
+    if not spans:
+        raise PianoaccError(f"{path}: no chord inside the melody's time span")
+    return spans
+
+
+# --------------------------------------------------------------------------- beat tables
+
+
+def num_beats(num_steps: int) -> int:
+    """Beats (rows of a harmony table) covering ``num_steps`` grid steps (at least 1)."""
+    return max(1, -(-int(num_steps) // STEPS_PER_BEAT))
+
+
+def beat_table(
+    chords: Sequence[Span], num_steps: int, origin: int = 0, beats: int | None = None
+) -> np.ndarray:
+    """Harmony table ``(beats, 24)`` float32 of the chords from step ``origin`` on.
+
+    Row ``b`` is the chord sounding longest in steps ``origin + 8b .. origin + 8b + 7``;
+    no chord there (no span, or a span labelled ``"N"``) gives zeros. Of two chords
+    sounding equally long the earlier wins, and a chord wins a tie with silence, so
+    the table does not depend on how labels are spelled or transposed. ``beats``
+    defaults to the beats covering ``num_steps`` steps after ``origin``.
+    """
+    beats = num_beats(num_steps) if beats is None else int(beats)
+    table = np.zeros((beats, HARMONY_DIM), np.float32)
+    if beats <= 0 or not chords:
+        return table
+    length = beats * STEPS_PER_BEAT
+    labels = sorted({c.label for c in chords if chord_tones(c.label) is not None})
+    rows = np.stack([chord_vector(label) for label in labels] + [np.zeros(HARMONY_DIM, np.float32)])
+    none = len(labels)
+    which = np.full(length, none, np.int64)
+    column = {label: i for i, label in enumerate(labels)}
+    for chord in chords:
+        start, end = max(chord.start - origin, 0), min(chord.end - origin, length)
+        if end > start:
+            which[start:end] = column.get(chord.label, none)
+    # A step counts 1, less a little for its place in the beat (earlier chords win
+    # ties) and a little more for silence (chords win ties with it).
+    place = np.arange(length) % STEPS_PER_BEAT
+    weight = 1.0 - 1e-4 * place - np.where(which == none, 1e-2, 0.0)
+    counts = np.zeros((beats, none + 1))
+    np.add.at(counts, (np.arange(length) // STEPS_PER_BEAT, which), weight)
+    return rows[np.argmax(counts, axis=1)]
+
+
+def transpose_table(table: np.ndarray, semitones: int) -> np.ndarray:
+    """A harmony table moved by ``semitones`` (pitch classes and bass rotate together)."""
+    if semitones % 12 == 0:
+        return table
+    tones, bass = table[..., :12], table[..., 12:]
+    return np.concatenate([np.roll(tones, semitones, -1), np.roll(bass, semitones, -1)], -1)
+
+
+def pad_tables(tables: Sequence[np.ndarray], beats: int | None = None, rows: int | None = None) -> np.ndarray:
+    """Stack harmony tables into ``(rows, beats, 24)`` float32, padding with zeros (no
+    chord) and cutting longer tables. ``beats`` defaults to the longest table."""
+    beats = max((len(t) for t in tables), default=1) if beats is None else beats
+    out = np.zeros((rows or len(tables), max(beats, 1), HARMONY_DIM), np.float32)
+    for i, table in enumerate(tables):
+        n = min(len(table), out.shape[1])
+        out[i, :n] = table[:n]
+    return out

@@ -1,0 +1,173 @@
+"""TODO docstring for models.cached."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import keras
+import keras_hub
+from keras import ops
+
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.models.seq2seq import AccompanimentModel
+
+
+def _residual(block: Any, norm: Any, sublayer: Any, x: Any) -> Any:
+    """One residual sub-layer of a keras-hub decoder block, with its layer norm before
+    (``normalize_first``) or after the residual sum, as the block does it."""
+    if block.normalize_first:
+        return sublayer(norm(x)) + x
+    return norm(sublayer(x) + x)
+
+
+def _heads_first(x: Any) -> Any:
+    """(B, T, H, d) -> (B, H, T, d)."""
+    return ops.transpose(x, (0, 2, 1, 3))
+
+
+_DECODER_INTERNALS = (
+    "_self_attention_layer", "_self_attention_layer_norm", "_cross_attention_layer",
+    "_cross_attention_layer_norm", "_feedforward_intermediate_dense",
+    "_feedforward_output_dense", "_feedforward_layer_norm", "normalize_first",
+)
+
+
+def _check_decoder_internals(block: keras.layers.Layer) -> None:
+    """Cached decoding reads a keras-hub decoder block's sub-layers: fail clearly if a
+    keras-hub version renamed them."""
+    missing = [name for name in _DECODER_INTERNALS if not hasattr(block, name)]
+    attention = getattr(block, "_self_attention_layer", None)
+    missing += [
+        f"_self_attention_layer.{name}"
+        for name in ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+        if attention is not None and not hasattr(attention, name)
+    ]
+    if missing:
+        raise PianoaccError(
+            f"keras_hub {keras_hub.__version__} TransformerDecoder lacks {', '.join(missing)}: "
+            "cached decoding needs these sub-layers"
+        )
+
+
+class DecoderCache(NamedTuple):
+    """State of cached decoding, one entry per decoder layer.
+
+    ``keys``/``values``: self-attention keys and values ``(B, heads, max_length,
+    head_dim)``; ``cross_keys``/``cross_values``: the projected encoder output
+    ``(B, heads, Lm, head_dim)``; ``melody_mask`` (B, Lm): real melody positions;
+    ``harmony``: the harmony table (B, beats, 24) of the window, or ``None``;
+    ``bars``: its bar lines (B, K), or ``None``.
+    A named tuple, so that it can be the state of a compiled loop (JAX pytree,
+    ``tf.nest`` structure).
+    """
+
+    keys: tuple[Any, ...]
+    values: tuple[Any, ...]
+    cross_keys: tuple[Any, ...]
+    cross_values: tuple[Any, ...]
+    melody_mask: Any
+    harmony: Any = None
+    bars: Any = None
+
+
+
+def init_cache(
+    model: AccompanimentModel,
+    encoder_output: Any,
+    melody_ids: Any,
+    max_length: int,
+    harmony: Any = None,
+    bars: Any = None,
+) -> DecoderCache:
+    """A :class:`DecoderCache` for generating up to ``max_length`` decoder tokens.
+
+    The self-attention keys/values start as zeros (filled step by step by
+    :func:`decode_step`); the cross-attention keys/values of ``encoder_output``
+    are computed here, once. ``max_length`` may not exceed
+    ``config.accompaniment_length``. ``harmony`` and ``bars``: the window's
+    harmony table and bar lines (as in :meth:`encode`), kept in the cache for the steps.
+    """
+    c = model.config
+    if isinstance(max_length, int) and max_length > c.accompaniment_length:
+        raise PianoaccError(
+            f"cache length {max_length} exceeds the model's accompaniment_length "
+            f"{c.accompaniment_length}"
+        )
+    _check_decoder_internals(model.decoder_blocks[0])
+    batch = ops.shape(encoder_output)[0]
+    shape = (batch, c.num_heads, max_length, c.head_dim)
+    dtype = encoder_output.dtype
+    cross = [block._cross_attention_layer for block in model.decoder_blocks]
+    return DecoderCache(
+        keys=tuple(ops.zeros(shape, dtype) for _ in model.decoder_blocks),
+        values=tuple(ops.zeros(shape, dtype) for _ in model.decoder_blocks),
+        cross_keys=tuple(_heads_first(layer._key_dense(encoder_output)) for layer in cross),
+        cross_values=tuple(
+            _heads_first(layer._value_dense(encoder_output)) for layer in cross
+        ),
+        melody_mask=model.melody_padding_mask(melody_ids),
+        harmony=harmony,
+        bars=bars,
+    )
+
+def decode_step(
+    model: AccompanimentModel, token_ids: Any, cache: DecoderCache, index: Any, start_time: Any = None
+) -> tuple[Any, DecoderCache]:
+    """Decode ``token_ids`` ``(B, T)`` placed at positions ``index..index+T-1``.
+
+    ``T`` is 1 for one generation step, or the length of a prompt prefix
+    (unpadded: every row must have ``T`` real tokens). ``index`` may be a
+    Python int or an integer tensor (for compiled loops). ``start_time``
+    (B,) int: the time in grid steps reached before ``token_ids[:, 0]``
+    (the sum of the time shifts at positions ``0..index-1``); ``None``
+    means 0, right only when ``index`` is 0. Returns ``(logits (B, T, V),
+    cache)`` with the new keys/values written into the cache.
+
+    Computes what the keras-hub decoder blocks compute in :meth:`AccompanimentModel.decode`
+    (tests check the logits agree), from the blocks' own sub-layers, with one
+    key and one value tensor per layer updated in place (``slice_update``).
+    """
+    x = model._embed(
+        model.accompaniment_embedding, token_ids, index, start_time, cache.harmony, cache.bars
+    )
+    length = ops.shape(cache.keys[0])[2]
+    queries = ops.arange(ops.shape(token_ids)[1]) + index
+    causal = ops.less_equal(ops.arange(length)[None, :], queries[:, None])[None, None]
+    cross_mask = cache.melody_mask[:, None, None, :]
+    keys, values = list(cache.keys), list(cache.values)
+    for i, block in enumerate(model.decoder_blocks):
+        attention = block._self_attention_layer
+
+        def self_attention(h: Any) -> Any:
+            start = [0, 0, index, 0]
+            keys[i] = ops.slice_update(keys[i], start, _heads_first(attention._key_dense(h)))
+            values[i] = ops.slice_update(
+                values[i], start, _heads_first(attention._value_dense(h))
+            )
+            return _attend(model, attention, h, keys[i], values[i], causal)
+
+        def cross_attention(h: Any) -> Any:
+            return _attend(model, 
+                block._cross_attention_layer, h, cache.cross_keys[i], cache.cross_values[i],
+                cross_mask,
+            )
+
+        def feedforward(h: Any) -> Any:
+            return block._feedforward_output_dense(block._feedforward_intermediate_dense(h))
+
+        x = _residual(block, block._self_attention_layer_norm, self_attention, x)
+        x = _residual(block, block._cross_attention_layer_norm, cross_attention, x)
+        x = _residual(block, block._feedforward_layer_norm, feedforward, x)
+    cache = cache._replace(keys=tuple(keys), values=tuple(values))
+    return model.logits_layer(x), cache
+
+def _attend(model: AccompanimentModel, attention: Any, x: Any, keys: Any, values: Any, mask: Any) -> Any:
+    """Multi-head attention of ``x`` (B, T, D) over projected ``keys``/``values``
+    (B, H, S, d) where ``mask`` (broadcast to B, H, T, S) is True; output projected."""
+    query = _heads_first(attention._query_dense(x))
+    scores = ops.einsum("bhtd,bhsd->bhts", query, keys)
+    scores = ops.cast(scores, "float32") / math.sqrt(model.config.head_dim)
+    scores = ops.where(mask, scores, ops.cast(-1e9, "float32"))
+    weights = ops.cast(ops.softmax(scores, axis=-1), values.dtype)
+    return attention._output_dense(ops.einsum("bhts,bhsd->bthd", weights, values))

@@ -1,0 +1,185 @@
+"""TODO docstring for training.batches."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import keras
+import numpy as np
+
+from pianoacc_utils import harmony
+from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.models.seq2seq import ModelConfig, pad_bar_lines
+from pianoacc_utils.prepare import PreparedSplit
+from pianoacc_utils.tokenizer import EventTokenizer
+
+PAD_ID = EventTokenizer.pad_id
+
+
+START_ID = EventTokenizer.start_id
+
+
+END_ID = EventTokenizer.end_id
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def teacher_forcing(
+    accompaniment: Sequence[int], accompaniment_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accompaniment tokens -> ``(decoder_input, target)``, both at most
+    ``accompaniment_length`` tokens: ``START + acc`` and ``acc + END`` (truncated)."""
+    tokens = np.asarray(accompaniment, dtype=np.int32)
+    sequence = np.concatenate([[START_ID], tokens, [END_ID]]).astype(np.int32)
+    return sequence[:-1][:accompaniment_length], sequence[1:][:accompaniment_length]
+
+
+def padded_length(longest: int, multiple: int, limit: int) -> int:
+    """``longest`` rounded up to a multiple of ``multiple`` tokens, at most ``limit``
+    (and at least 1)."""
+    rounded = -(-max(longest, 1) // multiple) * multiple
+    return max(1, min(rounded, limit))
+
+
+def pad_batch(sequences: Sequence[np.ndarray], length: int, rows: int | None = None) -> np.ndarray:
+    """Right-pad int sequences with 0 into an ``(rows, length)`` int32 array
+    (extra rows stay all padding; longer sequences are cut)."""
+    out = np.zeros((rows or len(sequences), length), dtype=np.int32)
+    for i, sequence in enumerate(sequences):
+        n = min(len(sequence), length)
+        out[i, :n] = sequence[:n]
+    return out
+
+
+class SegmentBatches(keras.utils.PyDataset):
+    """Teacher-forced, length-bucketed batches from a :class:`PreparedSplit`.
+
+    Item ``i`` is ``({"melody": (B, Lm), "decoder_input": (B, La), "harmony": (B, NB, 24),
+    "bars": (B, K)}, target (B, La))``: token ids int32 padded with 0 (see the module
+    docstring), the harmony tables float32 padded with no-chord rows, and the bar lines
+    int32 padded with :data:`~pianoacc_utils.models.NO_BAR`. With ``harmony_dropout`` > 0,
+    that share of the rows (drawn anew each epoch) gets an all-zero table. With ``shuffle`` the
+    sequences are shuffled each epoch, sorted by accompaniment length inside
+    pools of ``pool_batches`` batches, and the batches shuffled; without it
+    batches follow length order (validation). ``max_segments`` keeps a fixed
+    seeded random subset. ``epoch`` sets the shuffle of the first epoch (resume).
+    """
+
+    def __init__(
+        self,
+        split: PreparedSplit,
+        model_config: ModelConfig,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        length_multiple: int = 16,
+        pool_batches: int = 32,
+        max_segments: int | None = None,
+        epoch: int = 0,
+        harmony_dropout: float = 0.0,
+    ) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        if len(split) == 0:
+            raise PianoaccError("prepared split is empty: no segments to train on")
+        self.model_config = model_config
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.length_multiple = length_multiple
+        self.pool_batches = pool_batches
+        chosen = np.arange(len(split))
+        if max_segments is not None and max_segments < len(split):
+            chosen = np.sort(np.random.default_rng(seed).permutation(len(split))[:max_segments])
+        self.melodies = [
+            split.melody(i)[: model_config.melody_length].astype(np.int32) for i in chosen
+        ]
+        pairs = [
+            teacher_forcing(split.accompaniment(i), model_config.accompaniment_length)
+            for i in chosen
+        ]
+        self.decoder_inputs = [p[0] for p in pairs]
+        self.targets = [p[1] for p in pairs]
+        self.lengths = np.array([len(d) for d in self.decoder_inputs])
+        self.harmony = [split.harmony_table(i) for i in chosen]
+        self.bars = [split.bar_lines(i) for i in chosen]
+        self.harmony_dropout = harmony_dropout
+        self.epoch = epoch
+        self._plan = self._make_plan()
+
+    @property
+    def num_segments(self) -> int:
+        return len(self.melodies)
+
+    @property
+    def num_tokens(self) -> int:
+        """Target tokens (loss positions) in one epoch."""
+        return int(self.lengths.sum())
+
+    def _make_plan(self) -> list[np.ndarray]:
+        n, size = self.num_segments, self.batch_size
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            return [order[i : i + size] for i in range(0, n, size)]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(n)
+        pool = size * self.pool_batches
+        batches = []
+        for begin in range(0, n, pool):
+            members = order[begin : begin + pool]
+            members = members[np.argsort(self.lengths[members], kind="stable")]
+            batches += [members[i : i + size] for i in range(0, len(members), size)]
+        rng.shuffle(batches)
+        return batches
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        members = self._plan[index]
+        config = self.model_config
+        melodies = [self.melodies[i] for i in members]
+        melody_length = padded_length(
+            max(len(m) for m in melodies), self.length_multiple, config.melody_length
+        )
+        decoder_length = padded_length(
+            int(self.lengths[members].max()), self.length_multiple, config.accompaniment_length
+        )
+        rows = self.batch_size
+        tables = harmony.pad_tables([self.harmony[i] for i in members], rows=rows)
+        if self.harmony_dropout > 0:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            tables[: len(members)][rng.random(len(members)) < self.harmony_dropout] = 0.0
+        inputs = {
+            "melody": pad_batch(melodies, melody_length, rows),
+            "decoder_input": pad_batch(
+                [self.decoder_inputs[i] for i in members], decoder_length, rows
+            ),
+            "harmony": tables,
+            "bars": pad_bar_lines([self.bars[i] for i in members], rows),
+        }
+        return inputs, pad_batch([self.targets[i] for i in members], decoder_length, rows)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._plan = self._make_plan()
+
+    def for_fit(self) -> Any:
+        """What ``model.fit`` should get: this object, or under TensorFlow a
+        ``tf.data.Dataset`` over it whose shapes leave the lengths open (Keras
+        would otherwise fix them from the first two batches)."""
+        if keras.backend.backend() != "tensorflow":
+            return self
+        import tensorflow as tf
+
+        def epoch_batches() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+            for index in range(len(self)):
+                yield self[index]
+            self.on_epoch_end()
+
+        spec = tf.TensorSpec((self.batch_size, None), tf.int32)
+        tables = tf.TensorSpec((self.batch_size, None, harmony.HARMONY_DIM), tf.float32)
+        inputs = {"melody": spec, "decoder_input": spec, "harmony": tables, "bars": spec}
+        dataset = tf.data.Dataset.from_generator(epoch_batches, output_signature=(inputs, spec))
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
+        return dataset.prefetch(2)

@@ -1,0 +1,85 @@
+"""TODO docstring for training.devices."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import keras
+
+# --------------------------------------------------------------------------- devices
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    """How training uses the visible devices.
+
+    ``name`` is ``"default"`` (one device), ``"mirrored"`` (TensorFlow
+    ``MirroredStrategy``) or ``"data_parallel"`` (``keras.distribution.DataParallel``
+    on JAX); ``devices`` names the replicas. Build, compile and fit inside
+    :meth:`scope`.
+    """
+
+    name: str
+    devices: tuple[str, ...]
+    backend: str
+    strategy: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def replicas(self) -> int:
+        return len(self.devices) if self.name != "default" else 1
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        if self.strategy is None:
+            return contextlib.nullcontext()
+        return self.strategy.scope()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "devices": list(self.devices), "backend": self.backend}
+
+
+def pick_strategy() -> StrategyInfo:
+    """Data parallelism over every visible accelerator (or logical CPU when there
+    is no accelerator) when there is more than one; otherwise the default."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        names = tuple(d.name for d in devices)
+        if len(names) > 1:
+            mirrored = tf.distribute.MirroredStrategy(list(names))
+            return StrategyInfo("mirrored", names, backend, mirrored)
+        return StrategyInfo("default", names, backend)
+    if backend == "jax":
+        names = tuple(keras.distribution.list_devices())
+        if len(names) > 1:
+            distribution = keras.distribution.DataParallel(devices=list(names))
+            return StrategyInfo("data_parallel", names, backend, distribution)
+        return StrategyInfo("default", names, backend)
+    return StrategyInfo("default", (), backend)
+
+
+def _has_gpu() -> bool:
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    try:
+        return bool(keras.distribution.list_devices("gpu"))
+    except Exception:  # noqa: BLE001  (no GPU platform at all)
+        return False
+
+
+@contextlib.contextmanager
+def precision_policy(mixed: bool) -> Iterator[str]:
+    """Use ``mixed_float16`` inside the block when ``mixed`` and a GPU is visible;
+    restores the previous global policy afterwards. Yields the policy name."""
+    previous = keras.mixed_precision.global_policy().name
+    name = "mixed_float16" if mixed and _has_gpu() else previous
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield name
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -1,0 +1,377 @@
+"""TODO docstring for training.loop."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from pianoacc_utils.common import PianoaccError, config_dict, write_atomic, write_json
+from pianoacc_utils.models.seq2seq import build_model
+from pianoacc_utils.prepare import load_split, prepare
+from pianoacc_utils.training.batches import SegmentBatches
+from pianoacc_utils.training.devices import pick_strategy, precision_policy
+from pianoacc_utils.training.loss import compile_model
+from pianoacc_utils.training.profiles import Profile, get_profile
+
+# --------------------------------------------------------------------------- train
+
+
+class _LearningRateLogger(keras.callbacks.Callback):
+    """Adds the learning rate at the end of each epoch to the logs (``lr``)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["lr"] = float(np.asarray(ops.convert_to_numpy(rate)))
+
+
+class _EpochSummaries(keras.callbacks.Callback):
+    """TensorBoard scalars per epoch: ``logs/train`` and ``logs/validation``
+    (tags ``epoch_loss``, ``epoch_accuracy``, ...), as Keras' TensorBoard
+    callback writes them, without needing the ``tensorboard`` package itself."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__()
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        self._tf = tf
+        plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        self._metadata = summary_pb2.SummaryMetadata(plugin_data=plugin)
+        self._writers = {
+            part: tf.summary.create_file_writer(str(log_dir / part))
+            for part in ("train", "validation")
+        }
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        tf = self._tf
+        for key, value in (logs or {}).items():
+            part, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with tf.device("/cpu:0"), self._writers[part].as_default():
+                tf.summary.write(
+                    f"epoch_{name}", tf.constant(float(value)), step=epoch, metadata=self._metadata
+                )
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+
+class _TrainingState(keras.callbacks.Callback):
+    """Writes ``training_state.json`` after each epoch (after ``last.keras``)."""
+
+    def __init__(self, path: Path, best_val_loss: float, extra: dict[str, Any]) -> None:
+        super().__init__()
+        self.path = path
+        self.best_val_loss = best_val_loss
+        self.extra = extra
+        self.began = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        val_loss = (logs or {}).get("val_loss")
+        if val_loss is not None and val_loss < self.best_val_loss:
+            self.best_val_loss = float(val_loss)
+        state = dict(self.extra)
+        state.update(
+            epochs_done=epoch + 1,
+            optimizer_iterations=int(ops.convert_to_numpy(self.model.optimizer.iterations)),
+            best_val_loss=self.best_val_loss,
+            seconds_this_run=round(time.perf_counter() - self.began, 2),
+        )
+        write_json(self.path, state)
+
+
+def read_history(out_dir: str | Path) -> dict[str, list[float]]:
+    """``history.csv`` of a run as columns (``epoch`` first, then loss, val_loss, ...)."""
+    path = Path(out_dir) / "history.csv"
+    if not path.is_file():
+        raise PianoaccError(f"{path}: no training history here")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            number = float(value) if value not in ("", None) else math.nan
+            columns.setdefault(key, []).append(number)
+    if "epoch" in columns:
+        columns["epoch"] = [int(e) for e in columns["epoch"]]
+    return columns
+
+
+def _check_resume(out: Path, profile: Profile, kind: str) -> dict[str, Any]:
+    for name in ("config.json", "training_state.json", "last.keras"):
+        if not (out / name).is_file():
+            raise PianoaccError(f"{out / name}: missing, cannot resume this run")
+    saved = json.loads((out / "config.json").read_text())
+    if saved.get("kind") != kind or saved.get("profile", {}).get("name") != profile.name:
+        was = f"{saved.get('kind')}/{saved.get('profile', {}).get('name')}"
+        raise PianoaccError(f"{out / 'config.json'}: run was {was}, not {kind}/{profile.name}")
+    return json.loads((out / "training_state.json").read_text())
+
+
+def train(
+    profile_or_name: str | Profile,
+    kind: str,
+    out_dir: str | Path,
+    epochs: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    data: str | Path | None = None,
+) -> dict[str, list[float]]:
+    """Train one model and return the whole run's history (all epochs so far).
+
+    ``epochs``: epochs to run now (default: the profile's; on resume, the epochs
+    the profile has left). ``data``: a prepared folder (default: the profile's
+    data, prepared and cached on first use). Writes into ``out_dir``:
+    ``config.json`` (profile + kind), ``history.csv`` (one row per epoch;
+    appended on resume), ``logs/`` (TensorBoard), ``best.keras`` (lowest
+    val_loss), ``last.keras`` (with optimizer state) and ``training_state.json``
+    (epochs done, optimizer step, best val_loss). Resume continues the epoch
+    numbering and the learning-rate schedule from ``last.keras``.
+
+    The compute precision is not stored in a checkpoint: a model loads in the
+    global dtype policy of the process (float32 unless set), so a checkpoint
+    trained with mixed precision on a GPU runs in float32 on a CPU; resuming
+    restores the profile's policy.
+    """
+    profile = get_profile(profile_or_name)
+    model_config = profile.model_config(kind)
+    settings = profile.train
+    out = Path(out_dir)
+    state: dict[str, Any] = {}
+    if resume:
+        state = _check_resume(out, profile, kind)
+    elif (out / "last.keras").exists():
+        raise PianoaccError(
+            f"{out}: already holds a training run; resume it or choose another folder"
+        )
+    initial_epoch = int(state.get("epochs_done", 0))
+    if epochs is None:
+        epochs = settings.epochs - initial_epoch
+        if epochs <= 0:
+            raise PianoaccError(
+                f"{out}: all {settings.epochs} epochs of profile {profile.name!r} are done; "
+                "ask for more epochs explicitly"
+            )
+    folder = Path(data) if data else prepare(profile.prepare, progress=progress)
+    train_split = load_split(folder, "train")
+    validation_split = load_split(folder, "validation")
+    keras.utils.set_random_seed(settings.seed + initial_epoch)
+
+    out.mkdir(parents=True, exist_ok=True)
+    strategy = pick_strategy()
+    if strategy.name == "data_parallel" and settings.batch_size % strategy.replicas:
+        raise PianoaccError(
+            f"batch size {settings.batch_size} does not split evenly over "
+            f"{strategy.replicas} devices"
+        )
+    write_json(
+        out / "config.json",
+        {
+            "kind": kind,
+            "profile": profile.to_dict(),
+            "data": str(folder),
+            "strategy": strategy.describe(),
+        },
+    )
+    batches = dict(
+        model_config=model_config,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        length_multiple=settings.length_multiple,
+        pool_batches=settings.pool_batches,
+    )
+    train_batches = SegmentBatches(
+        train_split, shuffle=True, max_segments=settings.max_train_segments,
+        epoch=initial_epoch, harmony_dropout=settings.harmony_dropout, **batches,
+    )
+    validation_batches = SegmentBatches(
+        validation_split, shuffle=False, max_segments=settings.max_validation_segments, **batches
+    )
+    best = float(state.get("best_val_loss", math.inf))
+    with precision_policy(settings.mixed_precision), strategy.scope():
+        if resume:
+            model = keras.models.load_model(out / "last.keras")
+        else:
+            model = compile_model(build_model(model_config), settings)
+        callbacks = [
+            _LearningRateLogger(),
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+            _EpochSummaries(out / "logs"),
+            keras.callbacks.ModelCheckpoint(
+                str(out / "best.keras"), monitor="val_loss", save_best_only=True,
+                initial_value_threshold=None if math.isinf(best) else best,
+            ),
+            keras.callbacks.ModelCheckpoint(str(out / "last.keras")),
+            _TrainingState(
+                out / "training_state.json", best, {"kind": kind, "profile": profile.name}
+            ),
+        ]
+        model.fit(
+            train_batches.for_fit(),
+            validation_data=validation_batches.for_fit(),
+            epochs=initial_epoch + epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the batches shuffle themselves (bucketed by length)
+            verbose=1 if progress else 0,
+        )
+    return read_history(out)
+
+
+# --------------------------------------------------------------------------- runs, speed
+
+
+def run_profile(out_dir: str | Path) -> Profile:
+    """The profile a run folder was trained with (from its ``config.json``)."""
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        raise PianoaccError(f"{path}: missing, not a training run folder")
+    return Profile.from_dict(json.loads(path.read_text())["profile"])
+
+
+def is_finished_run(out_dir: str | Path, profile_or_name: str | Profile, kind: str) -> bool:
+    """True when ``out_dir`` holds a ``kind`` run of exactly this profile's settings
+    that has done all of the profile's epochs (``training_state.json``)."""
+    out, profile = Path(out_dir), get_profile(profile_or_name)
+    needed = ("config.json", "training_state.json", "history.csv")
+    if not all((out / name).is_file() for name in needed):
+        return False
+    saved = json.loads((out / "config.json").read_text())
+    state = json.loads((out / "training_state.json").read_text())
+    return (
+        saved.get("kind") == kind
+        and Profile.from_dict(saved["profile"]) == profile
+        and int(state.get("epochs_done", 0)) >= profile.train.epochs
+    )
+
+
+def train_or_reuse(
+    profile_or_name: str | Profile,
+    kind: str,
+    out_dir: str | Path,
+    progress: bool = True,
+    data: str | Path | None = None,
+) -> dict[str, list[float]]:
+    """The history of a finished ``kind`` run of this profile in ``out_dir``: trained
+    now when the folder holds none, resumed when it holds an unfinished one, read
+    back when it is complete (a notebook run twice does not train twice).
+
+    A folder holding a run of another kind or other profile settings raises
+    :class:`PianoaccError` rather than being overwritten.
+    """
+    profile = get_profile(profile_or_name)
+    out = Path(out_dir)
+    if not (out / "last.keras").exists():
+        return train(profile, kind, out, progress=progress, data=data)
+    saved = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
+    same = (
+        saved.get("kind") == kind
+        and "profile" in saved
+        and Profile.from_dict(saved["profile"]) == profile
+    )
+    if not same:
+        was = f"{saved.get('kind')}/{saved.get('profile', {}).get('name')}"
+        raise PianoaccError(
+            f"{out}: holds a {was} run that is not a {kind} run of the current {profile.name!r} "
+            "profile; delete it or choose another folder"
+        )
+    if is_finished_run(out, profile, kind):
+        return read_history(out)
+    return train(profile, kind, out, resume=True, progress=progress, data=data)
+
+
+# --------------------------------------------------------------------------- shipping a run
+
+
+def export_run(
+    run_dir: str | Path,
+    dest: str | Path,
+    wall_seconds: float | None = None,
+    hardware: str | None = None,
+    evaluation_markdown: str | None = None,
+) -> Path:
+    """Copy a training run's best model into ``dest`` with a model card.
+
+    Writes ``model.keras`` (weights and architecture, no optimizer state: half the
+    size), ``config.json``, ``history.csv`` and ``MODEL_CARD.md`` (configuration,
+    data split, epochs, optimizer steps, hardware, wall time, final validation
+    metrics and, when given, the evaluation table).
+    """
+    import platform
+    import shutil
+
+    run, dest = Path(run_dir), Path(dest)
+    best = run / "best.keras"
+    if not best.is_file():
+        raise PianoaccError(f"{best}: missing; is {run} a finished training run?")
+    saved = json.loads((run / "config.json").read_text())
+    state = json.loads((run / "training_state.json").read_text())
+    history = read_history(run)
+    dest.mkdir(parents=True, exist_ok=True)
+    model = keras.models.load_model(best, compile=False)
+    tmp = dest / ".model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, dest / "model.keras")
+    shutil.copy(run / "config.json", dest / "config.json")
+    shutil.copy(run / "history.csv", dest / "history.csv")
+
+    profile = Profile.from_dict(saved["profile"])
+    stats_path = Path(saved.get("data", "")) / "stats.json"
+    splits = json.loads(stats_path.read_text())["splits"] if stats_path.is_file() else {}
+    best_epoch = int(np.nanargmin(history["val_loss"]))
+    hardware = hardware or f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    lines = [
+        f"# {saved['kind']} accompaniment model ({profile.name} profile)",
+        "",
+        f"{profile.description}.",
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(config_dict(profile.model_config(saved["kind"])), indent=2, sort_keys=True),
+        "```",
+        "",
+        f"Parameters: {model.count_params():,}. Data: {profile.prepare.bars_per_segment}-bar "
+        f"segments (hop {profile.prepare.hop_bars} bars), transpositions "
+        f"{list(profile.prepare.transpositions)}, re-barred into 3/4 / 2/4: "
+        f"{profile.prepare.rebar_3_4:.0%} / {profile.prepare.rebar_2_4:.0%} of the training "
+        f"segments; decoder length "
+        f"{profile.model.accompaniment_length} tokens, melody length {profile.model.melody_length}.",
+        "",
+        "## Data split (songs / segments)",
+        "",
+        "| split | songs | segments |",
+        "|---|---|---|",
+        *[f"| {name} | {row['songs']} | {row['segments']} |" for name, row in splits.items()],
+        "",
+        "Song-level split of POP909, seed 909 (727/91/91 songs; song 186 pinned to test).",
+        "",
+        "## Training",
+        "",
+        f"- epochs: {state['epochs_done']}, optimizer steps: {state['optimizer_iterations']}, "
+        f"batch size {profile.train.batch_size}, peak learning rate {profile.train.learning_rate} "
+        f"after {profile.train.warmup_steps} warm-up steps ({profile.train.decay} decay)",
+        f"- hardware: {hardware}",
+        f"- wall time: {wall_seconds / 60:.1f} min" if wall_seconds else "- wall time: not recorded",
+        f"- best epoch (lowest validation loss, the shipped weights): {best_epoch}",
+        f"- validation at that epoch: loss {history['val_loss'][best_epoch]:.3f}, "
+        f"token accuracy {history['val_accuracy'][best_epoch]:.3f}, "
+        f"perplexity {history['val_perplexity'][best_epoch]:.2f}",
+        "",
+    ]
+    if evaluation_markdown:
+        lines += ["## Evaluation", "", evaluation_markdown.strip(), ""]
+    write_atomic(dest / "MODEL_CARD.md", "\n".join(lines).encode())
+    return dest

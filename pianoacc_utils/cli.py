@@ -7,8 +7,11 @@ line on stderr and exit code 1 (2 for usage errors, from argparse).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -59,6 +62,34 @@ def command(name: str, help_text: str):
     return register
 
 
+def check_outputs(
+    outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None
+) -> None:
+    """Refuse, before any work starts, an output file that would overwrite an input or
+    another output (paths compared after resolving links), that names a folder, or whose
+    folder cannot be made or written. Keys name the option (``-o``, ``--wav``) or the input."""
+    taken: dict[Path, str] = {}
+    for what, path in (inputs or {}).items():
+        if path is not None:
+            taken[Path(path).resolve()] = what
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in taken:
+            raise PianoaccError(
+                f"{path}: {what} would overwrite the {taken[resolved]}; choose another file"
+            )
+        if resolved.is_dir():
+            raise PianoaccError(f"{path}: {what} names a folder; give a file name")
+        folder = resolved.parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise PianoaccError(f"{path}: {what} cannot be written ({folder} is not a writable folder)")
+        taken[resolved] = what
+
+
 # --------------------------------------------------------------------------- prepare
 
 
@@ -86,7 +117,6 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-
     config = PrepareConfig(
         bars_per_segment=args.bars,
         hop_bars=args.hop_bars or args.bars,
@@ -130,7 +160,6 @@ def _notebooks_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _notebooks(args: argparse.Namespace) -> None:
-
     only = [name for name in args.only.split(",") if name.strip()] if args.only else None
     executed = run_notebooks(
         profile=args.profile, out=args.out, figures=args.figures, only=only, verbose=True
@@ -159,7 +188,6 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-
     history = training.train(
         args.profile, args.model, args.out, epochs=args.epochs, resume=args.resume, data=args.data
     )
@@ -260,13 +288,11 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _accompany(args: argparse.Namespace) -> None:
-    import itertools
-    import time
-
-
     started = time.perf_counter()
-    if args.out.resolve() == args.melody.resolve():
-        raise PianoaccError(f"{args.out}: this is the input melody; choose another output file")
+    chord_file = None if args.chords in ("auto", "none") else Path(args.chords)
+    check_outputs(
+        {"-o": args.out, "--wav": args.wav}, {"input melody": args.melody, "chord file": chord_file}
+    )
     melody = load_melody(args.melody, args.track)
     signatures = [f"{s.numerator}/{s.denominator}" for s in melody.midi.time_signature_changes]
     meter = " -> ".join(name for name, _ in itertools.groupby(signatures)) or "4/4 (assumed)"
@@ -278,7 +304,6 @@ def _accompany(args: argparse.Namespace) -> None:
     if compound:
         how = "through the swing map" if args.compound == "swing" else "as they are (--compound plain)"
         print(f"compound meter: {compound} of {melody.num_bars} bars accompanied {how}")
-
 
     if args.chords == "auto":
         chords = estimate_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
@@ -311,7 +336,6 @@ def _accompany(args: argparse.Namespace) -> None:
         f"generated in {generated:.1f} s, {time.perf_counter() - started:.1f} s in all"
     )
     if args.wav:
-
         rendering = render_wav(args.out, args.wav)
         print(f"wrote {rendering.path} ({rendering.seconds:.1f} s of audio, {rendering.renderer})")
 
@@ -359,7 +383,10 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-
+    check_outputs(
+        {"--json": args.json, "--markdown": args.markdown},
+        {f"checkpoint {c}": Path(c) for c in args.checkpoint if Path(c).is_file()},
+    )
     config = EvaluationConfig(
         split=args.split,
         bars_per_segment=args.bars,

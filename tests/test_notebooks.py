@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -36,23 +38,86 @@ def error_outputs(notebook: Path) -> list[str]:
 # --------------------------------------------------------------------------- project notebooks
 
 
+LINKED = ("pretrained", "results")
+"""Checkout folders the notebooks read through ``../``: linked beside the quick copy."""
+
+CHECK_TAG = "nbval-check-output"
+"""Cell tag: nbval compares this cell's output with the committed one (``--nbval-lax``)."""
+
+
+def quick_copy(notebook: Path, root: Path) -> Path:
+    """A copy of a committed notebook, its injected parameters set to the quick profile and to
+    folders under ``root``, placed in ``root/notebooks`` beside links to :data:`LINKED`."""
+    (root / "notebooks").mkdir(parents=True)
+    for name in LINKED:
+        (root / name).symlink_to(REPO / name)
+    values = {
+        "PROFILE": "quick",
+        "FIGURES_DIR": str(root / "figures"),
+        "OUTPUT_DIR": str(root / "output"),
+    }
+    source = "# Parameters\n" + "".join(f"{name} = {value!r}\n" for name, value in values.items())
+    nb = nbformat.read(notebook, as_version=4)
+    tags = [cell.metadata.get("tags", []) for cell in nb.cells]
+    injected = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    for i, cell_tags in enumerate(tags):
+        if "injected-parameters" in cell_tags:
+            nb.cells[i] = injected
+            break
+    else:
+        first = next(i for i, cell_tags in enumerate(tags) if "parameters" in cell_tags)
+        nb.cells.insert(first + 1, injected)
+    copy = root / "notebooks" / notebook.name
+    nbformat.write(nb, copy)
+    return copy
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_runs_in_the_quick_profile(notebook: Path, tmp_path: Path):
+def test_notebook_runs_quick_and_keeps_its_checked_outputs(notebook: Path, tmp_path: Path):
+    """The committed notebook runs top to bottom in the quick profile without an error, its
+    cells tagged ``nbval-check-output`` print what the committed notebook shows (nbval), it
+    saves its figures to FIGURES_DIR, and the checkout's notebooks and figures stay as they are."""
     committed = snapshot(REPO / "notebooks", "*.ipynb")
-    committed_figures = snapshot(REPO / "figures") if (REPO / "figures").is_dir() else {}
-    figures = tmp_path / "figures"
-    executed = run_notebooks(
-        profile="quick", out=tmp_path / "out", figures=figures, only=[notebook.stem]
+    committed_figures = snapshot(REPO / "figures")
+    cells = nbformat.read(notebook, as_version=4).cells
+    checked = [cell for cell in cells if CHECK_TAG in cell.metadata.get("tags", [])]
+    assert checked, f"{notebook.name}: no cell tagged {CHECK_TAG}"
+    assert all(cell.get("outputs") for cell in checked), "a checked cell has no committed output"
+    copy = quick_copy(notebook, tmp_path)
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+            "--nbval-current-env", "--nbval-cell-timeout", "1200", str(copy),
+        ],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"},
     )
-    assert executed == [tmp_path / "out" / notebook.name]
-    assert error_outputs(executed[0]) == []
-    saved = [p for p in figures.rglob("*") if p.suffix.lower() in FIGURE_SUFFIXES]
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    saved = [p for p in (tmp_path / "figures").rglob("*") if p.suffix.lower() in FIGURE_SUFFIXES]
     assert saved, f"{notebook.name} saved no figure to FIGURES_DIR"
     assert all(p.stat().st_size > 1000 for p in saved)
     assert snapshot(REPO / "notebooks", "*.ipynb") == committed
-    if committed_figures:
-        assert snapshot(REPO / "figures") == committed_figures
+    assert snapshot(REPO / "figures") == committed_figures
+
+
+def test_nbval_fails_when_a_checked_output_drifts(tmp_path):
+    """The check above can fail: a tagged cell whose committed output differs is reported."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    path = write_notebook(folder / "01_drift.ipynb", "print(6 * 7)", "print('free')")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[2].metadata["tags"] = [CHECK_TAG]
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="41\n")]
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="anything\n")]
+    nb.cells[2].execution_count, nb.cells[3].execution_count = 1, 2
+    nbformat.write(nb, path)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+               "--nbval-current-env", str(path)]
+    drifted = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert drifted.returncode == 1 and "41" in drifted.stdout and "42" in drifted.stdout
+    nb.cells[2].outputs[0].text = "42\n"
+    nbformat.write(nb, path)
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True, text=True).returncode == 0
 
 
 # --------------------------------------------------------------------------- tiny notebooks

@@ -1,10 +1,11 @@
 """MIDI -> audio: WAV files for listening and short clips for notebooks.
 
-Renders with FluidSynth and the General MIDI soundfont shipped with pretty_midi
-when ``pyfluidsynth`` (and the system's libfluidsynth) are installed; otherwise
-falls back to pretty_midi's sine-wave synthesis and says so once on stderr.
-Audio is mono, normalised to a peak of :data:`PEAK` (no clipping), written as
-16-bit PCM WAV with the standard library ``wave`` module.
+Renders with a SoundFont: the General MIDI SoundFont that pretty_midi ships
+(``TimGM6mb.sf2``), played by FluidSynth where ``pyfluidsynth`` and the system's
+libfluidsynth are installed, else by symusic's synthesizer (a pinned dependency, so a
+plain ``pip install`` always has it). pretty_midi's sine waves are only a last resort,
+announced once on stderr. Audio is mono, normalised to a peak of :data:`PEAK` (no
+clipping), written as 16-bit PCM WAV with the standard library ``wave`` module.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 
 from pianoacc_utils.common import PianoaccError, write_atomic
 from pianoacc_utils.data.melody_midi import read_midi
@@ -34,13 +36,19 @@ FADE_SECONDS = 0.05
 
 
 FLUIDSYNTH = "fluidsynth"
+"""Renderer name: FluidSynth playing :data:`SOUNDFONT`."""
 
+SYMUSIC = "soundfont"
+"""Renderer name: symusic's synthesizer playing :data:`SOUNDFONT`."""
 
 SINE = "sine"
+"""Renderer name: pretty_midi's sine waves (no instrument sound; last resort)."""
 
+SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+"""The General MIDI SoundFont shipped with pretty_midi (piano is program 0)."""
 
 FALLBACK_NOTICE = (
-    "pianoacc: FluidSynth not available (needs the pyfluidsynth package and libfluidsynth3); "
+    "pianoacc: no SoundFont renderer (FluidSynth or symusic) could be loaded; "
     "rendering audio with sine waves instead"
 )
 
@@ -50,7 +58,8 @@ _notice_shown = False
 
 @dataclass(frozen=True)
 class Rendering:
-    """A rendered WAV file: its path, the renderer used (``"fluidsynth"`` or ``"sine"``),
+    """A rendered WAV file: its path, the renderer used (:data:`FLUIDSYNTH`, :data:`SYMUSIC`
+    or :data:`SINE`),
     its duration in seconds and sample rate in Hz."""
 
     path: Path
@@ -62,7 +71,6 @@ class Rendering:
 def _as_midi(midi_or_path):
     """A ``pretty_midi.PrettyMIDI`` from itself or from a MIDI file path."""
     if isinstance(midi_or_path, (str, Path)):
-
         return read_midi(midi_or_path)
     return midi_or_path
 
@@ -75,17 +83,32 @@ def _fallback_notice() -> None:
         _notice_shown = True
 
 
+def _symusic(midi, sample_rate: int) -> np.ndarray:
+    """Mono audio of a ``PrettyMIDI`` rendered by symusic with :data:`SOUNDFONT`."""
+    import symusic  # a compiled extension: imported only when audio is rendered
+
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    score = symusic.Score.from_midi(buffer.getvalue())
+    synthesizer = symusic.Synthesizer(str(SOUNDFONT), sample_rate, 0)
+    return np.asarray(synthesizer.render(score, False)).mean(axis=0)
+
+
 def synthesize(midi, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, str]:
     """Mono float32 audio of a ``PrettyMIDI`` at ``sample_rate`` Hz with peak :data:`PEAK`,
-    and the renderer used.
+    and the renderer used (:data:`FLUIDSYNTH`, :data:`SYMUSIC` or :data:`SINE`).
 
-    Tries FluidSynth first, then sine waves. Silence stays silence (no NaN).
+    FluidSynth where installed, else symusic, both playing :data:`SOUNDFONT`; sine waves
+    only when neither loads. Silence stays silence (no NaN).
     """
     try:
-        audio, renderer = midi.fluidsynth(fs=sample_rate), FLUIDSYNTH
+        audio, renderer = midi.fluidsynth(fs=sample_rate, sf2_path=str(SOUNDFONT)), FLUIDSYNTH
     except (ImportError, OSError):
-        _fallback_notice()
-        audio, renderer = midi.synthesize(fs=sample_rate), SINE
+        try:
+            audio, renderer = _symusic(midi, sample_rate), SYMUSIC
+        except (ImportError, OSError):
+            _fallback_notice()
+            audio, renderer = midi.synthesize(fs=sample_rate), SINE
     audio = np.nan_to_num(np.asarray(audio, dtype=np.float64).reshape(-1))
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak > 0:
@@ -135,12 +158,15 @@ def audio_clip(midi_or_path, seconds: float = 10.0, sample_rate: int = SAMPLE_RA
     """The first ``seconds`` of a MIDI as mono float32 audio, for ``IPython.display.Audio``.
 
     Notes starting after ``seconds`` are left out before rendering (fast on long
-    songs) and the clip is cut to at most ``seconds * sample_rate`` samples with a
-    short fade-out. Notebooks keep embedded audio to 10 s or less.
+    songs) and the clip is cut to ``seconds * sample_rate`` samples with a short
+    fade-out (padded with silence to that length when the music goes on past it, so
+    that clips of several versions of a piece line up). Notebooks keep embedded audio
+    to 10 s or less.
     """
     if seconds <= 0:
         raise PianoaccError(f"clip length must be positive, got {seconds} s")
     midi = copy.deepcopy(_as_midi(midi_or_path))
+    goes_on = midi.get_end_time() >= seconds
     for instrument in midi.instruments:
         instrument.notes = [note for note in instrument.notes if note.start < seconds]
         for note in instrument.notes:
@@ -148,7 +174,10 @@ def audio_clip(midi_or_path, seconds: float = 10.0, sample_rate: int = SAMPLE_RA
     if not _has_notes(midi):
         return np.zeros(0, dtype=np.float32)
     audio, _ = synthesize(midi, sample_rate)
-    audio = audio[: int(seconds * sample_rate)].copy()
+    length = int(seconds * sample_rate)
+    audio = audio[:length].copy()
+    if goes_on and len(audio) < length:
+        audio = np.concatenate([audio, np.zeros(length - len(audio), np.float32)])
     fade = min(int(FADE_SECONDS * sample_rate), len(audio))
     if fade:
         audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)

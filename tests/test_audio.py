@@ -1,4 +1,4 @@
-"""MIDI -> WAV and notebook clips, with FluidSynth or the sine-wave fallback."""
+"""MIDI -> WAV and notebook clips: a SoundFont piano (FluidSynth or symusic), sine waves last."""
 
 from __future__ import annotations
 
@@ -32,7 +32,60 @@ def no_fluidsynth(monkeypatch):
     monkeypatch.setattr(audio, "_notice_shown", False)
 
 
-def test_render_wav_header_duration_and_level(tmp_path, no_fluidsynth, capsys):
+@pytest.fixture
+def no_soundfont(monkeypatch, no_fluidsynth):
+    """Neither FluidSynth nor symusic: the sine-wave fallback."""
+
+    def missing(*args, **kwargs):
+        raise ImportError("no module named symusic")
+
+    monkeypatch.setattr(audio, "_symusic", missing)
+
+
+def one_note(path, pitch=57, start=0.5, end=1.5):
+    """A MIDI file holding one piano note (A3 by default, 220 Hz)."""
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=start, end=end))
+    midi.instruments.append(piano)
+    midi.write(str(path))
+    return path
+
+
+def harmonic_share(samples, sample_rate, fundamental):
+    """Share of the spectrum's energy near the 2nd..8th harmonics of ``fundamental`` (Hz),
+    against the energy near the fundamental and those harmonics together."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / sample_rate)
+
+    def near(f):
+        return spectrum[np.abs(freqs - f) < 0.03 * f].sum()
+
+    harmonics = sum(near(k * fundamental) for k in range(2, 9))
+    return harmonics / (harmonics + near(fundamental))
+
+
+def test_a_piano_note_sounds_like_a_piano_and_lasts_as_the_midi(tmp_path, no_fluidsynth, capsys):
+    note = one_note(tmp_path / "a3.mid")
+    result = audio.render_wav(note, tmp_path / "a3.wav")
+    assert result.renderer == audio.SYMUSIC and capsys.readouterr().err == ""
+    params, samples = read_wav(result.path)
+    end = pretty_midi.PrettyMIDI(str(note)).get_end_time()
+    assert end <= params.nframes / params.framerate <= end + 0.5  # the release tail at most
+    sounding = samples[int(0.5 * params.framerate) : int(1.5 * params.framerate)]
+    assert np.abs(samples[: int(0.45 * params.framerate)]).max() < 0.01 * 32767  # silent before
+    assert harmonic_share(sounding, params.framerate, 220.0) > 0.05  # overtones: not a sine
+
+
+def test_the_sine_fallback_has_no_overtones(tmp_path, no_soundfont):
+    """The measure above tells the two apart: a sine-wave note has (almost) no overtones."""
+    result = audio.render_wav(one_note(tmp_path / "a3.mid"), tmp_path / "a3.wav")
+    params, samples = read_wav(result.path)
+    sounding = samples[int(0.5 * params.framerate) : int(1.5 * params.framerate)]
+    assert result.renderer == audio.SINE and harmonic_share(sounding, params.framerate, 220.0) < 0.01
+
+
+def test_render_wav_header_duration_and_level(tmp_path, no_soundfont, capsys):
     melody = simple_melody(tmp_path / "tune.mid", bars=2, bpm=120.0)  # 8 beats = 4 s
     result = audio.render_wav(melody, tmp_path / "wav" / "tune.wav", sample_rate=16000)
     params, samples = read_wav(result.path)
@@ -56,14 +109,14 @@ def test_render_with_what_is_installed(tmp_path):
 
         expected = audio.FLUIDSYNTH
     except (ImportError, OSError):
-        expected = audio.SINE
+        expected = audio.SYMUSIC
     result = audio.render_wav(simple_melody(tmp_path / "tune.mid", bars=1), tmp_path / "tune.wav")
     assert result.renderer == expected
     _, samples = read_wav(result.path)
     assert samples.size > 2 * audio.SAMPLE_RATE and np.abs(samples).max() > 0.5 * 32767
 
 
-def test_fallback_notice_is_printed_once(tmp_path, no_fluidsynth, capsys):
+def test_fallback_notice_is_printed_once(tmp_path, no_soundfont, capsys):
     melody = simple_melody(tmp_path / "tune.mid", bars=1)
     for name in ("a.wav", "b.wav"):
         assert audio.render_wav(melody, tmp_path / name).renderer == audio.SINE
@@ -94,7 +147,8 @@ def test_audio_clip_is_cut_to_the_first_seconds(tmp_path, no_fluidsynth):
     assert abs(clip[-1]) < 1e-3  # faded out, no click
     short_tune = simple_melody(tmp_path / "short.mid", bars=1, bpm=120.0)  # 2 s
     short = audio.audio_clip(short_tune, sample_rate=8000)
-    assert 2 * 8000 <= len(short) <= 10 * 8000
+    end = pretty_midi.PrettyMIDI(str(short_tune)).get_end_time()
+    assert end * 8000 <= len(short) <= 10 * 8000  # the whole tune, not padded to 10 s
 
 
 def test_audio_clip_of_a_late_start_is_silence(tmp_path, no_fluidsynth):

@@ -75,7 +75,7 @@ def test_make_run_uses_a_valid_notebooks_command():
     words = shlex.split(line.replace("$(PROFILE)", "quick"))
     args = cli.build_parser().parse_args(words[words.index("notebooks") :])
     assert args.command == "notebooks" and args.profile == "quick"
-    assert str(args.out) == "build/notebooks" and str(args.figures) == "figures"
+    assert str(args.out) == "build/notebooks" and str(args.figures) == "build/figures"
     assert re.search(r"^test:.*\n\t.*pytest", makefile, re.MULTILINE)
 
 

@@ -55,7 +55,7 @@ from pianoacc_utils.generation import (  # noqa: E402
     GREEDY,
     CachedDecoder,
     SamplingConfig,
-    _mask_logits,
+    mask_logits,
     naive_decode,
     pad_melodies,
 )
@@ -161,7 +161,7 @@ def naive_step(
     def step() -> int:
         decoder = ops.convert_to_tensor(prefix)
         logits = model.decode(decoder, encoder_output, ops.convert_to_tensor(melody))[:, -1, :]
-        logits = _mask_logits(logits, ops.convert_to_tensor(remaining))
+        logits = mask_logits(logits, ops.convert_to_tensor(remaining))
         return int(np.argmax(ops.convert_to_numpy(logits)[0]))
 
     step()  # warm-up for this shape

@@ -1,6 +1,8 @@
-"""Small shared pieces: the project exception, where caches live, JSON for configs.
+"""Pieces every stage shares: the error a user can act on, where the checkout and the
+caches are, configs as JSON and their fingerprints, and atomic file writes.
 
-Kept free of any pipeline stage so that every stage may import it.
+It imports nothing from the package, so that every pipeline stage may import it. The
+tuned constants live in :mod:`pianoacc_utils.defaults`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 
 
 class PianoaccError(Exception):
-    """An error a user can act on; the CLI prints its message as one line."""
+    """An error a user can act on (a missing file, a bad option, an unknown profile);
+    the command line prints its message as one line instead of a traceback."""
 
 
 def project_root() -> Path | None:
-    """The repository root when the package runs from a checkout, else ``None``."""
+    """The repository root when the package runs from a checkout (the folder holding
+    ``pyproject.toml``), else ``None`` (an installed copy)."""
     root = Path(__file__).resolve().parents[1]
     return root if (root / "pyproject.toml").is_file() else None
 
@@ -34,23 +38,29 @@ def cache_dir() -> Path:
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    """A frozen config dataclass as a JSON-ready dict (tuples become lists)."""
+    """A config dataclass as a JSON-ready dict (tuples become lists), as stored in
+    ``config.json`` files."""
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def config_hash(config: Any) -> str:
-    """A short stable fingerprint of a config, used to name cache folders."""
+    """A short stable fingerprint of a config (the first 12 hex digits of the SHA-256 of
+    its sorted JSON), used to name cache folders: a changed config never reads a cache
+    written for another."""
     text = json.dumps(config_dict(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def write_json(path: str | Path, payload: Any) -> None:
-    """Write JSON atomically: a crash never leaves a half-written file."""
+    """Write ``payload`` as indented JSON with sorted keys (stable diffs for committed
+    results), atomically (:func:`write_atomic`)."""
     write_atomic(Path(path), (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` through a temporary file in the same folder."""
+    """Write bytes to ``path`` through a temporary file in the same folder, then rename it:
+    a reader sees the old file or the new one, and a crash never leaves half a file.
+    Creates the parent folders; the file gets the usual mode (0666 less the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)

@@ -1,53 +1,96 @@
-"""TODO docstring for defaults."""
+"""Every tuned constant that more than one stage shares, each with its unit and its reason.
+
+What: the grid resolution, the sampling defaults, the defaults and limits of the
+generation rules, the ways of accompanying compound meters, the meters POP909 segments
+can be re-barred into, and the pitch-class names.
+
+Why one module: the command line, the generation loop, the evaluation and the notebooks
+must agree on these values, so each is defined once here and imported everywhere else.
+A default chosen on the validation split names the file in ``results/`` that holds the
+runs it was chosen from; changing it means rerunning that comparison. The module imports
+nothing from the package, so every pipeline stage may import it.
+
+Units: times inside the package are grid steps (a 32nd note; :data:`STEPS_PER_BEAT` per
+quarter-note beat) or beats; temperatures and top-p are unitless.
+"""
 
 from __future__ import annotations
 
-STEPS_PER_BEAT = 8
-"""Grid resolution: a 32nd note, i.e. 8 steps per quarter-note beat."""
+# --------------------------------------------------------------------------- the grid
 
+STEPS_PER_BEAT = 8
+"""Grid steps per quarter-note beat: a step is a 32nd note. POP909's onsets lie on a
+16th-note grid (notebook 01), so a 32nd keeps them exactly with room to spare, and a 4/4
+bar is 32 steps, the longest single time-shift token (``tokenizer.MAX_SHIFT``)."""
+
+
+# --------------------------------------------------------------------------- sampling
 
 DEFAULT_TEMPERATURE = 0.7
+"""Sampling temperature (unitless; divides the logits, 0 = greedy). Chosen with
+:data:`DEFAULT_TOP_P` on the validation split: ``results/sampling_validation.md``."""
 
 
 DEFAULT_TOP_P = 0.8
-"""Default sampling (generation, evaluation, command line): chosen on the validation
-split, see ``results/sampling_validation.md``."""
+"""Nucleus sampling mass (probability, 0..1; 1 = off): sample within the smallest set
+of tokens whose probability reaches it. Chosen on the validation split:
+``results/sampling_validation.md``."""
 
 
 DEFAULT_VELOCITY_TEMPERATURE = 2.0
-"""Default temperature of the choice among velocity tokens (``generation.velocity_logits``):
-chosen on the validation split, see ``results/velocity_validation.md``."""
+"""Temperature (unitless) of the choice *among* velocity tokens, their total probability
+kept as at the main temperature (``generation.velocity_logits``), so that the dynamics
+vary as much as a pianist's. Chosen on the validation split:
+``results/velocity_validation.md``."""
 
+
+# --------------------------------------------------------------------------- generation rules
 
 DEFAULT_CHORD_MASK = True
-"""Whether sampling keeps note-ons to the tones of the current chord when chords are
-known (see ``generation.SamplingConfig``); chosen on the validation split, see
-``results/chord_mask_validation.md``."""
+"""Whether sampling allows only note-ons of the current chord's pitch classes where a
+chord is known (``generation.SamplingConfig.chord_mask``). Chosen on the validation
+split: ``results/chord_mask_validation.md``."""
 
 
 DEFAULT_RELEASE = True
+"""Whether generation releases notes the model leaves sounding
+(``generation.release_notes``): at the first chord change that leaves their pitch class
+out, and after :data:`MAX_HELD_BEATS`. Chosen on the validation split:
+``results/chord_mask_validation.md``."""
 
 
 MAX_HELD_BEATS = 4
-"""Generation releases notes the model leaves hanging (see ``generation.release_notes``):
-on by default, chosen on the validation split (``results/chord_mask_validation.md``)."""
+"""Longest any generated note may sound when notes are released, in beats (a whole 4/4
+bar): the limit used in ``results/chord_mask_validation.md``."""
 
 
 HANGING_BEATS = 4
-"""Longest a note the decoder never ended (no note-off token) may sound, in beats."""
+"""Longest a *hanging* note (one the decoder never ended with a note-off token) may
+sound when notes are released, in beats. Shorter limits (1 and 2 beats) made no
+difference beyond the spread of sampling on the validation split:
+``results/hanging_validation.md``."""
 
+
+# --------------------------------------------------------------------------- meters
 
 COMPOUND_MODES = ("swing", "plain")
-"""How melodies' compound bars (6/8, 9/8, 12/8, ...) are accompanied: through the swing
-time map of ``compound`` (``"swing"``) or given to the model as they are (``"plain"``)."""
+"""How a melody's compound bars (6/8, 9/8, 12/8, ...) are accompanied: through the
+swing time map of ``data.compound`` (``"swing"``) or given to the model as they are
+(``"plain"``)."""
 
 
 DEFAULT_COMPOUND = "swing"
+"""The default of :data:`COMPOUND_MODES`; chosen on the folk tunes over five sampling
+seeds: ``results/compound_validation.md``."""
 
 
 REBAR_METERS = ("4/4", "3/4", "2/4")
 """Meters a POP909 segment's four-beat bars can be re-barred into (``data.rebar``):
-for training data in meters POP909 hardly has, and for ``pianoacc evaluate --meter``."""
+for training data in meters POP909 hardly has, and for ``pianoacc evaluate --meter``
+(``results/meter_validation.md``)."""
+
+
+# --------------------------------------------------------------------------- names
 
 PITCH_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 """Pitch-class names 0..11, spelled with flats as POP909's chord and key labels are."""

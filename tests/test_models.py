@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import keras  # noqa: E402  (after models: the backend default is set there)
+import keras  # the backend is set by conftest.py before any test module is imported
 import numpy as np
 import pytest
 import tiny
@@ -38,8 +38,8 @@ TINY = {**tiny.TINY, "melody_length": 128, "encoder_layers": 2, "dropout": 0.1}
 PADDING_TOLERANCE = 1e-5
 """Largest change of any next-token probability when a 40-token melody is padded
 to 64 or 128 positions. The Transformer encoder masks padding; FNet mixes over a
-fixed ``melody_length`` (see models.py): float round-off only for both kinds
-(measured: below 1e-6)."""
+fixed ``melody_length`` (docs/model.md, "Padding and FNet"): float round-off only
+for both kinds."""
 
 
 def tiny_config(kind: str, **changes) -> ModelConfig:
@@ -124,8 +124,8 @@ def test_cached_decoding_equals_full_decoding(model):
     steps = [keras.ops.convert_to_numpy(logits)]
     for index in range(6, decoder_ids.shape[1]):
         elapsed = SHIFT_STEPS[decoder_ids[:, :index]].sum(axis=1).astype("int32")
-        logits, cache = decode_step(model, 
-            decoder_ids[:, index : index + 1], cache, keras.ops.convert_to_tensor(index),
+        logits, cache = decode_step(
+            model, decoder_ids[:, index : index + 1], cache, keras.ops.convert_to_tensor(index),
             start_time=elapsed,
         )
         steps.append(keras.ops.convert_to_numpy(logits))
@@ -214,7 +214,9 @@ JAX_SCRIPT = textwrap.dedent(
     import numpy as np
     import keras
     assert keras.backend.backend() == "jax", keras.backend.backend()
-    from pianoacc_utils.models import KINDS, SHIFT_STEPS, ModelConfig, build_model
+    from pianoacc_utils.models import (
+        KINDS, SHIFT_STEPS, ModelConfig, build_model, decode_step, init_cache,
+    )
     from pianoacc_utils.training import TrainConfig, compile_model
 
     rng = np.random.default_rng(0)
@@ -241,8 +243,8 @@ JAX_SCRIPT = textwrap.dedent(
         cache = init_cache(model, encoder_output, melody, 12)
         steps = []
         for index in range(12):
-            logits, cache = decode_step(model, 
-                decoder[:, index : index + 1], cache, index,
+            logits, cache = decode_step(
+                model, decoder[:, index : index + 1], cache, index,
                 start_time=SHIFT_STEPS[decoder[:, :index]].sum(axis=1).astype("int32"))
             steps.append(keras.ops.convert_to_numpy(logits))
         assert np.abs(np.concatenate(steps, axis=1) - before).max() < 1e-4
@@ -265,7 +267,7 @@ def test_jax_backend_builds_trains_saves_loads_and_caches(tmp_path):
 
 
 def test_fnet_mixing_is_the_real_part_of_a_2d_fft():
-    from pianoacc_utils.models import fnet_encoder_mixing, fourier_mixing
+    from pianoacc_utils.course.fnet import fnet_encoder_mixing, fourier_mixing
 
     x = np.random.default_rng(3).normal(size=(2, 6, 4)).astype("float32")
     expected = np.real(np.fft.fft2(x))  # over the last two axes: tokens and features
@@ -283,7 +285,7 @@ def test_fnet_mixing_is_the_real_part_of_a_2d_fft():
 
 
 def test_token_mixing_times_has_a_row_per_length():
-    from pianoacc_utils.models import token_mixing_times
+    from pianoacc_utils.course.fnet import token_mixing_times
 
     rows = token_mixing_times([16, 32], hidden_dim=8, num_heads=2, repeats=1)
     assert [row["length"] for row in rows] == [16, 32]

@@ -1,7 +1,15 @@
-"""TODO docstring for course.fnet."""
+"""FFT teaching demos for notebook 03: what FNet's token mixing computes, and what it costs.
+
+:func:`fourier_mixing` is the mixing written out (the real part of a 2-D FFT);
+:func:`fnet_encoder_mixing` reads the same mixing out of keras-hub's own ``FNetEncoder``,
+so that the notebook can show the two are equal; :func:`token_mixing_times` times the
+mixing against self-attention as sequences grow. The model itself uses keras-hub's
+layer (:mod:`pianoacc_utils.models.seq2seq`), not these functions.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import keras
@@ -10,8 +18,6 @@ import numpy as np
 from keras import ops
 
 from pianoacc_utils.common import PianoaccError
-
-# --------------------------------------------------------------------------- token mixing
 
 
 def fourier_mixing(x: Any) -> Any:
@@ -81,8 +87,6 @@ def token_mixing_times(
     and ``attention_ms`` (median milliseconds per call; eager calls, so the shortest
     lengths include a fixed per-call overhead).
     """
-    import time
-
     if hidden_dim % num_heads:
         raise PianoaccError(f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}")
     rng = np.random.default_rng(seed)
@@ -105,8 +109,8 @@ def token_mixing_times(
         rows.append(
             {
                 "length": int(length),
-                "fourier_ms": median_ms(lambda: fourier_mixing(x)),
-                "attention_ms": median_ms(lambda: attention(x, x)),
+                "fourier_ms": median_ms(lambda x=x: fourier_mixing(x)),
+                "attention_ms": median_ms(lambda x=x: attention(x, x)),
             }
         )
     return rows

@@ -1,4 +1,11 @@
-"""TODO models package."""
+"""The model stage: the accompaniment model and its cached decoding.
+
+``seq2seq``: :class:`ModelConfig`, the time, meter and harmony signals and
+:class:`AccompanimentModel` (FNet or Transformer encoder, Transformer decoder);
+``cached``: :func:`init_cache` and :func:`decode_step`, the decoder one token at a time
+with key/value caches, what generation runs. Why the model is built as it is:
+``docs/model.md``.
+"""
 
 from __future__ import annotations
 

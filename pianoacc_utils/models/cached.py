@@ -1,4 +1,21 @@
-"""TODO docstring for models.cached."""
+"""Cached decoding: the decoder run one token (or one prompt prefix) at a time.
+
+Generating token ``t`` with :meth:`AccompanimentModel.decode` re-runs the decoder over
+all ``t`` tokens before it; with key/value caches each step projects only its new
+tokens and attends over the keys and values kept from the steps before, and the
+cross-attention keys/values of the melody are computed once per window. This is what
+makes generation fast (timings: ``benchmarks/results/generation_speed.json``).
+
+:func:`decode_step` computes what the keras-hub ``TransformerDecoder`` blocks of the
+model compute (``tests/test_models.py`` checks that the logits agree), from the blocks'
+own sub-layers, so the weights are the model's. It keeps one key and one value tensor
+per layer, written in place (``slice_update``), where keras-hub's own cached call
+slices and re-stacks one combined cache tensor every step. Reading sub-layers that are
+not public API ties this module to keras-hub's internals: :func:`init_cache` checks
+they exist and names any that a keras-hub version renamed.
+
+Shapes: ``B`` batch, ``T`` new tokens, ``H`` heads, ``S`` cached positions, ``d`` head_dim.
+"""
 
 from __future__ import annotations
 
@@ -71,7 +88,6 @@ class DecoderCache(NamedTuple):
     bars: Any = None
 
 
-
 def init_cache(
     model: AccompanimentModel,
     encoder_output: Any,
@@ -111,8 +127,13 @@ def init_cache(
         bars=bars,
     )
 
+
 def decode_step(
-    model: AccompanimentModel, token_ids: Any, cache: DecoderCache, index: Any, start_time: Any = None
+    model: AccompanimentModel,
+    token_ids: Any,
+    cache: DecoderCache,
+    index: Any,
+    start_time: Any = None,
 ) -> tuple[Any, DecoderCache]:
     """Decode ``token_ids`` ``(B, T)`` placed at positions ``index..index+T-1``.
 
@@ -123,51 +144,49 @@ def decode_step(
     (the sum of the time shifts at positions ``0..index-1``); ``None``
     means 0, right only when ``index`` is 0. Returns ``(logits (B, T, V),
     cache)`` with the new keys/values written into the cache.
-
-    Computes what the keras-hub decoder blocks compute in :meth:`AccompanimentModel.decode`
-    (tests check the logits agree), from the blocks' own sub-layers, with one
-    key and one value tensor per layer updated in place (``slice_update``).
     """
     x = model._embed(
         model.accompaniment_embedding, token_ids, index, start_time, cache.harmony, cache.bars
-    )
-    length = ops.shape(cache.keys[0])[2]
-    queries = ops.arange(ops.shape(token_ids)[1]) + index
-    causal = ops.less_equal(ops.arange(length)[None, :], queries[:, None])[None, None]
-    cross_mask = cache.melody_mask[:, None, None, :]
+    )  # (B, T, D)
+    length = ops.shape(cache.keys[0])[2]  # S: the cache's positions
+    queries = ops.arange(ops.shape(token_ids)[1]) + index  # (T,) positions of the new tokens
+    # A new token sees the cached positions up to its own (later rows are still zeros).
+    causal = ops.less_equal(ops.arange(length)[None, :], queries[:, None])  # (T, S)
+    causal = causal[None, None]  # (1, 1, T, S)
+    cross_mask = cache.melody_mask[:, None, None, :]  # (B, 1, 1, Lm)
     keys, values = list(cache.keys), list(cache.values)
     for i, block in enumerate(model.decoder_blocks):
         attention = block._self_attention_layer
 
-        def self_attention(h: Any) -> Any:
-            start = [0, 0, index, 0]
+        def self_attention(h: Any, i: int = i, attention: Any = attention) -> Any:
+            start = [0, 0, index, 0]  # write the new tokens' keys/values at index..index+T-1
             keys[i] = ops.slice_update(keys[i], start, _heads_first(attention._key_dense(h)))
-            values[i] = ops.slice_update(
-                values[i], start, _heads_first(attention._value_dense(h))
-            )
-            return _attend(model, attention, h, keys[i], values[i], causal)
+            values[i] = ops.slice_update(values[i], start, _heads_first(attention._value_dense(h)))
+            return _attend(model, attention, h, keys[i], values[i], causal)  # (B, T, D)
 
-        def cross_attention(h: Any) -> Any:
-            return _attend(model, 
-                block._cross_attention_layer, h, cache.cross_keys[i], cache.cross_values[i],
-                cross_mask,
-            )
+        def cross_attention(h: Any, i: int = i, block: Any = block) -> Any:
+            return _attend(model, block._cross_attention_layer, h, cache.cross_keys[i],
+                           cache.cross_values[i], cross_mask)  # (B, T, D)
 
-        def feedforward(h: Any) -> Any:
+        def feedforward(h: Any, block: Any = block) -> Any:
             return block._feedforward_output_dense(block._feedforward_intermediate_dense(h))
 
-        x = _residual(block, block._self_attention_layer_norm, self_attention, x)
+        x = _residual(block, block._self_attention_layer_norm, self_attention, x)  # (B, T, D)
         x = _residual(block, block._cross_attention_layer_norm, cross_attention, x)
         x = _residual(block, block._feedforward_layer_norm, feedforward, x)
     cache = cache._replace(keys=tuple(keys), values=tuple(values))
-    return model.logits_layer(x), cache
+    return model.logits_layer(x), cache  # (B, T, V)
 
-def _attend(model: AccompanimentModel, attention: Any, x: Any, keys: Any, values: Any, mask: Any) -> Any:
+
+def _attend(
+    model: AccompanimentModel, attention: Any, x: Any, keys: Any, values: Any, mask: Any
+) -> Any:
     """Multi-head attention of ``x`` (B, T, D) over projected ``keys``/``values``
     (B, H, S, d) where ``mask`` (broadcast to B, H, T, S) is True; output projected."""
-    query = _heads_first(attention._query_dense(x))
-    scores = ops.einsum("bhtd,bhsd->bhts", query, keys)
+    query = _heads_first(attention._query_dense(x))  # (B, H, T, d)
+    scores = ops.einsum("bhtd,bhsd->bhts", query, keys)  # (B, H, T, S)
+    # Scores and softmax in float32: stable under a mixed-precision policy.
     scores = ops.cast(scores, "float32") / math.sqrt(model.config.head_dim)
     scores = ops.where(mask, scores, ops.cast(-1e9, "float32"))
-    weights = ops.cast(ops.softmax(scores, axis=-1), values.dtype)
-    return attention._output_dense(ops.einsum("bhts,bhsd->bthd", weights, values))
+    weights = ops.cast(ops.softmax(scores, axis=-1), values.dtype)  # (B, H, T, S)
+    return attention._output_dense(ops.einsum("bhts,bhsd->bthd", weights, values))  # (B, T, D)

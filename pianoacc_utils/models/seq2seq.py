@@ -1,4 +1,13 @@
-"""TODO docstring for models.seq2seq."""
+"""The accompaniment model: melody tokens in, logits over the next accompaniment token out.
+
+A melody encoder (FNet blocks: token mixing by a 2-D FFT; or Transformer blocks) and a
+Transformer decoder (causal self-attention, cross-attention to the melody), then a dense
+layer over the vocabulary. Every token also gets its time (step in the beat, beat, step
+since the bar line) and the chord of its beat. Lengths in tokens, times in grid steps
+(32nd notes); id 0 is padding. Why each part is as it is: ``docs/model.md``, notebook 03.
+Shapes: ``B`` batch, ``Lm``/``La`` melody/accompaniment tokens, ``D`` hidden_dim,
+``V`` vocabulary, ``NB`` beats, ``K`` bar lines.
+"""
 
 from __future__ import annotations
 
@@ -18,63 +27,34 @@ from pianoacc_utils.harmony.chords import HARMONY_DIM
 from pianoacc_utils.tokenizer import EventTokenizer
 
 KINDS = ("fnet", "transformer")
-
-
 PAD_ID = EventTokenizer.pad_id
-
-
 _TOKENIZER = EventTokenizer()
-
-
-SHIFT_STEPS = np.array(
-    [_TOKENIZER.time_shift_steps(i) for i in range(len(_TOKENIZER))], dtype=np.int32
-)
-"""Grid steps each token id advances time by (0 for everything but time shifts)."""
-
-
-BAR_STEPS = 8 * STEPS_PER_BEAT
-"""Bar positions the bar-position table covers (steps; later ones share its last row)."""
-
-
-NO_BAR = 2**20
-"""Padding of a bar-line table ``"bars"``: a step no token reaches."""
-
-
-DEFAULT_BAR_STEPS = 4 * STEPS_PER_BEAT
-"""Bar length assumed when no bar lines are given (4/4 from the window start)."""
+# Grid steps each token id advances time by (0 for everything but time shifts).
+SHIFT_STEPS = np.array([_TOKENIZER.time_shift_steps(i) for i in range(len(_TOKENIZER))], np.int32)
+BAR_STEPS = 8 * STEPS_PER_BEAT  # rows of the bar-position table (later positions share the last)
+NO_BAR = 2**20  # padding of a bar-line table "bars": a step no token reaches
+DEFAULT_BAR_STEPS = 4 * STEPS_PER_BEAT  # bar length when no bar lines are given (4/4)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Size and kind of an :class:`AccompanimentModel`.
+    """Size and kind of an :class:`AccompanimentModel` (saved with it: ``get_config``)."""
 
-    ``melody_length`` and ``accompaniment_length`` are the longest token
-    sequences the position embeddings cover (the decoder length counts the START
-    token). ``hidden_dim`` must be divisible by ``num_heads``.
-    ``fnet_full_length``: FNet blocks mix over all ``melody_length`` positions,
-    which makes the encoder independent of padding (see the module docstring).
-    ``time_embedding``: add step-in-beat and beat embeddings computed from the
-    tokens' times (see "Time signal" above); ``max_beats`` is the size of the
-    beat table (later beats share its last row).
-    ``harmony``: add a projection of each token's beat chord (see "Harmony signal").
-    ``meter``: add the step since the last bar line (see "Time signal").
-    """
-
-    kind: str = "fnet"
+    kind: str = "fnet"  # the melody encoder: "fnet" or "transformer"
     vocabulary_size: int = EventTokenizer().vocabulary_size
-    melody_length: int = 256
-    accompaniment_length: int = 512
-    hidden_dim: int = 256
+    melody_length: int = 256  # longest melody (tokens) the position table covers
+    accompaniment_length: int = 512  # longest decoder input (tokens, with START)
+    hidden_dim: int = 256  # D, divisible by num_heads
     num_heads: int = 4
-    intermediate_dim: int = 1024
+    intermediate_dim: int = 1024  # feed-forward width in every block
     encoder_layers: int = 4
     decoder_layers: int = 4
     dropout: float = 0.1
-    fnet_full_length: bool = True
-    time_embedding: bool = True
-    max_beats: int = 256
-    harmony: bool = True
-    meter: bool = True
+    fnet_full_length: bool = True  # FNet mixes all melody_length positions: padding-invariant
+    time_embedding: bool = True  # add step-in-beat and beat embeddings of each token's time
+    max_beats: int = 256  # rows of the beat table (later beats share the last)
+    harmony: bool = True  # add a projection of the chord of each token's beat
+    meter: bool = True  # add the step since the last bar line
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -95,37 +75,28 @@ class ModelConfig:
         return json.dumps(config_dict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         """Rebuild from :func:`~pianoacc_utils.common.config_dict` output; unknown keys fail."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise PianoaccError(f"model config: unknown fields {', '.join(unknown)}")
         return cls(**values)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
 
 
-@keras.saving.register_keras_serializable(package="pianoacc")
-class _TransformerDecoder(keras_hub.layers.TransformerDecoder):
-    """``keras_hub.layers.TransformerDecoder`` whose ``compute_output_shape`` also
-    accepts the encoder shape it was built with (``model.summary()`` passes both)."""
-
-    def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
-        return decoder_sequence_shape
+# --------------------------------------------------------------------------- time and meter
 
 
 def token_times(token_ids: Any, start_time: Any = None) -> Any:
-    """Time (grid steps) of each token after its own shift: cumulative time shifts.
-
-    ``token_ids`` (B, L) int; ``start_time`` (B,) int, the time before the first
-    token (``None``: 0). Returns int32 (B, L).
-    """
-    shifts = ops.take(ops.convert_to_tensor(SHIFT_STEPS), ops.cast(token_ids, "int32"))
-    times = ops.cumsum(shifts, axis=1)
+    """Time (grid steps) of each token after its own shift, the cumulative time shifts:
+    ``token_ids`` (B, L) int, ``start_time`` (B,) int before the first token (``None``: 0)
+    -> int32 (B, L). The time is where the *next* event happens."""
+    shifts = ops.take(ops.convert_to_tensor(SHIFT_STEPS), ops.cast(token_ids, "int32"))  # (B, L)
+    times = ops.cumsum(shifts, axis=1)  # (B, L)
     if start_time is not None:
         times = times + ops.cast(ops.reshape(start_time, (-1, 1)), "int32")
     return times
@@ -137,15 +108,12 @@ def bar_positions(times: Any, bars: Any = None) -> Any:
     :data:`DEFAULT_BAR_STEPS` from 0). A time before every bar line counts from 0."""
     if bars is None:
         return ops.mod(times, DEFAULT_BAR_STEPS)
-    lines = ops.cast(bars, "int32")[:, None, :]
-    before = ops.less_equal(lines, times[:, :, None])
-    last = ops.max(ops.where(before, lines, ops.zeros_like(lines)), axis=-1)
-    return times - last
+    lines = ops.cast(bars, "int32")[:, None, :]  # (B, 1, K)
+    before = ops.less_equal(lines, times[:, :, None])  # (B, L, K)
+    return times - ops.max(ops.where(before, lines, ops.zeros_like(lines)), axis=-1)  # (B, L)
 
 
-def pad_bar_lines(
-    bar_lines: Any, rows: int | None = None, multiple: int = 1
-) -> np.ndarray:
+def pad_bar_lines(bar_lines: Any, rows: int | None = None, multiple: int = 1) -> np.ndarray:
     """Bar-line lists -> ``(rows, K)`` int32 padded with :data:`NO_BAR`
     (K the longest list rounded up to ``multiple``; extra rows are all padding)."""
     longest = max((len(b) for b in bar_lines), default=0)
@@ -158,76 +126,69 @@ def pad_bar_lines(
 
 @keras.saving.register_keras_serializable(package="pianoacc")
 class TimeEmbedding(keras.layers.Layer):
-    """Step-in-beat + beat (+ bar-position) embeddings of token times (see "Time signal"
-    in the module doc)."""
+    """Step-in-beat + beat (+ bar-position) embeddings of the tokens' times, so that the
+    model need not count time shifts to know where a token falls in the beat and bar."""
 
     def __init__(self, max_beats: int, output_dim: int, meter: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.max_beats = max_beats
-        self.output_dim = output_dim
-        self.meter = meter
+        self.max_beats, self.output_dim, self.meter = max_beats, output_dim, meter
+        policy = self.dtype_policy
         self.step_embedding = keras.layers.Embedding(
-            STEPS_PER_BEAT, output_dim, name="step_in_beat", dtype=self.dtype_policy
-        )
+            STEPS_PER_BEAT, output_dim, name="step_in_beat", dtype=policy)
         self.beat_embedding = keras.layers.Embedding(
-            max_beats, output_dim, name="beat", dtype=self.dtype_policy
-        )
-        self.bar_embedding = (
-            keras.layers.Embedding(
-                BAR_STEPS, output_dim, embeddings_initializer="zeros", name="bar_position",
-                dtype=self.dtype_policy,
-            )
-            if meter
-            else None
-        )
+            max_beats, output_dim, name="beat", dtype=policy)
+        # Zeros at first: a bar position no training bar reached adds nothing, not noise.
+        self.bar_embedding = keras.layers.Embedding(
+            BAR_STEPS, output_dim, embeddings_initializer="zeros", name="bar_position",
+            dtype=policy) if meter else None
 
     def build(self, input_shape: Any = None) -> None:
-        self.step_embedding.build((None, None))
-        self.beat_embedding.build((None, None))
-        if self.bar_embedding is not None:
-            self.bar_embedding.build((None, None))
+        for table in (self.step_embedding, self.beat_embedding, self.bar_embedding):
+            if table is not None:
+                table.build((None, None))
         self.built = True
 
     def call(self, token_ids: Any, start_time: Any = None, bars: Any = None) -> Any:
-        times = token_times(token_ids, start_time)
-        beat = ops.minimum(ops.floor_divide(times, STEPS_PER_BEAT), self.max_beats - 1)
+        """``token_ids`` (B, L) int -> (B, L, output_dim)."""
+        times = token_times(token_ids, start_time)  # (B, L) grid steps
+        beat = ops.minimum(ops.floor_divide(times, STEPS_PER_BEAT), self.max_beats - 1)  # (B, L)
         if self.bar_embedding is None:
             return self.step_embedding(ops.mod(times, STEPS_PER_BEAT)) + self.beat_embedding(beat)
-        position = bar_positions(times, bars)
+        position = bar_positions(times, bars)  # (B, L) steps since the bar line
+        # The step in the beat counts from the bar line: a bar may start off the beat (9/8).
         return (
-            self.step_embedding(ops.mod(position, STEPS_PER_BEAT))
+            self.step_embedding(ops.mod(position, STEPS_PER_BEAT))  # (B, L, output_dim)
             + self.beat_embedding(beat)
             + self.bar_embedding(ops.minimum(position, BAR_STEPS - 1))
         )
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "max_beats": self.max_beats,
-            "output_dim": self.output_dim,
-            "meter": self.meter,
-        }
+        return {**super().get_config(), "max_beats": self.max_beats,
+                "output_dim": self.output_dim, "meter": self.meter}
+
+
+# --------------------------------------------------------------------------- harmony
 
 
 def beat_rows(table: Any, beats: Any) -> Any:
     """Rows ``(B, L, ...)`` of a per-beat table ``(B, NB, ...)`` at ``beats`` (B, L) int
     (beats past the table read its last row)."""
     batch, count = ops.shape(table)[0], ops.shape(table)[1]
-    beats = ops.minimum(ops.cast(beats, "int32"), count - 1)
-    flat = ops.reshape(table, (-1, *table.shape[2:]))
+    beats = ops.minimum(ops.cast(beats, "int32"), count - 1)  # (B, L)
+    flat = ops.reshape(table, (-1, *table.shape[2:]))  # (B * NB, ...)
     return ops.take(flat, beats + ops.arange(batch, dtype="int32")[:, None] * count, axis=0)
 
 
 @keras.saving.register_keras_serializable(package="pianoacc")
 class HarmonyEmbedding(keras.layers.Layer):
-    """Projection of each token's beat row of a harmony table (see "Harmony signal")."""
+    """Projection of each token's beat row of a harmony table (pitch classes and bass)."""
 
     def __init__(self, output_dim: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.output_dim = output_dim
+        # No bias: a row of zeros (no chord known) adds nothing.
         self.projection = keras.layers.Dense(
-            output_dim, use_bias=False, name="chord_projection", dtype=self.dtype_policy
-        )
+            output_dim, use_bias=False, name="chord_projection", dtype=self.dtype_policy)
 
     def build(self, input_shape: Any = None) -> None:
         self.projection.build((None, HARMONY_DIM))
@@ -242,73 +203,64 @@ class HarmonyEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="pianoacc")
+class _TransformerDecoder(keras_hub.layers.TransformerDecoder):
+    """keras-hub's decoder block, whose ``compute_output_shape`` also accepts the encoder
+    shape it was built with (``model.summary()`` passes both)."""
+
+    def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        return decoder_sequence_shape
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@keras.saving.register_keras_serializable(package="pianoacc")
 class AccompanimentModel(keras.Model):
     """Melody encoder (FNet or Transformer) + Transformer decoder over event tokens.
 
-    ``model({"melody": (B, Lm) int, "decoder_input": (B, La) int})`` returns
-    float32 logits ``(B, La, vocabulary_size)``: position ``t`` predicts the
-    token after ``decoder_input[:, t]``. Padding id 0 is masked everywhere.
-    The optional input ``"harmony"`` (B, beats, 24) float gives the chords per beat,
-    ``"bars"`` (B, K) int the bar lines (see the module docstring).
+    ``model({"melody": (B, Lm) int, "decoder_input": (B, La) int})`` returns float32
+    logits ``(B, La, V)``: position ``t`` predicts the token after ``decoder_input[:, t]``.
+    Optional inputs: ``"harmony"`` (B, NB, 24) float, the chord of each beat;
+    ``"bars"`` (B, K) int, the bar lines (steps). Padding id 0 is masked everywhere.
     """
 
     def __init__(self, config: ModelConfig | dict[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = ModelConfig.from_dict(config)
-        self.config = config
-        c = config
+        c = self.config = ModelConfig.from_dict(config) if isinstance(config, dict) else config
         self.melody_embedding = keras_hub.layers.TokenAndPositionEmbedding(
-            c.vocabulary_size, c.melody_length, c.hidden_dim, name="melody_embedding"
-        )
+            c.vocabulary_size, c.melody_length, c.hidden_dim, name="melody_embedding")
         self.accompaniment_embedding = keras_hub.layers.TokenAndPositionEmbedding(
-            c.vocabulary_size, c.accompaniment_length, c.hidden_dim, name="accompaniment_embedding"
-        )
-        self.time_embedding = (
-            TimeEmbedding(c.max_beats, c.hidden_dim, meter=c.meter, name="time_embedding")
-            if c.time_embedding
-            else None
-        )
-        self.harmony_embedding = (
-            HarmonyEmbedding(c.hidden_dim, name="harmony_embedding") if c.harmony else None
-        )
+            c.vocabulary_size, c.accompaniment_length, c.hidden_dim, name="accompaniment_embedding")
+        # One time table and one chord projection for both sides: a melody note and the
+        # accompaniment at the same beat carry the same vector, for the cross-attention.
+        self.time_embedding = TimeEmbedding(
+            c.max_beats, c.hidden_dim, meter=c.meter, name="time_embedding"
+        ) if c.time_embedding else None
+        self.harmony_embedding = HarmonyEmbedding(
+            c.hidden_dim, name="harmony_embedding") if c.harmony else None
         self.melody_dropout = keras.layers.Dropout(c.dropout, name="melody_dropout")
         self.accompaniment_dropout = keras.layers.Dropout(c.dropout, name="accompaniment_dropout")
         if c.kind == "fnet":
-            self.encoder_blocks = [
-                keras_hub.layers.FNetEncoder(
-                    c.intermediate_dim, dropout=c.dropout, name=f"fnet_encoder_{i}"
-                )
-                for i in range(c.encoder_layers)
-            ]
+            self.encoder_blocks = [keras_hub.layers.FNetEncoder(
+                c.intermediate_dim, dropout=c.dropout, name=f"fnet_encoder_{i}",
+            ) for i in range(c.encoder_layers)]
         else:
-            self.encoder_blocks = [
-                keras_hub.layers.TransformerEncoder(
-                    c.intermediate_dim, c.num_heads, dropout=c.dropout,
-                    name=f"transformer_encoder_{i}",
-                )
-                for i in range(c.encoder_layers)
-            ]
-        self.decoder_blocks = [
-            _TransformerDecoder(
-                c.intermediate_dim, c.num_heads, dropout=c.dropout, name=f"transformer_decoder_{i}"
-            )
-            for i in range(c.decoder_layers)
-        ]
+            self.encoder_blocks = [keras_hub.layers.TransformerEncoder(
+                c.intermediate_dim, c.num_heads, dropout=c.dropout, name=f"transformer_encoder_{i}",
+            ) for i in range(c.encoder_layers)]
+        self.decoder_blocks = [_TransformerDecoder(
+            c.intermediate_dim, c.num_heads, dropout=c.dropout, name=f"transformer_decoder_{i}",
+        ) for i in range(c.decoder_layers)]
         # float32 logits even under a mixed-precision policy (stable softmax/loss).
         self.logits_layer = keras.layers.Dense(c.vocabulary_size, dtype="float32", name="logits")
-
-    # ------------------------------------------------------------------ building / saving
 
     def build(self, input_shape: Any = None) -> None:
         """Create every weight by running a two-token dummy batch (shapes are dynamic)."""
         dummy = np.ones((1, 2), dtype="int32")
         table = np.zeros((1, 1, HARMONY_DIM), dtype="float32")
         bars = np.zeros((1, 1), dtype="int32")
-        self.call(
-            {"melody": dummy, "decoder_input": dummy, "harmony": table, "bars": bars},
-            training=False,
-        )
+        self.call({"melody": dummy, "decoder_input": dummy, "harmony": table, "bars": bars},
+                  training=False)
 
     def get_build_config(self) -> dict[str, Any]:
         return {"dummy": True}
@@ -320,122 +272,98 @@ class AccompanimentModel(keras.Model):
         return {"name": self.name, "trainable": self.trainable, "config": config_dict(self.config)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "AccompanimentModel":
+    def from_config(cls, config: dict[str, Any]) -> AccompanimentModel:
         config = dict(config)
         values = dict(config.pop("config"))
-        # Checkpoints saved before the time signal existed were trained without it.
-        values.setdefault("time_embedding", False)
-        values.setdefault("harmony", False)
-        values.setdefault("meter", False)
-        model_config = ModelConfig.from_dict(values)
+        # A checkpoint whose config lacks a signal predates it: it was trained without it.
+        for signal in ("time_embedding", "harmony", "meter"):
+            values.setdefault(signal, False)
         config.pop("dtype", None)
-        return cls(model_config, **config)
-
-    # ------------------------------------------------------------------ forward pass
+        return cls(ModelConfig.from_dict(values), **config)
 
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
         melody, harmony, bars = inputs["melody"], inputs.get("harmony"), inputs.get("bars")
-        encoder_output = self.encode(melody, training=training, harmony=harmony, bars=bars)
-        return self.decode(
-            inputs["decoder_input"], encoder_output, melody, training=training, harmony=harmony,
-            bars=bars,
-        )
+        encoded = self.encode(melody, training=training, harmony=harmony, bars=bars)  # (B, Lm, D)
+        return self.decode(inputs["decoder_input"], encoded, melody, training=training,
+                           harmony=harmony, bars=bars)  # (B, La, V)
 
     @staticmethod
     def melody_padding_mask(melody_ids: Any) -> Any:
         """Boolean ``(B, Lm)``: True at real melody tokens, False at padding (id 0)."""
         return ops.not_equal(melody_ids, PAD_ID)
 
-    def encode(
-        self, melody_ids: Any, training: bool | None = False, harmony: Any = None, bars: Any = None
-    ) -> Any:
-        """Melody token ids ``(B, Lm)`` -> encoder output ``(B, Lm, hidden_dim)``.
+    def _embed(self, embedding: Any, token_ids: Any, start_index: Any = 0,
+               start_time: Any = None, harmony: Any = None, bars: Any = None) -> Any:
+        """Token + position (+ time, + harmony) embeddings of ``token_ids`` (B, L) -> (B, L, D).
 
-        ``harmony``: the harmony table ``(B, beats, 24)`` (``None``: no chords known);
-        ``bars``: the bar lines ``(B, K)`` (``None``: 4/4 from the window start).
-
-        Padded positions are zeroed before the encoder (FNet mixes every
-        position); their outputs are masked later by the cross-attention.
-        """
-        self._check_length(melody_ids, self.config.melody_length, "melody")
-        mask = self.melody_padding_mask(melody_ids)
-        x = self._embed(self.melody_embedding, melody_ids, harmony=harmony, bars=bars)
-        x = x * ops.cast(mask, x.dtype)[:, :, None]
-        x = self.melody_dropout(x, training=training)
-        if self.config.kind == "transformer":
-            for block in self.encoder_blocks:
-                x = block(x, padding_mask=mask, training=training)
-            return x
-        length = ops.shape(x)[1]
-        if self.config.fnet_full_length:
-            x = self._extend_with_zeros(x, self.config.melody_length)
-        for block in self.encoder_blocks:
-            x = block(x, training=training)
-        return x[:, :length, :]
-
-    def _embed(
-        self,
-        embedding: Any,
-        token_ids: Any,
-        start_index: Any = 0,
-        start_time: Any = None,
-        harmony: Any = None,
-        bars: Any = None,
-    ) -> Any:
-        """Token + position (+ time, + harmony) embeddings of ``token_ids``."""
-        x = embedding(token_ids, start_index=start_index)
+        ``start_index``/``start_time``: position and time (steps) of ``token_ids[:, 0]``,
+        not 0 only in cached decoding."""
+        x = embedding(token_ids, start_index=start_index)  # (B, L, D)
         if self.time_embedding is not None:
             x = x + ops.cast(self.time_embedding(token_ids, start_time, bars), x.dtype)
         if self.harmony_embedding is not None and harmony is not None:
-            beats = ops.floor_divide(token_times(token_ids, start_time), STEPS_PER_BEAT)
-            x = x + ops.cast(self.harmony_embedding(harmony, beats), x.dtype)
+            beats = ops.floor_divide(token_times(token_ids, start_time), STEPS_PER_BEAT)  # (B, L)
+            x = x + ops.cast(self.harmony_embedding(harmony, beats), x.dtype)  # (B, L, D)
         return x
 
-    @staticmethod
-    def _extend_with_zeros(x: Any, length: int) -> Any:
-        """``(B, L, D)`` -> ``(B, length, D)`` with zero rows appended (``L <= length``)."""
-        batch, current, width = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
-        zeros = ops.zeros((batch, length - current, width), dtype=x.dtype)
-        return ops.concatenate([x, zeros], axis=1)
+    def encode(self, melody_ids: Any, training: bool | None = False, harmony: Any = None,
+               bars: Any = None) -> Any:
+        """Melody token ids ``(B, Lm)`` -> encoder output ``(B, Lm, D)``.
 
-    @staticmethod
-    def _check_length(ids: Any, limit: int, part: str) -> None:
-        length = ids.shape[1]
-        if isinstance(length, int) and length > limit:
-            raise PianoaccError(
-                f"{part} of {length} tokens is longer than the model's {part}_length {limit}"
-            )
+        ``harmony``: the harmony table ``(B, NB, 24)`` (``None``: no chords known);
+        ``bars``: the bar lines ``(B, K)`` (``None``: 4/4 from the window start).
+        """
+        _check_length(melody_ids, self.config.melody_length, "melody")
+        mask = self.melody_padding_mask(melody_ids)  # (B, Lm)
+        x = self._embed(self.melody_embedding, melody_ids, harmony=harmony, bars=bars)  # (B, Lm, D)
+        # FNet sums over every position and cannot mask: padding must add nothing.
+        x = x * ops.cast(mask, x.dtype)[:, :, None]  # (B, Lm, D)
+        x = self.melody_dropout(x, training=training)
+        if self.config.kind == "transformer":
+            for block in self.encoder_blocks:
+                x = block(x, padding_mask=mask, training=training)  # (B, Lm, D)
+            return x
+        length = ops.shape(x)[1]
+        if self.config.fnet_full_length:
+            # A DFT over a longer sequence is another transform: always mix melody_length.
+            x = _extend_with_zeros(x, self.config.melody_length)  # (B, melody_length, D)
+        for block in self.encoder_blocks:
+            x = block(x, training=training)
+        # Outputs at padded positions are not zero: the decoder's cross-attention masks them.
+        return x[:, :length, :]  # (B, Lm, D)
 
-    def decode(
-        self,
-        decoder_ids: Any,
-        encoder_output: Any,
-        melody_ids: Any,
-        training: bool | None = False,
-        harmony: Any = None,
-        bars: Any = None,
-    ) -> Any:
+    def decode(self, decoder_ids: Any, encoder_output: Any, melody_ids: Any,
+               training: bool | None = False, harmony: Any = None, bars: Any = None) -> Any:
         """Teacher-forced decoder: ``(B, La)`` ids + encoded melody -> logits ``(B, La, V)``.
 
-        Causal self-attention (position ``t`` sees ``0..t``), padding masks on
-        the accompaniment and on the melody (``melody_ids`` gives its mask);
-        ``harmony`` and ``bars`` as in :meth:`encode`.
+        Causal self-attention (position ``t`` sees ``0..t``), padding masks on the
+        accompaniment and on the melody (``melody_ids`` gives its mask); ``harmony``
+        and ``bars`` as in :meth:`encode`.
         """
-        self._check_length(decoder_ids, self.config.accompaniment_length, "accompaniment")
+        _check_length(decoder_ids, self.config.accompaniment_length, "accompaniment")
         x = self._embed(self.accompaniment_embedding, decoder_ids, harmony=harmony, bars=bars)
-        x = self.accompaniment_dropout(x, training=training)
-        decoder_mask = ops.not_equal(decoder_ids, PAD_ID)
-        melody_mask = self.melody_padding_mask(melody_ids)
+        x = self.accompaniment_dropout(x, training=training)  # (B, La, D)
+        decoder_mask = ops.not_equal(decoder_ids, PAD_ID)  # (B, La)
+        melody_mask = self.melody_padding_mask(melody_ids)  # (B, Lm)
         for block in self.decoder_blocks:
-            x = block(
-                x,
-                encoder_output,
-                decoder_padding_mask=decoder_mask,
-                encoder_padding_mask=melody_mask,
-                training=training,
-            )
-        return self.logits_layer(x)
+            x = block(x, encoder_output, decoder_padding_mask=decoder_mask,
+                      encoder_padding_mask=melody_mask, training=training)  # (B, La, D)
+        return self.logits_layer(x)  # (B, La, V) float32
 
+
+def _extend_with_zeros(x: Any, length: int) -> Any:
+    """``(B, L, D)`` -> ``(B, length, D)`` with zero rows appended (``L <= length``)."""
+    batch, current, width = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
+    zeros = ops.zeros((batch, length - current, width), dtype=x.dtype)  # (B, length - L, D)
+    return ops.concatenate([x, zeros], axis=1)
+
+
+def _check_length(ids: Any, limit: int, part: str) -> None:
+    length = ids.shape[1]
+    if isinstance(length, int) and length > limit:
+        raise PianoaccError(
+            f"{part} of {length} tokens is longer than the model's {part}_length {limit}"
+        )
 
 
 def build_model(config: ModelConfig) -> AccompanimentModel:
@@ -445,23 +373,16 @@ def build_model(config: ModelConfig) -> AccompanimentModel:
     return model
 
 
-def _count(layers: list[keras.layers.Layer]) -> int:
-    return int(sum(layer.count_params() for layer in layers))
-
-
 def count_parameters(model: AccompanimentModel) -> dict[str, int]:
-    """Trainable + non-trainable weights per part: ``embeddings`` (melody and
-    accompaniment token+position tables, the time tables, the chord projection), ``encoder``, ``decoder`` (blocks),
-    ``output`` (the logits layer) and ``total``."""
-    counts = {
-        "embeddings": _count(
-            [model.melody_embedding, model.accompaniment_embedding]
-            + ([model.time_embedding] if model.time_embedding is not None else [])
-            + ([model.harmony_embedding] if model.harmony_embedding is not None else [])
-        ),
-        "encoder": _count(model.encoder_blocks),
-        "decoder": _count(model.decoder_blocks),
-        "output": _count([model.logits_layer]),
+    """Weights per part: ``embeddings`` (token+position tables, time tables, chord
+    projection), ``encoder``, ``decoder`` (blocks), ``output`` (logits layer), ``total``."""
+    signals = [model.time_embedding, model.harmony_embedding]
+    parts = {
+        "embeddings": [model.melody_embedding, model.accompaniment_embedding]
+        + [layer for layer in signals if layer is not None],
+        "encoder": model.encoder_blocks,
+        "decoder": model.decoder_blocks,
+        "output": [model.logits_layer],
     }
-    counts["total"] = int(model.count_params())
-    return counts
+    counts = {name: int(sum(p.count_params() for p in layers)) for name, layers in parts.items()}
+    return {**counts, "total": int(model.count_params())}

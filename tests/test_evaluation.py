@@ -21,6 +21,7 @@ from pianoacc_utils.data import (
     split_songs,
 )
 from pianoacc_utils.data import segment as cut_segments
+from pianoacc_utils.harmony import estimate_key
 
 BAR = 32
 """Steps in a 4/4 bar (8 steps per beat)."""
@@ -167,20 +168,20 @@ def test_melody_consonance_weights_pairs_by_overlap():
 
 
 def test_estimate_key_of_scales():
-    assert ev.estimate_key(scale(60, MAJOR_SCALE)) == "C:maj"
-    assert ev.estimate_key(scale(66, MAJOR_SCALE)) == "Gb:maj"  # POP909 spelling, flats
-    assert ev.estimate_key(scale(57, [0, 2, 3, 5, 7, 8, 11, 12, 0, 0])) == "A:min"
-    assert ev.estimate_key([]) is None
+    assert estimate_key(scale(60, MAJOR_SCALE)) == "C:maj"
+    assert estimate_key(scale(66, MAJOR_SCALE)) == "Gb:maj"  # POP909 spelling, flats
+    assert estimate_key(scale(57, [0, 2, 3, 5, 7, 8, 11, 12, 0, 0])) == "A:min"
+    assert estimate_key([]) is None
 
 
 def test_key_estimate_is_fast_on_many_notes():
     import time
 
     notes = [Note(i, i + 3, 48 + (i * 7) % 36, 80) for i in range(500)]
-    ev.estimate_key(notes)
+    estimate_key(notes)
     began = time.perf_counter()
     for _ in range(10):
-        ev.estimate_key(notes)
+        estimate_key(notes)
     assert (time.perf_counter() - began) / 10 < 0.05
 
 
@@ -368,6 +369,19 @@ def test_quality_bar_passes_good_systems_and_fails_bad_ones(toy_result):
     assert blocks["notes_per_bar median within [0.5, 2] x ground truth"]["threshold"] == [2.0, 8.0]
     with pytest.raises(PianoaccError, match="fnet"):
         ev.quality_bar(toy_result)
+
+
+def test_compare_models_writes_the_comparison_from_the_numbers(toy_result):
+    report = {
+        "summary": toy_result.to_dict(),
+        "quality_bar": {name: ev.quality_bar(toy_result, name) for name in ("blocks", "late")},
+    }
+    text = ev.compare_models(report, "blocks", "late")
+    assert text.startswith("- **Closeness to the pianist.** blocks is closer")
+    assert "bars_off_share 0 vs 1, pianist 0" in text  # late by half a beat: every bar off
+    assert "- **Quality bar.** blocks passes 10 of 12 checks" in text
+    assert "Teacher forcing" not in text  # the report has no teacher-forced metrics
+    assert ev.compare_models(report, "blocks", "fnet").startswith("Only ground_truth, blocks")
 
 
 # --------------------------------------------------------------------------- real songs

@@ -19,10 +19,10 @@ import pytest
 from keras import ops  # noqa: E402
 from tiny import TINY, off, on, shift
 
-from pianoacc_utils import data, harmony
+from pianoacc_utils import data
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data import Note, Segment, Span
-from pianoacc_utils.defaults import STEPS_PER_BEAT
+from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
 from pianoacc_utils.generation import (
     CHORD_SOURCES,
     GREEDY,
@@ -266,7 +266,7 @@ def test_estimate_chords_changes_in_mid_bar_when_the_melody_does():
 def test_estimate_chords_moves_with_a_transposed_melody(semitones):
     melody = arpeggio(0, C_ARPEGGIO) + arpeggio(1, F_ARPEGGIO) + arpeggio(2, G_ARPEGGIO)
     moved = [n._replace(pitch=n.pitch + semitones) for n in melody]
-    root = harmony.PITCH_NAMES
+    root = PITCH_NAMES
     assert [s.label for s in estimate_chords(moved, [0, BAR, 2 * BAR], 3 * BAR)] == [
         f"{root[semitones % 12]}:maj", f"{root[(5 + semitones) % 12]}:maj",
         f"{root[(7 + semitones) % 12]}:maj",

@@ -239,7 +239,7 @@ def test_evaluate_command_adds_the_melodies(
         calls.append((checkpoint, [Path(p).name for p in paths], sampling))
         return tiny_result
 
-    def no_pop909(checkpoints, config, progress=True):  # the POP909 part has its own tests
+    def no_pop909(checkpoints, config, progress=True, teacher_forced=True):  # tested elsewhere
         result = evaluation.EvaluationResult(
             systems=["ground_truth", "fnet"], metrics=[], segments=[], per_segment={},
             summary={"ground_truth": {}, "fnet": {}}, overlap={},

@@ -19,7 +19,12 @@ import pandas as pd
 from IPython.display import Code
 
 from pianoacc_utils.common import PianoaccError
-from pianoacc_utils.training.profiles import PROFILES, Profile
+
+# Before the training stage loads tqdm: the notebooks show no progress bars, so Jupyter's
+# "IProgress not found" (widgets missing) is noise.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from pianoacc_utils.training.profiles import PROFILES, Profile  # noqa: E402
 
 
 @dataclass(frozen=True)

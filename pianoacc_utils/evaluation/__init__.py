@@ -1,4 +1,12 @@
-"""TODO evaluation package."""
+"""Judging accompaniments: the last stage of the pipeline.
+
+``metrics`` holds the pure metrics (notes and a grid in, one number out);
+``runs`` runs systems (the models, the block-chord baseline, the ground truth) on the
+test segments; ``summary`` aggregates per-segment values with bootstrap intervals;
+``reports`` checks the quality bar and assembles what ``pianoacc evaluate`` writes;
+``melodies`` judges accompaniments of melodies from outside POP909, which have no
+ground truth. Definitions and reasons: ``docs/metrics.md``.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +55,9 @@ from pianoacc_utils.evaluation.metrics import (
     velocity_std,
 )
 from pianoacc_utils.evaluation.reports import (
+    COMPARISON_GROUPS,
+    MEAN_METRICS,
+    compare_models,
     evaluation_report,
     quality_bar,
     report_result,

@@ -1,4 +1,11 @@
-"""TODO docstring for evaluation.melodies."""
+"""Judging accompaniments of melodies from outside POP909, which have no ground truth.
+
+A melody MIDI file brings its own grid (tempo map, meters, pickups), so only the
+metrics that need no pianist apply: does the accompaniment cover the melody's bars,
+sit on its beats, stay consonant and end with it (:func:`melody_metrics`).
+:func:`evaluate_melodies` accompanies a set of files with a checkpoint and judges
+them; :func:`melodies_markdown` writes the tables of ``results/evaluation.md``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,13 @@
-"""TODO docstring for evaluation.metrics."""
+"""Pure accompaniment metrics: each one a function of notes and a grid, defined in its docstring.
+
+Notes lie on the 32nd-note grid of a segment (8 steps per quarter-note beat, step 0 on
+a downbeat); bar ``i`` is ``[bar_starts[i], bar_starts[i+1])`` in steps, the last bar
+ending at ``num_steps``. Tolerances given in milliseconds need ``beat_seconds``, the
+duration of a quarter-note beat in seconds. An undefined value is NaN. Running systems
+on segments is :mod:`~pianoacc_utils.evaluation.runs`, summarising them
+:mod:`~pianoacc_utils.evaluation.summary`; ``docs/metrics.md`` has the formulas and
+the reasons behind each choice.
+"""
 
 from __future__ import annotations
 
@@ -17,51 +26,41 @@ from pianoacc_utils.harmony.key import _key_scores, estimate_key, parse_key
 DEFAULT_BEAT_SECONDS = 0.5
 """Seconds per quarter-note beat when the tempo is unknown (120 bpm)."""
 
-
 GRID_TOLERANCE_SECONDS = 0.030
 """An onset this close to a grid position (and closer than 1/8 beat) lies on it."""
-
 
 COINCIDENCE_SECONDS = 0.040
 """Two onsets this close (or closer) sound together."""
 
-
 SIXTEENTH_BEATS = 0.25
-
+"""Period (beats) of the sixteenth-note grid of :func:`grid_share`."""
 
 BAR_SHIFT_LIMIT_BEATS = 0.5
-
+"""Largest shift (beats, either way) tried by :func:`bar_offsets`: shifts repeat every beat."""
 
 BAR_SHIFT_RESOLUTION_BEATS = 1 / 32
-
+"""Spacing (beats) of the shifts tried by :func:`bar_offsets`."""
 
 BAR_CLOSENESS_SIGMA_BEATS = 1 / 32
-
+"""Width (beats) of the Gaussian that rates an onset's closeness to a grid position."""
 
 BAR_OFF_BEATS = 1 / 8
 """A bar whose offset is at least this large (in beats) counts as off the beat."""
 
-
 DOWNBEAT_WEIGHT = 2.0
-
+"""Weight of the downbeat in :func:`bar_offsets`: a bar's start outweighs any beat."""
 
 METRIC_LEVELS = ((1.0, 1.0), (0.5, 0.5), (0.25, 0.25))
 """(period in beats, weight) of the metric grid used by :func:`bar_offsets`: below
 the bar's downbeat (:data:`DOWNBEAT_WEIGHT`) the beat weighs most, then the eighth
 note, then the sixteenth note."""
 
-
 BAR_WEIGHT_MAX_BEATS = 4.0
 """Durations count up to this many beats in :func:`bar_offsets` weights."""
-
 
 CONSONANT_INTERVALS = frozenset({0, 3, 4, 5, 7, 8, 9})
 """Intervals modulo 12 (semitones) counted as consonant: unison/octave, thirds,
 fourth, fifth, sixths (the set is closed under inversion)."""
-
-
-"""Pitch-class names in POP909 spelling (flats)."""
-
 
 METRICS: dict[str, str] = {
     "grid_share": "share of onsets",
@@ -83,9 +82,9 @@ METRICS: dict[str, str] = {
 }
 """Every per-segment metric of :func:`segment_metrics`, in report order, with its unit."""
 
-
 TEXTURE_METRICS = ("notes_per_bar", "polyphony", "pitch_range", "velocity_std")
-
+"""Metrics whose per-segment distributions are compared with the ground truth's by
+:func:`overlapping_area` (they have no better or worse, only closer to the pianist)."""
 
 NOTE_FEATURE_BINS: dict[str, np.ndarray] = {
     "pitch": np.arange(129) - 0.5,
@@ -96,7 +95,6 @@ NOTE_FEATURE_BINS: dict[str, np.ndarray] = {
 (one bin per MIDI pitch; velocity in bins of 4, as the tokenizer quantizes it; duration
 in grid steps, in bins that widen by half at each step: 1, 2, 3, 4, 6, 8, 12 ... 128 and
 longer)."""
-
 
 OVERLAP_BINS = 20
 """Histogram bins for overlapping areas of per-segment texture metrics."""
@@ -225,20 +223,17 @@ def bar_offsets(
 ) -> np.ndarray:
     """Per bar with accompaniment onsets, the shift (beats) that lines them up with the beat.
 
-    For each candidate shift s in -1/2..+1/2 beat (1/32-beat steps) the bar scores
-    sum over its onsets (distinct onset steps) of weight * closeness(onset - s).
-    Closeness rates the distance to the downbeat (2.0), beat (1.0), eighth (0.5) and
-    sixteenth (0.25) grid through a Gaussian of sigma 1/32 beat, keeping the best
-    level; an onset's weight is the largest of its notes' min(duration in beats, 4) *
-    (1 + (108 - pitch) / 87), so long and low notes lead and a chord counts once.
-    The best shift is the offset; ties go to the shift nearest 0, then to the
-    positive one.
+    Each candidate shift s in -1/2..+1/2 beat (1/32-beat steps) scores the sum over
+    the bar's distinct onset steps of weight * closeness(onset - s): closeness rates
+    the distance to the downbeat (2.0), beat (1.0), eighth (0.5) and sixteenth (0.25)
+    grid through a Gaussian of sigma 1/32 beat, keeping the best level; an onset's
+    weight is the largest of its notes' min(duration in beats, 4) * (1 + (108 - pitch)
+    / 87), so long and low notes lead and a chord counts once. The offset is the best
+    shift; ties go to the shift nearest 0, then to the positive one.
 
-    Sign: a positive offset means the onsets come *late* (after the grid). Shifts are
-    only defined modulo one beat, so a bar exactly half a beat off reports +0.5.
-    Bars are [bar_starts[i], bar_starts[i+1]) and the last ends at ``num_steps``
-    (steps); onsets outside every bar are ignored. Returns one offset per bar that
-    has onsets, in bar order (empty array when none has).
+    A positive offset means the onsets come *late*. Shifts are only defined modulo one
+    beat, so a bar exactly half a beat off reports +0.5. Onsets outside every bar are
+    ignored. Returns one offset per bar that has onsets, in bar order (maybe empty).
     """
     starts, ends, pitches, _ = note_arrays(accompaniment)
     bounds = _bar_bounds(bar_starts, num_steps)

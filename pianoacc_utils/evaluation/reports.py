@@ -1,7 +1,14 @@
-"""TODO docstring for evaluation.reports."""
+"""What ``pianoacc evaluate`` reports: the quality bar and the report dict around it.
+
+:func:`quality_bar` checks a model against the ground truth of the same segments,
+criterion by criterion; :func:`evaluation_report` gathers the metric summaries,
+teacher-forced metrics, quality bars and melody results into one JSON-ready dict
+(the content of ``results/evaluation.json``); :func:`report_result` reads it back.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -15,6 +22,18 @@ from pianoacc_utils.evaluation.summary import (
     _from_json_ready,
     _to_json_ready,
 )
+
+MEAN_METRICS = ("key_agreement", "silent_bar_share")
+"""Metrics judged by their mean over segments: 0/1 (key) or mostly 0 (silent bars) per
+segment, so their median says little."""
+
+COMPARISON_GROUPS = {
+    "Timing": ("grid_share", "melody_beat_coverage", "bars_off_share"),
+    "Harmony": ("chord_tone_ratio", "melody_consonance", "key_agreement"),
+    "Coverage": ("silent_bar_share", "ending_offset_bars"),
+    "Texture": ("notes_per_bar", "polyphony", "pitch_range"),
+}
+"""The metrics :func:`compare_models` quotes, by aspect."""
 
 # --------------------------------------------------------------------------- quality bar
 
@@ -87,6 +106,7 @@ def evaluation_report(
     config: EvaluationConfig = EvaluationConfig(),
     melody_paths: Sequence[str | Path] = (),
     progress: bool = False,
+    teacher_forced: bool = True,
 ) -> dict[str, Any]:
     """Everything ``pianoacc evaluate`` reports, as one JSON-ready dict.
 
@@ -95,8 +115,11 @@ def evaluation_report(
     ``quality_bar``: :func:`quality_bar` rows per model; and, when ``melody_paths``
     are given, ``melodies``: :func:`evaluate_melodies` per model, sampling as ``config``.
     :func:`report_result` turns ``summary`` back into an :class:`EvaluationResult`.
+    ``teacher_forced=False`` leaves the teacher-forced metrics out (``None``).
     """
-    result, details = evaluate_checkpoints(checkpoints, config, progress=progress)
+    result, details = evaluate_checkpoints(
+        checkpoints, config, progress=progress, teacher_forced=teacher_forced
+    )
     bars = {name: quality_bar(result, system=name) for name in details["models"]}
     report: dict[str, Any] = {"summary": result.to_dict(), "details": details, "quality_bar": bars}
     if melody_paths:
@@ -104,8 +127,12 @@ def evaluation_report(
         melody_chords = "none" if config.chords == "none" else "estimated"
         report["melodies"] = {
             name: evaluate_melodies(
-                info["checkpoint"], melody_paths, sampling, chords=melody_chords,
-                release=config.release, hanging_beats=config.hanging_beats,
+                info["checkpoint"],
+                melody_paths,
+                sampling,
+                chords=melody_chords,
+                release=config.release,
+                hanging_beats=config.hanging_beats,
                 compound=config.compound,
             )
             for name, info in details["models"].items()
@@ -123,3 +150,69 @@ def report_result(report: Mapping[str, Any]) -> EvaluationResult:
     if missing:
         raise PianoaccError(f"not an evaluation report (summary lacks {', '.join(missing)})")
     return EvaluationResult(**{name: _from_json_ready(summary[name]) for name in RESULT_FIELDS})
+
+
+# --------------------------------------------------------------------------- comparison in words
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3g}"
+
+
+def compare_models(
+    report: Mapping[str, Any],
+    first: str = "fnet",
+    second: str = "transformer",
+    statistic: str = "median",
+) -> str:
+    """Markdown bullets comparing two models of an :func:`evaluation_report` with the pianist.
+
+    Counts the metrics on which each model is closer to the ground truth (its
+    ``statistic``, the mean for :data:`MEAN_METRICS`), quotes the metrics of
+    :data:`COMPARISON_GROUPS`, the quality bar, and the teacher-forced perplexity
+    when the report has it. Written from the numbers, so it follows the results.
+    """
+    result = report_result(report)
+    for name in (first, second):
+        if name not in result.summary:
+            have = ", ".join(result.systems)
+            return f"Only {have} in these results: the comparison needs both models."
+
+    def value(system: str, metric: str) -> float:
+        return result.summary[system][metric]["mean" if metric in MEAN_METRICS else statistic]
+
+    def gap(system: str, metric: str) -> float:
+        return abs(value(system, metric) - value(GROUND_TRUTH, metric))
+
+    compared = [m for m in result.metrics if math.isfinite(gap(first, m) + gap(second, m))]
+    closer = [m for m in compared if gap(first, m) < gap(second, m)]
+    further = [m for m in compared if gap(first, m) > gap(second, m)]
+    lines = [
+        f"- **Closeness to the pianist.** {first} is closer to the ground truth than {second} on "
+        f"{len(closer)} of {len(compared)} metrics ({', '.join(closer) or 'none'}), further on "
+        f"{len(further)} ({', '.join(further) or 'none'}), level on the rest."
+    ]
+    for group, metrics in COMPARISON_GROUPS.items():
+        parts = [
+            f"{m} {_number(value(first, m))} vs {_number(value(second, m))}, "
+            f"pianist {_number(value(GROUND_TRUTH, m))}"
+            for m in metrics
+            if m in result.metrics
+        ]
+        lines.append(f"- **{group}** ({first} vs {second}). " + "; ".join(parts) + ".")
+    bars = report.get("quality_bar", {})
+    if first in bars and second in bars:
+        passed = {n: sum(row["passed"] for row in bars[n]) for n in (first, second)}
+        lines.append(
+            f"- **Quality bar.** {first} passes {passed[first]} of {len(bars[first])} checks, "
+            f"{second} {passed[second]} of {len(bars[second])}."
+        )
+    models = report.get("details", {}).get("models", {})
+    forced = {n: models.get(n, {}).get("teacher_forced") for n in (first, second)}
+    if all(forced.values()):
+        lines.append(
+            f"- **Teacher forcing.** Perplexity {_number(forced[first]['perplexity'])} vs "
+            f"{_number(forced[second]['perplexity'])}, token accuracy "
+            f"{_number(forced[first]['accuracy'])} vs {_number(forced[second]['accuracy'])}."
+        )
+    return "\n".join(lines)

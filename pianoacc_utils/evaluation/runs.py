@@ -1,4 +1,13 @@
-"""TODO docstring for evaluation.runs."""
+"""Running systems on evaluation segments: the models, the block-chord baseline, the ground truth.
+
+A *system* is a function from a :class:`~pianoacc_utils.data.pop909.Segment` to
+accompaniment notes (grid steps of the segment). :func:`evaluate_systems` runs
+several on the same segments and summarises their
+:func:`~pianoacc_utils.evaluation.metrics.segment_metrics`;
+:func:`evaluate_checkpoints` does so for trained models on a split, as configured by
+:class:`EvaluationConfig`, together with :func:`block_chord_baseline`, the rule that
+any model should beat.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +48,7 @@ from pianoacc_utils.evaluation.summary import GROUND_TRUTH, EvaluationResult, su
 from pianoacc_utils.generation import SamplingConfig, segment_chords
 
 BASELINE_VELOCITY = 70
+"""MIDI velocity of every baseline note (a plain mezzo-forte)."""
 
 
 BASELINE_BASS_LOWEST = 40
@@ -316,11 +326,14 @@ def evaluate_checkpoints(
     config: EvaluationConfig = EvaluationConfig(),
     progress: bool = True,
     baseline: bool = True,
+    teacher_forced: bool = True,
 ) -> tuple[EvaluationResult, dict[str, Any]]:
     """Evaluate models (and the block-chord baseline) against the ground truth.
 
     Returns the metric summaries and a dict with, per model, the teacher-forced
-    metrics and the generation time, plus the configuration and segment count.
+    metrics (:func:`teacher_forced_metrics`, ``None`` with ``teacher_forced=False``:
+    they need the model's whole prepared split) and the generation time (seconds),
+    plus the configuration and segment count.
     """
     import time
 
@@ -339,7 +352,9 @@ def evaluate_checkpoints(
         details["models"][name] = {
             "checkpoint": str(checkpoint),
             "generation_seconds": round(seconds, 2),
-            "teacher_forced": teacher_forced_metrics(checkpoint, config.split),
+            "teacher_forced": (
+                teacher_forced_metrics(checkpoint, config.split) if teacher_forced else None
+            ),
         }
     if baseline:
         systems["block_chords"] = block_chord_baseline

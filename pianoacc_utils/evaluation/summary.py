@@ -1,4 +1,10 @@
-"""TODO docstring for evaluation.summary."""
+"""Summaries over segments: medians and means with percentile-bootstrap 95% intervals.
+
+Segments differ a lot (a ballad's intro, a dense chorus), so every metric is
+reported with the uncertainty of its median and mean over the segments drawn;
+:class:`EvaluationResult` holds the per-segment values and summaries of several
+systems and writes them as JSON and markdown tables.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from pianoacc_utils.common import PianoaccError, write_json
 from pianoacc_utils.evaluation.metrics import METRICS
 
 GROUND_TRUTH = "ground_truth"
+"""System name of the pianist's own accompaniment, evaluated alongside every model."""
 
 
 # --------------------------------------------------------------------------- aggregation

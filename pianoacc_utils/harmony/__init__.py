@@ -1,4 +1,10 @@
-"""TODO harmony package."""
+"""Harmony: chord labels and per-beat chord tables, key estimation, chords from a melody.
+
+``chords`` turns POP909 chord labels into the 24-number rows the models read (one
+per quarter-note beat); ``key`` estimates keys (Krumhansl-Schmuckler); ``rule``
+estimates one triad per half bar from a melody alone, for melodies that come
+without chords.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring for harmony.chords."""
+"""Chord labels and the per-beat harmony tables the models read.
+
+A chord label (POP909's ``chord_midi.txt`` spelling: ``C:maj``, ``A:min7``, ``G:7/3``,
+``N`` for none) becomes a row of 24 numbers: the 12 pitch classes it holds and its
+bass. A harmony table has one row per quarter-note beat (8 grid steps), the chord
+sounding longest in that beat, so the models see the harmony at the beat's pace
+whatever the annotation's timing.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,6 @@ from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
 
 HARMONY_DIM = 24
 """Numbers per chord row: 12 pitch classes (multi-hot) + 12 bass pitch classes (one-hot)."""
-
-
-"""Pitch-class spelling of the labels this module writes (POP909 uses flats)."""
 
 
 # --------------------------------------------------------------------------- chord labels

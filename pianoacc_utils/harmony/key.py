@@ -1,4 +1,8 @@
-"""TODO docstring for harmony.key."""
+"""Key estimation (Krumhansl-Schmuckler) and key labels in POP909 spelling (``"Gb:maj"``).
+
+Used by the key-agreement metrics and by the chord rule, which prefers the triads
+of the melody's key.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +29,8 @@ def estimate_key(notes: Sequence[Note]) -> str | None:
 
     music21's ``KrumhanslSchmuckler`` runs on a 12-note stream holding each pitch
     class once with its total duration in beats: the same duration-weighted
-    pitch-class profile it would build from all the notes, in about a millisecond
-    whatever the number of notes. ``None`` when no note sounds.
+    pitch-class profile it would build from all the notes, at a cost that does not
+    grow with the number of notes. ``None`` when no note sounds.
     """
     from music21 import note as m21note
     from music21 import stream
@@ -58,6 +62,7 @@ def parse_key(label: str) -> tuple[int, str]:
 
 
 def _relative(key: tuple[int, str]) -> tuple[int, str]:
+    """The relative key: A minor for C major, C major for A minor."""
     tonic, mode = key
     return ((tonic + 9) % 12, "min") if mode == "maj" else ((tonic + 3) % 12, "maj")
 

@@ -9,7 +9,8 @@ the annotated chords as ragged harmony tables ``harmony``/``harmony_offsets`` (o
 row of :data:`~pianoacc_utils.harmony.HARMONY_DIM` 0/1 values per beat, transposed
 with the notes; see :mod:`pianoacc_utils.harmony`), and the bar lines
 ``bars``/``bars_offsets`` (steps where each of the sequence's bars starts).
-Models choose their own lengths when they batch these (see ``training``).
+Models choose their own lengths when they batch these (:mod:`pianoacc_utils.training.batches`
+adds START/END and the padding).
 """
 
 from __future__ import annotations
@@ -83,9 +84,11 @@ class PreparedSplit:
         return len(self.song_id)
 
     def melody(self, i: int) -> np.ndarray:
+        """Melody token ids of sequence ``i`` (int16, no START/END)."""
         return self.melody_tokens[self.melody_offsets[i] : self.melody_offsets[i + 1]]
 
     def accompaniment(self, i: int) -> np.ndarray:
+        """Accompaniment token ids of sequence ``i`` (int16, no START/END)."""
         return self.accompaniment_tokens[
             self.accompaniment_offsets[i] : self.accompaniment_offsets[i + 1]
         ]
@@ -112,7 +115,7 @@ def _ragged(sequences: list[list[int]], dtype: Any = np.int16) -> tuple[np.ndarr
 
 
 def segment_meter(config: PrepareConfig, song_id: str, first_bar: int) -> str:
-    """The meter (:data:`~pianoacc_utils.common.REBAR_METERS`) a train segment is given.
+    """The meter (:data:`~pianoacc_utils.defaults.REBAR_METERS`) a train segment is given.
 
     Drawn from a hash of the split seed, song and first bar, so that it does not
     depend on the order in which worker processes see the songs."""

@@ -21,7 +21,10 @@ from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.models import ModelConfig, build_model
 from pianoacc_utils.prepare import load_split, prepare
 from pianoacc_utils.training import (
+    END_ID,
+    PAD_ID,
     PROFILES,
+    START_ID,
     MaskedAccuracy,
     MaskedSparseCrossentropy,
     Perplexity,
@@ -36,6 +39,7 @@ from pianoacc_utils.training import (
     padded_length,
     pick_strategy,
     read_history,
+    segment_batch,
     teacher_forcing,
     train,
 )
@@ -103,6 +107,25 @@ def test_segment_batches_line_up_and_bucket(quick_data):
     first_epoch = [batches[i][1].shape for i in range(len(batches))]
     batches.on_epoch_end()
     assert [batches[i][1].shape for i in range(len(batches))] != first_epoch  # reshuffled
+
+
+def test_segment_batch_pads_segments_as_training_does():
+    """A batch built straight from POP909 segments is teacher-forced and padded like training's."""
+    from pianoacc_utils import data
+
+    segments = data.segment(data.load_song("001"), bars=2)[:2]
+    config = QUICK.model_config("fnet")
+    inputs, target = segment_batch(segments, config)
+    decoder = inputs["decoder_input"]
+    assert decoder.shape == target.shape and decoder.shape[0] == 2
+    assert decoder.shape[1] % 16 == 0 and inputs["melody"].shape[1] % 16 == 0
+    assert (decoder[:, 0] == START_ID).all()
+    real = target != PAD_ID
+    lengths = real.sum(axis=1)
+    assert (target[np.arange(2), lengths - 1] == END_ID).all()  # short segments: END kept
+    np.testing.assert_array_equal(target[:, :-1][real[:, 1:]], decoder[:, 1:][real[:, 1:]])
+    assert inputs["harmony"].shape == (2, 8, 24)  # 2 bars of 4 beats, a row per beat
+    assert inputs["bars"].shape == (2, 2)
 
 
 # --------------------------------------------------------------------------- loss, metrics
@@ -374,6 +397,7 @@ def fake_run(out: Path, profile: Profile, kind: str, epochs_done: int) -> Path:
 
 def test_train_or_reuse_trains_resumes_or_reads_back(monkeypatch, tmp_path):
     from pianoacc_utils import training
+    from pianoacc_utils.training import loop
 
     calls = []
 
@@ -381,7 +405,7 @@ def test_train_or_reuse_trains_resumes_or_reads_back(monkeypatch, tmp_path):
         calls.append((profile.name, kind, Path(out_dir), resume))
         return {"epoch": [0]}
 
-    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(loop, "train", fake_train)  # train_or_reuse calls the loop module's train
     profile = small_quick()
     epochs = profile.train.epochs
 

@@ -1,4 +1,10 @@
-"""TODO training package."""
+"""Training stage: prepared token arrays -> a trained accompaniment model in a run folder.
+
+``profiles`` (settings per machine size), ``batches`` (teacher-forced, padded batches),
+``loss`` (masked cross-entropy, metrics, learning-rate schedule), ``devices``
+(distribution strategy, mixed precision), ``loop`` (train, resume, read a run back),
+``export`` (ship a run with its model card) and ``speed`` (training-step timing).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from pianoacc_utils.training.batches import (
     PAD_ID,
     START_ID,
     SegmentBatches,
+    collate,
     pad_batch,
     padded_length,
+    segment_batch,
     teacher_forcing,
 )
 from pianoacc_utils.training.devices import (
@@ -16,8 +24,10 @@ from pianoacc_utils.training.devices import (
     pick_strategy,
     precision_policy,
 )
-from pianoacc_utils.training.loop import (
+from pianoacc_utils.training.export import (
     export_run,
+)
+from pianoacc_utils.training.loop import (
     is_finished_run,
     read_history,
     run_profile,

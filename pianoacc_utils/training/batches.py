@@ -1,14 +1,32 @@
-"""TODO docstring for training.batches."""
+"""Teacher-forced training batches: prepared token arrays -> padded model inputs and targets.
+
+A prepared segment is a melody and an accompaniment of event tokens (no START/END, no
+padding; :mod:`pianoacc_utils.prepare`). For training, :func:`teacher_forcing` turns the
+accompaniment into the decoder's input ``START + tokens`` and the target ``tokens + END``,
+shifted by one token, so that every position learns to predict the next token from the
+true previous ones (all positions of a segment are trained in one pass).
+
+Padding: token ids are right-padded with :data:`PAD_ID` (0), which the loss and metrics
+ignore (:mod:`pianoacc_utils.training.loss`). A batch is padded only
+to its own longest sequence rounded up to ``length_multiple`` tokens (fewer distinct
+shapes to trace), and :class:`SegmentBatches` groups segments of similar length into a
+batch, so little padding is computed. Every batch has ``batch_size`` rows (a short last
+batch is filled with all-padding rows) so that the shapes split evenly over devices.
+:func:`collate` does this padding for any list of segments; :func:`segment_batch` builds
+one batch straight from POP909 segments, to look at a batch exactly as training sees it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from pianoacc_utils import harmony
 from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.data.pop909 import Segment
 from pianoacc_utils.models.seq2seq import ModelConfig, pad_bar_lines
 from pianoacc_utils.prepare import PreparedSplit
 from pianoacc_utils.tokenizer import EventTokenizer
@@ -50,6 +68,64 @@ def pad_batch(sequences: Sequence[np.ndarray], length: int, rows: int | None = N
         n = min(len(sequence), length)
         out[i, :n] = sequence[:n]
     return out
+
+
+def collate(
+    melodies: Sequence[np.ndarray],
+    decoder_inputs: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    harmony_tables: Sequence[np.ndarray],
+    bar_lines: Sequence[Sequence[int]],
+    model_config: ModelConfig,
+    length_multiple: int = 16,
+    rows: int | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Segments' sequences -> one batch ``(inputs, target)`` as the model takes it.
+
+    Token ids are padded with :data:`PAD_ID` to the batch's longest sequence rounded up
+    to ``length_multiple`` tokens (at most the model's ``melody_length`` /
+    ``accompaniment_length``), harmony tables with no-chord rows to the longest table
+    (beats), bar lines (grid steps) with :data:`~pianoacc_utils.models.NO_BAR`.
+    ``rows``: batch rows (default: one per segment; extra rows are all padding).
+    """
+    melody_length = padded_length(
+        max(len(m) for m in melodies), length_multiple, model_config.melody_length
+    )
+    decoder_length = padded_length(
+        max(len(d) for d in decoder_inputs), length_multiple, model_config.accompaniment_length
+    )
+    rows = rows or len(melodies)
+    inputs = {
+        "melody": pad_batch(melodies, melody_length, rows),
+        "decoder_input": pad_batch(decoder_inputs, decoder_length, rows),
+        "harmony": harmony.pad_tables(harmony_tables, rows=rows),
+        "bars": pad_bar_lines(bar_lines, rows),
+    }
+    return inputs, pad_batch(targets, decoder_length, rows)
+
+
+def segment_batch(
+    segments: Sequence[Segment], model_config: ModelConfig, length_multiple: int = 16
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One teacher-forced batch of POP909 segments, built the way training builds its batches.
+
+    Tokenizes each segment's melody and accompaniment (as :func:`pianoacc_utils.prepare.prepare`
+    does, without re-barring or transposing), applies :func:`teacher_forcing` and
+    :func:`collate`: a fixed, small batch to look at, independent of any profile's data.
+    """
+    tokenizer = EventTokenizer()
+    melodies, decoder_inputs, targets = [], [], []
+    for seg in segments:
+        melody = np.asarray(tokenizer.encode(seg.melody), dtype=np.int32)
+        melodies.append(melody[: model_config.melody_length])
+        pair = teacher_forcing(tokenizer.encode(seg.accompaniment), model_config.accompaniment_length)
+        decoder_inputs.append(pair[0])
+        targets.append(pair[1])
+    tables = [harmony.beat_table(seg.chords, seg.num_steps) for seg in segments]
+    bars = [np.asarray(seg.bar_starts, dtype=np.int32) for seg in segments]
+    return collate(
+        melodies, decoder_inputs, targets, tables, bars, model_config, length_multiple
+    )
 
 
 class SegmentBatches(keras.utils.PyDataset):
@@ -137,28 +213,21 @@ class SegmentBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         members = self._plan[index]
-        config = self.model_config
-        melodies = [self.melodies[i] for i in members]
-        melody_length = padded_length(
-            max(len(m) for m in melodies), self.length_multiple, config.melody_length
+        inputs, target = collate(
+            [self.melodies[i] for i in members],
+            [self.decoder_inputs[i] for i in members],
+            [self.targets[i] for i in members],
+            [self.harmony[i] for i in members],
+            [self.bars[i] for i in members],
+            self.model_config,
+            self.length_multiple,
+            rows=self.batch_size,
         )
-        decoder_length = padded_length(
-            int(self.lengths[members].max()), self.length_multiple, config.accompaniment_length
-        )
-        rows = self.batch_size
-        tables = harmony.pad_tables([self.harmony[i] for i in members], rows=rows)
         if self.harmony_dropout > 0:
             rng = np.random.default_rng([self.seed, self.epoch, index])
+            tables = inputs["harmony"]
             tables[: len(members)][rng.random(len(members)) < self.harmony_dropout] = 0.0
-        inputs = {
-            "melody": pad_batch(melodies, melody_length, rows),
-            "decoder_input": pad_batch(
-                [self.decoder_inputs[i] for i in members], decoder_length, rows
-            ),
-            "harmony": tables,
-            "bars": pad_bar_lines([self.bars[i] for i in members], rows),
-        }
-        return inputs, pad_batch([self.targets[i] for i in members], decoder_length, rows)
+        return inputs, target
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

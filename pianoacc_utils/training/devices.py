@@ -1,10 +1,19 @@
-"""TODO docstring for training.devices."""
+"""Which devices training uses: the distribution strategy and the compute precision.
+
+:func:`pick_strategy` spreads each batch over every visible GPU, or over the logical
+CPUs when several are configured and there is no GPU (data parallelism: TensorFlow's
+``MirroredStrategy`` or ``keras.distribution.DataParallel`` on JAX; the gradients are
+averaged before each update), and uses the default strategy on a single device.
+:func:`precision_policy` switches to mixed precision (float16 compute, float32 weights and
+logits) only when a GPU is present: float16 speeds up GPU tensor cores, not CPUs.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import keras
 

@@ -1,11 +1,21 @@
-"""TODO docstring for training.loop."""
+"""The training loop: train a model of a profile into a run folder, resume it, read it back.
+
+:func:`train` prepares (or reuses) the profile's data, builds and compiles the model,
+and fits it on teacher-forced batches, writing into the run folder after every epoch:
+the history (``history.csv``), TensorBoard scalars (``logs/``), the best checkpoint by
+validation loss (``best.keras``), the last one with its optimizer state (``last.keras``)
+and ``training_state.json`` (epochs done, optimizer steps, best validation loss). That is
+enough to resume an interrupted run exactly where it stopped (epoch numbering, learning-rate
+schedule, shuffling). :func:`train_or_reuse` is what the notebooks call: train, resume or
+read back, so that running a notebook twice does not train twice. Shipping a finished run
+is :mod:`pianoacc_utils.training.export`.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from pianoacc_utils.common import PianoaccError, config_dict, write_atomic, write_json
+from pianoacc_utils.common import PianoaccError, write_json
 from pianoacc_utils.models.seq2seq import build_model
 from pianoacc_utils.prepare import load_split, prepare
 from pianoacc_utils.training.batches import SegmentBatches
@@ -185,13 +195,13 @@ def train(
             "strategy": strategy.describe(),
         },
     )
-    batches = dict(
-        model_config=model_config,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        length_multiple=settings.length_multiple,
-        pool_batches=settings.pool_batches,
-    )
+    batches = {
+        "model_config": model_config,
+        "batch_size": settings.batch_size,
+        "seed": settings.seed,
+        "length_multiple": settings.length_multiple,
+        "pool_batches": settings.pool_batches,
+    }
     train_batches = SegmentBatches(
         train_split, shuffle=True, max_segments=settings.max_train_segments,
         epoch=initial_epoch, harmony_dropout=settings.harmony_dropout, **batches,
@@ -290,88 +300,3 @@ def train_or_reuse(
     if is_finished_run(out, profile, kind):
         return read_history(out)
     return train(profile, kind, out, resume=True, progress=progress, data=data)
-
-
-# --------------------------------------------------------------------------- shipping a run
-
-
-def export_run(
-    run_dir: str | Path,
-    dest: str | Path,
-    wall_seconds: float | None = None,
-    hardware: str | None = None,
-    evaluation_markdown: str | None = None,
-) -> Path:
-    """Copy a training run's best model into ``dest`` with a model card.
-
-    Writes ``model.keras`` (weights and architecture, no optimizer state: half the
-    size), ``config.json``, ``history.csv`` and ``MODEL_CARD.md`` (configuration,
-    data split, epochs, optimizer steps, hardware, wall time, final validation
-    metrics and, when given, the evaluation table).
-    """
-    import platform
-    import shutil
-
-    run, dest = Path(run_dir), Path(dest)
-    best = run / "best.keras"
-    if not best.is_file():
-        raise PianoaccError(f"{best}: missing; is {run} a finished training run?")
-    saved = json.loads((run / "config.json").read_text())
-    state = json.loads((run / "training_state.json").read_text())
-    history = read_history(run)
-    dest.mkdir(parents=True, exist_ok=True)
-    model = keras.models.load_model(best, compile=False)
-    tmp = dest / ".model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, dest / "model.keras")
-    shutil.copy(run / "config.json", dest / "config.json")
-    shutil.copy(run / "history.csv", dest / "history.csv")
-
-    profile = Profile.from_dict(saved["profile"])
-    stats_path = Path(saved.get("data", "")) / "stats.json"
-    splits = json.loads(stats_path.read_text())["splits"] if stats_path.is_file() else {}
-    best_epoch = int(np.nanargmin(history["val_loss"]))
-    hardware = hardware or f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
-    lines = [
-        f"# {saved['kind']} accompaniment model ({profile.name} profile)",
-        "",
-        f"{profile.description}.",
-        "",
-        "## Configuration",
-        "",
-        "```json",
-        json.dumps(config_dict(profile.model_config(saved["kind"])), indent=2, sort_keys=True),
-        "```",
-        "",
-        f"Parameters: {model.count_params():,}. Data: {profile.prepare.bars_per_segment}-bar "
-        f"segments (hop {profile.prepare.hop_bars} bars), transpositions "
-        f"{list(profile.prepare.transpositions)}, re-barred into 3/4 / 2/4: "
-        f"{profile.prepare.rebar_3_4:.0%} / {profile.prepare.rebar_2_4:.0%} of the training "
-        f"segments; decoder length "
-        f"{profile.model.accompaniment_length} tokens, melody length {profile.model.melody_length}.",
-        "",
-        "## Data split (songs / segments)",
-        "",
-        "| split | songs | segments |",
-        "|---|---|---|",
-        *[f"| {name} | {row['songs']} | {row['segments']} |" for name, row in splits.items()],
-        "",
-        "Song-level split of POP909, seed 909 (727/91/91 songs; song 186 pinned to test).",
-        "",
-        "## Training",
-        "",
-        f"- epochs: {state['epochs_done']}, optimizer steps: {state['optimizer_iterations']}, "
-        f"batch size {profile.train.batch_size}, peak learning rate {profile.train.learning_rate} "
-        f"after {profile.train.warmup_steps} warm-up steps ({profile.train.decay} decay)",
-        f"- hardware: {hardware}",
-        f"- wall time: {wall_seconds / 60:.1f} min" if wall_seconds else "- wall time: not recorded",
-        f"- best epoch (lowest validation loss, the shipped weights): {best_epoch}",
-        f"- validation at that epoch: loss {history['val_loss'][best_epoch]:.3f}, "
-        f"token accuracy {history['val_accuracy'][best_epoch]:.3f}, "
-        f"perplexity {history['val_perplexity'][best_epoch]:.2f}",
-        "",
-    ]
-    if evaluation_markdown:
-        lines += ["## Evaluation", "", evaluation_markdown.strip(), ""]
-    write_atomic(dest / "MODEL_CARD.md", "\n".join(lines).encode())
-    return dest

@@ -1,4 +1,14 @@
-"""TODO docstring for training.loss."""
+"""The training objective: masked next-token cross-entropy, its metrics and the learning rate.
+
+Targets are padded with :data:`~pianoacc_utils.training.batches.PAD_ID` (0); padding
+positions must not count, or short segments would be judged on predicting padding.
+:class:`MaskedSparseCrossentropy` is the mean cross-entropy in nats per real target token
+of a batch (optionally label-smoothed), :class:`MaskedAccuracy` the share of real tokens
+predicted exactly (arg-max) and :class:`Perplexity` ``exp`` of the mean cross-entropy over
+all real tokens of an epoch. :class:`WarmupSchedule` is the learning rate per optimizer
+step (linear warm-up, then decay), and :func:`compile_model` puts them together with AdamW.
+The classes are registered Keras objects, so a checkpoint loads with them.
+"""
 
 from __future__ import annotations
 

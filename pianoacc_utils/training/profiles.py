@@ -1,4 +1,14 @@
-"""TODO docstring for training.profiles."""
+"""Training profiles: data, model size and optimisation settings that belong together.
+
+A :class:`Profile` fixes how POP909 is cut into segments (a
+:class:`~pianoacc_utils.prepare.PrepareConfig`), the model size (a
+:class:`~pianoacc_utils.models.ModelConfig`, its ``kind`` set per run) and the
+optimisation (:class:`TrainConfig`). :data:`PROFILES` has one per machine size: ``quick``
+(CI: a few songs, a tiny model), ``small`` (the shipped ``pretrained/`` runs, on CPU
+cores), ``cpu`` (a laptop overnight) and ``full`` (a GPU, 32-bar segments). A run's
+``config.json`` stores its profile, so :meth:`Profile.from_dict` recovers the exact
+settings of any run.
+"""
 
 from __future__ import annotations
 
@@ -65,7 +75,7 @@ class Profile:
         return config_dict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Profile":
+    def from_dict(cls, values: dict[str, Any]) -> Profile:
         """Inverse of :meth:`to_dict` (e.g. a run's ``config.json["profile"]``)."""
         prep = dict(values["prepare"])
         prep["transpositions"] = tuple(prep["transpositions"])

@@ -1,11 +1,19 @@
-"""TODO docstring for training.speed."""
+"""Timing whole training steps of a model at growing sequence lengths.
+
+The FNet and Transformer encoders differ most in cost (attention grows with the square
+of the melody length, the Fourier mixing almost linearly), so :func:`measure_step_time`
+times full training steps (forward, backward, update) of a fresh model at each length, on
+random tokens with no padding. Notebook 05 and ``benchmarks/training_speed.py`` use it;
+the measured figures live in ``benchmarks/results/training_speed.json``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import time
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import keras
 import numpy as np

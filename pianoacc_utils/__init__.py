@@ -29,10 +29,17 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up log quiet
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info and warning logs off
 
-from pianoacc_utils.common import PianoaccError  # noqa: E402
-from pianoacc_utils.models import seq2seq as _registers_keras_classes  # noqa: E402, F401
+from pianoacc_utils.common import PianoaccError, native_stderr_silenced  # noqa: E402
+
+with native_stderr_silenced():  # TensorFlow's start-up lines, whatever the log level
+    from pianoacc_utils.models import seq2seq as _registers_keras_classes  # noqa: E402, F401
+
+    if _registers_keras_classes.keras.backend.backend() == "tensorflow":
+        import tensorflow as _tf
+
+        _tf.config.list_physical_devices()  # finds the devices now, with stderr silenced
 
 __all__ = ["PianoaccError"]
 __version__ = "0.1.0"

@@ -45,7 +45,7 @@ from pianoacc_utils.generation import (
     load_checkpoint,
     resolve_checkpoint,
 )
-from pianoacc_utils.harmony import estimate_chords, read_chords
+from pianoacc_utils.harmony import chord_coverage, estimate_chords, read_chords
 from pianoacc_utils.prepare import PrepareConfig, load_stats, prepare
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
@@ -312,8 +312,9 @@ def _accompany(args: argparse.Namespace) -> None:
         chords = []
         print("chords: none (the model hears the melody only)")
     else:
-        chords = read_chords(args.chords, melody.grid)
-        print(f"chords: {len(chords)} from {args.chords}")
+        chords = read_chords(args.chords, melody.grid, melody.end_step)
+        share = chord_coverage(chords, melody.end_step)
+        print(f"chords: {len(chords)} from {args.chords}, covering {share:.0%} of the melody")
 
     sampling = SamplingConfig(
         args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask,

@@ -7,13 +7,14 @@ tuned constants live in :mod:`pianoacc_utils.defaults`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 class PianoaccError(Exception):
@@ -73,3 +74,20 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what native libraries write to the process's stderr (file descriptor 2) to
+    the null device while the block runs: TensorFlow's CUDA and absl start-up lines
+    ignore its log level, and would otherwise open every command's and notebook's output.
+    Python exceptions raised in the block still propagate (and are printed after it)."""
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)

@@ -30,19 +30,26 @@ import numpy as np
 from pianoacc_utils.data.notes import Note
 
 NUM_PITCHES = 128
-
+"""MIDI pitches 0..127: one note-on and one note-off token each."""
 
 MAX_SHIFT = 32
-
+"""Longest time shift in grid steps: 32 steps = 4 beats, one 4/4 bar in one token."""
 
 NUM_VELOCITY_BINS = 32
+"""Velocity bins of 4 MIDI velocities each: a decoded note is at most 2 units off."""
 
 
 SPECIAL_TOKENS = ("PAD", "START", "END")
+"""Ids 0, 1, 2: padding, decoder start and end of sequence."""
 
 
 class EventTokenizer:
-    """Notes on the grid <-> token ids. ``len(tok)`` is the vocabulary size (323)."""
+    """Notes on the grid <-> token ids. ``len(tok)`` is the vocabulary size (323 tokens).
+
+    Stateless: one instance serves every song, and the layout (offsets of each kind
+    of token) is fixed, so token arrays saved by :mod:`pianoacc_utils.prepare` and
+    models trained on them stay valid.
+    """
 
     pad_id = 0
     start_id = 1
@@ -156,8 +163,9 @@ class EventTokenizer:
         ids outside the vocabulary are skipped; a note-off for a key that is not
         down is ignored; a note-off at the step of its note-on gives a one-step
         note, which a new note-on of that key at the same step replaces; a note-on
-        for a key already down first releases it (a zero-length note is dropped); keys still down at the end are released one
-        step after the last event or at the final time, whichever is later: these
+        for a key already down first releases it (a zero-length note is dropped);
+        keys still down at the end are released one step after the last event or
+        at the final time, whichever is later: these
         are the *hanging* notes, whose length the sequence never decided (generation
         shortens them, ``generation.release_notes``). Notes come back sorted by
         (start, pitch).

@@ -25,13 +25,16 @@ import pytest
 import tiny
 from keras import ops  # noqa: E402
 
+from pianoacc_utils import harmony
 from pianoacc_utils.common import PianoaccError
-from pianoacc_utils.data import Note, load_song, notes_in, segment
+from pianoacc_utils.data import Note, Span, load_song, notes_in, segment
 from pianoacc_utils.defaults import DEFAULT_TEMPERATURE, DEFAULT_VELOCITY_TEMPERATURE
 from pianoacc_utils.generation import (
+    BAR_BUCKET,
     GREEDY,
     MELODY_BUCKET,
     SHIFT_STEPS,
+    TABLE_BEATS,
     CachedDecoder,
     SamplingConfig,
     WindowConfig,
@@ -43,7 +46,13 @@ from pianoacc_utils.generation import (
     primer_tokens,
     velocity_logits,
 )
-from pianoacc_utils.models import KINDS, AccompanimentModel, ModelConfig, build_model
+from pianoacc_utils.models import (
+    KINDS,
+    AccompanimentModel,
+    ModelConfig,
+    build_model,
+    pad_bar_lines,
+)
 from pianoacc_utils.tokenizer import EventTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,13 +154,17 @@ def reference_decode(
 
 def greedy_margin(
     model: AccompanimentModel, melody_ids: list[int], primer: list[int], generated: list[int],
-    limit: int,
+    limit: int, harmony: np.ndarray | None = None, bars: np.ndarray | None = None,
 ) -> float:
     """Smallest gap between the best and second-best allowed logit over the steps that
-    chose ``generated`` after ``primer`` (full decoder, the window mask applied)."""
+    chose ``generated`` after ``primer`` (full decoder, the window mask applied;
+    ``harmony``/``bars``: the window's tables, as for ``naive_decode``)."""
     melody = pad_melodies([melody_ids], model.config.melody_length)
     tokens = [TOKENIZER.start_id, *primer, *generated]
-    logits = model.decode(np.array([tokens], np.int32), model.encode(melody), melody)[0]
+    encoded = model.encode(melody, harmony=harmony, bars=bars)
+    logits = model.decode(
+        np.array([tokens], np.int32), encoded, melody, harmony=harmony, bars=bars
+    )[0]
     first = len(primer)  # position whose output predicts generated[0]
     steps = logits[first : first + len(generated)]
     elapsed = TOKENIZER.duration_steps(primer) + np.cumsum(
@@ -217,6 +230,34 @@ def test_cached_greedy_decoding_equals_naive_decoding(kind):
     assert run["margin"] > MIN_MARGIN, "near-tie on the reference path: choose another seed"
     assert run["cached"] == naive
     assert run["again"] == naive  # deterministic, also when reusing the compiled loop
+
+
+def test_cached_decoding_with_chords_and_bar_lines_equals_naive_decoding():
+    """Given a window's harmony table and bar lines, the cached loop and the naive
+    reference read the same signals and choose the same tokens."""
+    melody = random_melody(3)
+    chords = [Span(0, 24, "C:maj"), Span(24, 40, "G:7"), Span(40, 80, "A:min")]
+    table = harmony.pad_tables([harmony.beat_table(chords, 80)], TABLE_BEATS)
+    bar_lines = pad_bar_lines([[0, 24, 48]], multiple=BAR_BUCKET)  # 3/4, then 4/4
+    assert table.any()
+    # The first weight seed whose reference path has no near-tie (see MIN_MARGIN).
+    for seed in range(3, 23):
+        model = scaled_model("fnet", seed=seed)
+        naive = naive_decode(
+            model, melody, NO_LIMIT, GENERATED + 1, harmony_tables=table, bar_tables=bar_lines
+        )
+        if greedy_margin(model, melody, [], naive, NO_LIMIT, table, bar_lines) > MIN_MARGIN:
+            break
+    else:
+        pytest.fail("every seed gave a near-tie on the reference path")
+    padded = pad_melodies([melody], model.config.melody_length)
+    cached = CachedDecoder(model, GREEDY).decode(
+        padded, [[]], [NO_LIMIT], GENERATED + 1, harmony_tables=table, bar_tables=bar_lines
+    )[0]
+    assert len(naive) == GENERATED
+    assert cached == naive
+    # Without the tables, the reference reads no harmony at all: another input.
+    assert naive_decode(model, melody, NO_LIMIT, GENERATED + 1) != naive
 
 
 def test_batched_rows_with_primers_and_limits_match_the_reference():

@@ -159,7 +159,7 @@ def test_learning_curves_one_panel_per_metric():
 def test_pitch_names():
     assert plotting.pitch_name(60) == "C4"
     assert plotting.pitch_name(21) == "A0"
-    assert plotting.pitch_name(70) == "A#4"
+    assert plotting.pitch_name(70) == "Bb4"  # flat spellings, as in defaults.PITCH_NAMES
 
 
 def test_heatmaps_share_one_symmetric_colour_scale():

@@ -360,8 +360,6 @@ def collect_song_statistics(
     ids: Sequence[str], root: Path | None = None, workers: int | None = None
 ) -> pd.DataFrame:
     """:func:`song_statistics` of every song as a pandas DataFrame indexed by song id."""
-    import pandas as pd
-
     rows = map_songs(song_statistics, ids, root, workers)
     return pd.DataFrame(rows).set_index("song_id")
 
@@ -381,13 +379,10 @@ def token_length_table(
     """One row per segment length (bars): segments, token-length percentiles, share that fits.
 
     ``prepared`` maps bars per segment to a folder written by
-    :func:`pianoacc_utils.dataset.prepare`; all splits count. An accompaniment fits
+    :func:`pianoacc_utils.prepare.prepare`; all splits count. An accompaniment fits
     ``limit`` when its tokens plus one (START for the decoder input, END for the
     target) do; a melody (encoder input, no extra token) when its tokens do.
     """
-    import pandas as pd
-
-
     rows = []
     for bars, folder in sorted(prepared.items()):
         splits = [load_split(folder, split) for split in SPLITS]

@@ -27,15 +27,11 @@ from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
 DPI = 120
 """Resolution of saved figures (dots per inch)."""
 
-
 TRACK_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 """Track colours in order: melody first (red), then accompaniment (blue), then the rest."""
 
-
 REFERENCE_STYLES = ("--", ":", "-.")
 """Line styles of reference lines (``vlines``/``hlines``), in order."""
-
-
 
 
 def save_fig(fig: Figure, name: str, folder: str | Path) -> Path:
@@ -65,8 +61,7 @@ def _visible(notes: Sequence[Note], start: float, end: float) -> list[Note]:
 def _time_range(
     tracks: Mapping[str, Sequence[Note]], bar_starts: Sequence[int] | None, start, end
 ) -> tuple[float, float]:
-    """Shown range in steps: the given bounds, else from step 0 (or an earlier first bar) to
-    the last note end."""
+    """Shown range in steps: the bounds given, else step 0 (or an earlier bar) to the last end."""
     notes = [n for track in tracks.values() for n in track]
     if start is None:
         has_bars = bar_starts is not None and len(bar_starts) > 0
@@ -89,11 +84,7 @@ def _draw_notes(ax, notes: Sequence[Note], colour: str) -> PatchCollection:
 
 
 def _format_time_axis(
-    ax,
-    bar_starts: Sequence[int] | None,
-    start: float,
-    end: float,
-    steps_per_beat: int,
+    ax, bar_starts: Sequence[int] | None, start: float, end: float, steps_per_beat: int,
     first_bar: int = 0,
 ) -> None:
     """Bar lines and bar numbers (from ``first_bar + 1``) when bars are known, beat numbers
@@ -120,10 +111,8 @@ def _format_time_axis(
 
 def _format_pitch_axis(ax, notes: Sequence[Note]) -> None:
     """Pitch range of the notes plus a margin; ticks at every C (or every octave's C and F#)."""
-    if notes:
-        low, high = min(n.pitch for n in notes) - 2, max(n.pitch for n in notes) + 2
-    else:
-        low, high = 58, 74
+    pitches = [n.pitch for n in notes] or [60, 72]
+    low, high = min(pitches) - 2, max(pitches) + 2
     ax.set_ylim(low - 0.5, high + 0.5)
     step = 6 if high - low <= 14 else 12
     ticks = [p for p in range(low, high + 1) if p % step == 0]
@@ -133,14 +122,9 @@ def _format_pitch_axis(ax, notes: Sequence[Note]) -> None:
 
 
 def piano_roll(
-    tracks: Mapping[str, Sequence[Note]],
-    bar_starts: Sequence[int] | None = None,
-    steps_per_beat: int = STEPS_PER_BEAT,
-    title: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
-    figsize: tuple[float, float] = (12.0, 4.5),
-    first_bar: int = 0,
+    tracks: Mapping[str, Sequence[Note]], bar_starts: Sequence[int] | None = None,
+    steps_per_beat: int = STEPS_PER_BEAT, title: str | None = None, start: int | None = None,
+    end: int | None = None, figsize: tuple[float, float] = (12.0, 4.5), first_bar: int = 0,
 ) -> Figure:
     """Several tracks overlaid in one axes, one colour each, with a legend.
 
@@ -173,16 +157,10 @@ def piano_roll(
 
 
 def stacked_piano_rolls(
-    tracks: Mapping[str, Sequence[Note]],
-    bar_starts: Sequence[int] | None,
-    steps_per_beat: int = STEPS_PER_BEAT,
-    title: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
-    row_height: float = 2.0,
-    width: float = 12.0,
-    colours: Sequence[str] | None = None,
-    first_bar: int = 0,
+    tracks: Mapping[str, Sequence[Note]], bar_starts: Sequence[int] | None,
+    steps_per_beat: int = STEPS_PER_BEAT, title: str | None = None, start: int | None = None,
+    end: int | None = None, row_height: float = 2.0, width: float = 12.0,
+    colours: Sequence[str] | None = None, first_bar: int = 0,
 ) -> Figure:
     """One row per track (each with its own pitch range), sharing the time axis and bar lines.
 
@@ -240,15 +218,9 @@ def _bin_edges(panels: Sequence[Mapping[str, Any]], bins: int | Sequence[float])
 
 
 def histograms(
-    values: Mapping[str, Any],
-    bins: int | Sequence[float] = 50,
-    xlabel: str = "",
-    ylabel: str | None = None,
-    title: str | None = None,
-    vlines: Mapping[str, float] | None = None,
-    density: bool = False,
-    log: bool = False,
-    sharex: bool = True,
+    values: Mapping[str, Any], bins: int | Sequence[float] = 50, xlabel: str = "",
+    ylabel: str | None = None, title: str | None = None, vlines: Mapping[str, float] | None = None,
+    density: bool = False, log: bool = False, sharex: bool = True,
     panel_size: tuple[float, float] = (5.0, 3.5),
 ) -> Figure:
     """Overlaid histograms, in one panel or several.
@@ -288,13 +260,8 @@ def histograms(
 
 
 def bar_chart(
-    values: Mapping[str, Any],
-    xlabel: str = "",
-    ylabel: str = "",
-    title: str | None = None,
-    horizontal: bool = False,
-    log: bool = False,
-    annotate: str | None = None,
+    values: Mapping[str, Any], xlabel: str = "", ylabel: str = "", title: str | None = None,
+    horizontal: bool = False, log: bool = False, annotate: str | None = None,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Bars for ``{label: value}``, or grouped bars for ``{series: {label: value}}``.
@@ -353,15 +320,9 @@ def _xy(data: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def line_plot(
-    series: Mapping[str, Any],
-    xlabel: str = "",
-    ylabel: str = "",
-    title: str | None = None,
-    steps: Sequence[str] = (),
-    hlines: Mapping[str, float] | None = None,
-    logy: bool = False,
-    markers: bool = False,
-    figsize: tuple[float, float] = (10.0, 4.0),
+    series: Mapping[str, Any], xlabel: str = "", ylabel: str = "", title: str | None = None,
+    steps: Sequence[str] = (), hlines: Mapping[str, float] | None = None, logy: bool = False,
+    markers: bool = False, figsize: tuple[float, float] = (10.0, 4.0),
 ) -> Figure:
     """Lines for ``{name: (x, y)}`` (or a pandas Series, or y alone) in one axes.
 
@@ -389,11 +350,8 @@ def line_plot(
 
 
 def learning_curves(
-    histories: Mapping[str, Any],
-    metrics: Sequence[str] = ("loss", "val_loss"),
-    title: str | None = None,
-    logy: bool = False,
-    panel_size: tuple[float, float] = (6.0, 4.0),
+    histories: Mapping[str, Any], metrics: Sequence[str] = ("loss", "val_loss"),
+    title: str | None = None, logy: bool = False, panel_size: tuple[float, float] = (6.0, 4.0),
 ) -> Figure:
     """Training curves of several models: one panel per metric, ``val_`` dashed beside it.
 
@@ -431,12 +389,8 @@ def learning_curves(
 
 
 def heatmaps(
-    arrays: Mapping[str, Any],
-    xlabel: str = "",
-    ylabel: str = "",
-    title: str | None = None,
-    annotate: str | None = "{:.1f}",
-    panel_size: tuple[float, float] = (3.5, 3.5),
+    arrays: Mapping[str, Any], xlabel: str = "", ylabel: str = "", title: str | None = None,
+    annotate: str | None = "{:.1f}", panel_size: tuple[float, float] = (3.5, 3.5),
 ) -> Figure:
     """Small matrices side by side, one panel each, on one shared symmetric colour scale.
 
@@ -469,10 +423,7 @@ def heatmaps(
 
 
 def scaling_plot(
-    series: Mapping[str, Any],
-    xlabel: str = "",
-    ylabel: str = "",
-    title: str | None = None,
+    series: Mapping[str, Any], xlabel: str = "", ylabel: str = "", title: str | None = None,
     slopes: Mapping[str, tuple[float, str]] | None = None,
     figsize: tuple[float, float] = (7.0, 4.5),
 ) -> Figure:

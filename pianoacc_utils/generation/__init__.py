@@ -1,4 +1,19 @@
-"""TODO generation package."""
+"""Generation: a melody (and its chords) in, accompaniment notes out.
+
+Three layers, from the inside out:
+
+* :mod:`~pianoacc_utils.generation.sampling`: the sampling rule, how a step's logits
+  become a token (temperature, top-p, the velocity temperature, the window and chord masks);
+* :mod:`~pianoacc_utils.generation.decoder`: :class:`CachedDecoder`, the compiled loop
+  that decodes one batch of windows token by token with the key/value cache of
+  :mod:`pianoacc_utils.models.cached`;
+* :mod:`~pianoacc_utils.generation.accompany`: the window loop over a whole melody
+  (overlapping windows primed with the accompaniment already made, bar lines and chords
+  per window, hanging notes released), for POP909 segments and for MIDI melodies.
+
+:mod:`~pianoacc_utils.generation.checkpoints` loads the shipped models or a training
+run's checkpoint with the window it was trained on.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,36 @@
-"""TODO docstring for generation.accompany."""
+"""The window loop: a whole melody in, its accompaniment notes out.
+
+A model reads a window of as many bars as it was trained on (8 for the shipped models),
+so a longer melody is accompanied window by window (:func:`accompany`). Each window
+starts ``overlap_bars`` bars before the end of what is already accompanied: the notes of
+those bars, already final, are encoded as the decoder's primer, so that the new window
+continues them instead of starting afresh, and the result is one continuous piece. All
+melodies of a call advance together, one batched decoding per window.
+
+Three rules keep the accompaniment with the melody:
+
+* a window never runs past its end: the decoder masks time shifts that would overshoot
+  it (:func:`~pianoacc_utils.generation.sampling.mask_logits`), and the loop then moves
+  to the window's end, so the accompaniment cannot drift from the melody's bars;
+* each window passes its own bar lines and chords to the model (its bar table and
+  harmony table: "Time signal" and "Harmony signal" in :mod:`pianoacc_utils.models`);
+* notes the decoder left hanging are released (:func:`release_notes`, on unless
+  ``release=False``) at the first chord change that leaves their pitch class out, and
+  after :data:`~pianoacc_utils.defaults.MAX_HELD_BEATS` beats at most. An event decoder
+  must end each note with its own note-off token; sampling often skips it, and such a
+  note would otherwise sound to the end of the window. Both the release and the limit
+  on hanging notes were chosen on the validation split (``results/chord_mask_validation.md``,
+  ``results/hanging_validation.md``).
+
+:data:`CHORD_SOURCES` names where the chords of a POP909 segment come from: the
+annotation (``"annotated"``, a lead sheet), :func:`~pianoacc_utils.harmony.estimate_chords`
+on the melody alone (``"estimated"``), or nowhere (``"none"``: an all-zero harmony table).
+Melodies read from MIDI files go through :func:`accompany_melodies`, which accompanies
+bars in a compound meter (6/8, 9/8, ...) through the swing map of
+:mod:`pianoacc_utils.data.compound`.
+
+Times are grid steps (a 32nd note: :data:`~pianoacc_utils.defaults.STEPS_PER_BEAT` per beat).
+"""
 
 from __future__ import annotations
 
@@ -84,6 +116,7 @@ def _pickup_lead(bar_starts: Sequence[int]) -> int:
 
 
 def _bar_at_or_before(bar_starts: Sequence[int], step: int) -> int:
+    """Index of the bar that holds grid step ``step`` (0 before the first bar line)."""
     index = int(np.searchsorted(bar_starts, step, side="right")) - 1
     return max(index, 0)
 
@@ -114,64 +147,96 @@ def accompany(
     first 256 ground-truth tokens); generation continues after the primer's last onset.
     Nothing is generated past ``num_steps``.
     """
+    # One decoder for every window: it keeps its compiled sampling loop (few retracings).
     decoder = decoder or CachedDecoder(model, sampling)
+    # One job per melody: its notes, chords and bar lines, and how far it is accompanied.
     jobs = []
     for i, (notes, bar_starts, num_steps) in enumerate(melodies):
-        bars = sorted(int(b) for b in bar_starts) or [0]
+        bars = sorted(int(b) for b in bar_starts) or [0]  # no bar lines: one bar from step 0
+        # A primer (ground-truth notes) is kept as it is; generation starts after its
+        # last onset, or after its last note's end when that comes later.
         primer = normalize_notes(primers[i]) if primers else []
         position = max((n.start for n in primer), default=0)
         if primer:
             position = max(position, max(n.end for n in primer))
-        known = list(chords[i]) if chords else []
+        known = list(chords[i]) if chords else []  # no chords: all-zero harmony tables
         jobs.append(
             _Job(list(notes), known, bars, int(num_steps), list(primer), min(position, num_steps))
         )
     config = model.config
+    # One pass per window: every unfinished melody contributes one row to a batch.
     while True:
         active = [job for job in jobs if job.position < job.num_steps]
         if not active:
-            break
+            break  # every melody is accompanied to its end
         melody_ids, primer_ids, limits, origins, ends, tables, lines = [], [], [], [], [], [], []
         for job in active:
+            # Windowing: start at the bar line at or before the position, stepped back
+            # by ``overlap_bars`` bars (after the first window) whose notes prime the decoder.
             first_bar = _bar_at_or_before(job.bar_starts, job.position)
             first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
+            # Origin: the window's step 0 (the model reads every time from it): its first
+            # bar line, or step 0 for the first window.
             origin = job.bar_starts[first_bar] if job.position > 0 else 0
+            # A model without bar lines counts beats from the origin: start before a
+            # pickup of part of a beat so that the first full bar falls on a beat.
             if first_bar == 0 and not config.meter:
                 origin -= _pickup_lead(job.bar_starts)
+            # The window ends ``window.bars`` bars on (or at the melody's end), and always
+            # at least one step past the position, so that every pass makes progress.
             last_bar = first_bar + window.bars
             end = job.bar_starts[last_bar] if last_bar < len(job.bar_starts) else job.num_steps
             end = max(min(end, job.num_steps), job.position + 1)
+            # The encoder's input: the window's melody notes, in tokens from the origin.
             melody_ids.append(TOKENIZER.encode(notes_in(job.melody, origin, end))[: config.melody_length])
+            # Primer tokens: the final accompaniment from the origin to the position (the
+            # overlap bars), at most half the decoder's tokens, so that half the token
+            # budget is left for the new bars.
             context = notes_in(job.notes, origin, job.position)
             primer_ids.append(
                 primer_tokens(context, job.position - origin, config.accompaniment_length // 2)
             )
+            # The decoder may not shift time past the window's end (steps from the origin).
             limits.append(end - origin)
+            # Harmony table (one row of chord tones per beat) and bar lines, both counted
+            # from the origin: what the model reads of the window's chords and meter.
             tables.append(harmony.beat_table(job.chords, end - origin, origin=origin))
             lines.append([b - origin for b in job.bar_starts if origin <= b < end])
             origins.append(origin)
             ends.append(end)
+        # Pad the tables to a multiple of TABLE_BEATS beats and BAR_BUCKET bars, and the
+        # melodies to a multiple of MELODY_BUCKET tokens: few distinct shapes, few compilations.
         beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
+        # Decoding: one batched, compiled sampling loop over every row's window.
         generated = decoder.decode(
             pad_melodies(melody_ids, config.melody_length), primer_ids, limits,
             harmony_tables=harmony.pad_tables(tables, beats),
             bar_tables=models.pad_bar_lines(lines, multiple=BAR_BUCKET),
         )
         for job, tokens, primer, origin, end in zip(active, generated, primer_ids, origins, ends):
+            # Where the decoder stopped (absolute steps): the window's end, or earlier
+            # when it ran out of tokens.
             reached = origin + TOKENIZER.duration_steps(primer) + TOKENIZER.duration_steps(tokens)
+            # Tokens back into notes, primer included (so that a note-off in the new
+            # tokens can end a note the primer began); flags mark notes never ended.
             new_notes, hanging = TOKENIZER.decode_hanging([*primer, *tokens])
             start_of_new = origin + TOKENIZER.duration_steps(primer)
+            # Keep only the notes that begin after the primer (the primer's notes are
+            # already in ``job.notes``), in absolute steps, cut at the melody's end.
             fresh, fresh_hanging = [], []
             for note, open_end in zip(new_notes, hanging):
                 absolute = Note(note.start + origin, min(note.end + origin, job.num_steps), note.pitch, note.velocity)
                 if max(start_of_new, 0) <= absolute.start < job.num_steps:
                     fresh.append(absolute)
                     fresh_hanging.append(open_end)
+            # Hanging-note release: lift notes at chord changes and after at most
+            # ``hanging_beats`` beats when the decoder never ended them.
             if release:
                 fresh = release_notes(
                     fresh, job.chords, hanging=fresh_hanging, hanging_beats=hanging_beats
                 )
             job.notes += fresh
+            # Advance the position: to the window's end, unless the token budget ran out.
             if len(primer) + len(tokens) + 1 >= config.accompaniment_length:
                 # Token budget exhausted before the window's end: continue from where
                 # the decoder got to (at least one bar on, so that generation progresses).
@@ -180,6 +245,7 @@ def accompany(
                 job.position = min(max(reached, floor), job.num_steps)
             else:
                 job.position = end
+    # One sorted list of playable notes per melody (primer included: normalize_notes).
     return [normalize_notes(job.notes) for job in jobs]
 
 
@@ -198,7 +264,7 @@ def accompany_melodies(
 
     As :func:`accompany`, with ``chords`` and the result in each melody's own steps.
     Bars in a compound meter (6/8, 9/8, 12/8, ...) are accompanied through the swing
-    map of :mod:`~pianoacc_utils.compound` (``compound="swing"``, the default) or as
+    map of :mod:`~pianoacc_utils.data.compound` (``compound="swing"``, the default) or as
     they are (``"plain"``); a melody in simple meters is accompanied exactly as by
     :func:`accompany`.
     """

@@ -1,4 +1,11 @@
-"""TODO docstring for generation.checkpoints."""
+"""Loading a model to generate with: the shipped models or a training run's checkpoint.
+
+:func:`load_checkpoint` returns the model with the window it was trained on (bars per
+window from the run's ``config.json``; overlap a quarter of it), since the window loop
+must cut a melody as the training segments were cut. Training a model when none exists
+is the notebooks' business (:func:`pianoacc_utils.course.checkpoints.find_checkpoint`),
+not this module's: loading never trains.
+"""
 
 from __future__ import annotations
 

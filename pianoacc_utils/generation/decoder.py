@@ -1,4 +1,24 @@
-"""TODO docstring for generation.decoder."""
+"""Decoding one batch of windows: the compiled, cached sampling loop.
+
+:class:`CachedDecoder` generates the accompaniment tokens of a batch of windows, each row
+with its melody, primer tokens, window length (grid steps), harmony table and bar lines.
+The melody is encoded once per window; the decoder then emits one token per step,
+reusing the keys and values of the tokens before it (the cache of
+:mod:`pianoacc_utils.models.cached`: one step costs one token's projections, not a pass
+over the whole prefix). The whole loop, keras-hub's sampler included, runs compiled:
+``tf.function(jit_compile=True)`` under TensorFlow, ``jax.jit`` under JAX (the torch
+backend runs it eagerly).
+
+Each step turns the model's logits into the next token in the order nanoGPT's
+``generate`` does, with the masks of :mod:`~pianoacc_utils.generation.sampling` in between:
+the step's logits, the velocity temperature (:func:`velocity_logits`), the window and chord
+masks (:func:`mask_logits`), then the sampler (temperature, softmax, top-p or top-k, draw).
+:func:`naive_decode` is the slow reference that re-runs the full decoder on the growing
+prefix: cached greedy decoding must give the same tokens.
+
+Inputs are padded to a few bucket sizes (:data:`MELODY_BUCKET`, :data:`TABLE_BEATS`,
+:data:`BAR_BUCKET`) so that windows of similar size share one compiled function.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +59,8 @@ class CachedDecoder:
     """Compiled, cached sampling for one model: ``decode(melody, prompt, ...)`` -> tokens.
 
     One instance per model and sampler keeps the compiled function, so repeated
-    windows of the same shapes do not recompile.
+    windows of the same shapes do not recompile. ``sampling`` fixes the sampler, the
+    chord mask and the velocity temperature for every window it decodes.
     """
 
     def __init__(self, model: models.AccompanimentModel, sampling: SamplingConfig = SamplingConfig()):
@@ -52,11 +73,22 @@ class CachedDecoder:
         self, melody: Any, table: Any, bars: Any, allowed: Any, prompt: Any, mask: Any,
         index: Any, limit: Any, elapsed: Any,
     ):
-        """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample."""
+        """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample.
+
+        ``melody`` (B, Lm) token ids; ``table`` (B, beats, 24) harmony tables; ``bars``
+        (B, K) bar lines; ``allowed`` (B, beats, V) the chord mask per beat; ``prompt``
+        (B, L) START + primer tokens, zero-padded to the token buffer, and ``mask`` True
+        on them (the sampler keeps those tokens); ``index`` the first position to
+        generate; ``limit`` (B,) each window's length and ``elapsed`` (B,) the grid steps
+        the primer tokens before ``index - 1`` already cover.
+        """
         model = self.model
         use_mask = self.sampling.chord_mask
         velocity_factor = self.sampling.velocity_factor
+        # Encode the melody once per window (with its chords and bar lines).
         encoder_output = model.encode(melody, harmony=table, bars=bars)
+        # Empty self-attention caches, and the cross-attention keys/values of the
+        # encoder output, computed once for every step.
         cache = init_cache(model, 
             encoder_output, melody, ops.shape(prompt)[1], harmony=table, bars=bars
         )
@@ -67,19 +99,33 @@ class CachedDecoder:
         _, cache = decode_step(model, prompt, cache, 0)
 
         def next_token(prompt, state, index):
-            cache, elapsed = state
+            """One step of the sampler: the logits of the token at ``index``."""
+            cache, elapsed = state  # the caches, and the steps reached before token index-1
+            # The last token so far (position index-1): only it is fed, the cache holds the rest.
             token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
+            # Its time shift in grid steps (0 unless it is a time-shift token).
             shift = ops.take(ops.convert_to_tensor(SHIFT_STEPS), token[:, 0])
+            # Forward one token: its keys/values go into the cache, its logits come out.
             logits, cache = decode_step(model, token, cache, index - 1, start_time=elapsed)
+            # The time at which the next token would sound, and the beat that holds it.
             now = elapsed + shift
             beat = ops.floor_divide(now, STEPS_PER_BEAT)[:, None]
+            # Chord mask: the tokens that beat's chord allows (None: every token).
             permitted = models.beat_rows(allowed, beat)[:, 0, :] if use_mask else None
-            logits = logits[:, 0, :]
+            logits = logits[:, 0, :]  # (B, V): the logits of the one new position
+            # Velocity temperature: reshape the choice among velocity tokens only.
             if velocity_factor != 1.0:
                 logits = velocity_logits(logits, velocity_factor, self.sampling.temperature)
+            # Window mask: no time shift past the window's end, END once it is reached,
+            # never PAD/START, and the chord mask.
             logits = mask_logits(logits, limit - now, permitted)
+            # The sampler then divides by the temperature, takes the softmax, keeps the
+            # top-p/top-k tokens, draws one and writes it at ``index``; the time advances
+            # by this step's shift.
             return logits, None, (cache, elapsed + shift)
 
+        # keras-hub's sampling loop: from ``index`` on, call next_token, draw, append;
+        # positions where ``mask`` is True keep the primer's tokens; a row stops at END.
         return self.sampler(
             next_token,
             prompt,
@@ -91,6 +137,8 @@ class CachedDecoder:
         )
 
     def _compile(self):
+        """:meth:`_generate` compiled for the Keras backend (XLA under TensorFlow, jit
+        under JAX, with the variables passed in and the sampler's seed state passed out)."""
         backend = keras.config.backend()
         if backend == "tensorflow":
             import tensorflow as tf
@@ -152,6 +200,8 @@ class CachedDecoder:
         :data:`~pianoacc_utils.models.NO_BAR` (``None``: 4/4 from the window start).
         Returns each row's tokens after its primer, up to (not including) END.
         """
+        # The token buffer: START + primer per row, zero-padded to the decoder's length;
+        # ``mask`` marks the given tokens, which the sampler keeps as they are.
         length = max_length or self.model.config.accompaniment_length
         batch = len(primers)
         prompt = np.zeros((batch, length), np.int32)
@@ -163,19 +213,23 @@ class CachedDecoder:
             prompt[row, : len(tokens)] = tokens
             mask[row, : len(tokens)] = True
             starts.append(len(tokens))
+        # Sampling starts at the shortest row's end (longer rows keep their primer
+        # tokens there); ``elapsed``: the grid steps covered before token ``index - 1``.
         index = min(starts)
         for row in range(batch):
             elapsed[row] = int(SHIFT_STEPS[prompt[row, : index - 1]].sum())
+        # No chords known: an all-zero harmony table; no bar lines: 4/4 from step 0.
         if harmony_tables is None:
             harmony_tables = np.zeros((batch, TABLE_BEATS, harmony.HARMONY_DIM), np.float32)
         harmony_tables = np.asarray(harmony_tables, np.float32)
         if bar_tables is None:
             bar_tables = default_bar_lines(batch, max(limits, default=0))
+        # The chord mask per beat, computed here once for the whole window.
         if self.sampling.chord_mask:
             allowed = chord_allowed(harmony_tables)
         else:  # unused: a placeholder of the right rank
             allowed = np.ones((batch, 1, len(TOKENIZER)), bool)
-        if self._compiled is None:
+        if self._compiled is None:  # compiled on first use, reused by every later window
             self._compiled = self._compile()
         out = self._compiled(
             ops.convert_to_tensor(melody.astype(np.int32)),
@@ -189,6 +243,7 @@ class CachedDecoder:
             ops.convert_to_tensor(elapsed),
         )
         out = np.asarray(ops.convert_to_numpy(out))
+        # Each row's new tokens: after its primer, up to END.
         results = []
         for row in range(batch):
             tokens = out[row, starts[row] :].tolist()
@@ -223,22 +278,39 @@ def pad_melodies(melodies: Sequence[Sequence[int]], max_length: int) -> np.ndarr
 
 
 def naive_decode(
-    model: models.AccompanimentModel, melody_ids: Sequence[int], limit: int, max_tokens: int
+    model: models.AccompanimentModel,
+    melody_ids: Sequence[int],
+    limit: int,
+    max_tokens: int,
+    harmony_tables: np.ndarray | None = None,
+    bar_tables: np.ndarray | None = None,
 ) -> list[int]:
     """Greedy decoding by re-running the full decoder on the growing prefix (no cache).
 
     Slow on purpose: the reference that cached decoding must equal, and the
-    baseline of the generation-speed benchmark.
+    baseline of the generation-speed benchmark. At most ``max_tokens - 1`` tokens
+    within ``limit`` grid steps. ``harmony_tables`` (1, beats, 24) and ``bar_tables``
+    (1, K): the window's chords and bar lines, as for :meth:`CachedDecoder.decode`
+    (``None``: the model reads no harmony signal and 4/4 bars; a harmony model
+    decoded by :class:`CachedDecoder` without tables reads an all-zero table instead,
+    so pass that table here to compare the two).
     """
     melody = pad_melodies([melody_ids], model.config.melody_length)
-    encoder_output = model.encode(ops.convert_to_tensor(melody))
+    harmony_in = None if harmony_tables is None else ops.convert_to_tensor(harmony_tables)
+    bars_in = None if bar_tables is None else ops.convert_to_tensor(bar_tables)
+    encoder_output = model.encode(ops.convert_to_tensor(melody), harmony=harmony_in, bars=bars_in)
     tokens = [TOKENIZER.start_id]
-    elapsed = 0
+    elapsed = 0  # grid steps covered so far
     while len(tokens) < max_tokens:
+        # Forward the whole prefix (no cache) and take the last position's logits.
         decoder = ops.convert_to_tensor(np.array([tokens], np.int32))
-        logits = model.decode(decoder, encoder_output, ops.convert_to_tensor(melody))[:, -1, :]
+        logits = model.decode(
+            decoder, encoder_output, ops.convert_to_tensor(melody), harmony=harmony_in,
+            bars=bars_in,
+        )[:, -1, :]
+        # The same window mask as the cached loop (no chord mask: no chords given).
         logits = mask_logits(logits, ops.convert_to_tensor(np.array([limit - elapsed], np.int32)))
-        token = int(np.argmax(ops.convert_to_numpy(logits)[0]))
+        token = int(np.argmax(ops.convert_to_numpy(logits)[0]))  # greedy: the best token
         if token == TOKENIZER.end_id:
             break
         tokens.append(token)

@@ -1,4 +1,22 @@
-"""TODO docstring for generation.sampling."""
+"""The sampling rule: how the decoder's logits become the next token.
+
+:class:`SamplingConfig` holds the settings (temperature, top-p/top-k, seed, chord mask,
+velocity temperature) and builds the keras-hub sampler that draws each token. Before the
+sampler sees a step's logits, two functions reshape them:
+
+* :func:`velocity_logits` gives the velocity tokens their own temperature, so that the
+  dynamics can vary more than the timing and the pitches;
+* :func:`mask_logits` sets forbidden tokens to -1e9 (probability 0): PAD and START
+  always, time shifts that would run past the window's end, anything but END once the
+  end is reached, and, with the chord mask, note-ons outside the current chord
+  (:func:`chord_allowed`). The window mask keeps the accompaniment on the melody's bars;
+  the chord mask lets the model choose register, voicing, rhythm and dynamics while the
+  chord chooses the pitch classes.
+
+The token tables here (:data:`SHIFT_STEPS`, :data:`NEVER`, :data:`NOTE_ON_CLASS`,
+:data:`IS_VELOCITY`) are NumPy arrays over the vocabulary of :data:`TOKENIZER`, built
+once so that the masks are plain array operations inside the compiled loop.
+"""
 
 from __future__ import annotations
 
@@ -28,25 +46,23 @@ TOKENIZER = EventTokenizer()
 class SamplingConfig:
     """How the next token is drawn. ``temperature=0`` means greedy (argmax).
 
-    The defaults (:data:`~pianoacc_utils.common.DEFAULT_TEMPERATURE`,
-    :data:`~pianoacc_utils.common.DEFAULT_TOP_P`) were chosen on the validation
-    split among four settings (``results/sampling_validation.md``): with the FNet
-    model shipped before the harmony signal they passed the most quality-bar checks with the highest
-    chord-tone ratio.
+    The defaults (:data:`~pianoacc_utils.defaults.DEFAULT_TEMPERATURE`,
+    :data:`~pianoacc_utils.defaults.DEFAULT_TOP_P`) were chosen on the validation
+    split (``results/sampling_validation.md``).
 
     ``top_k``/``top_p`` restrict sampling to the k most likely tokens / the
     smallest set whose probability reaches p; ``seed`` makes sampling reproducible.
     ``chord_mask``: where the harmony table has a chord, allow only note-ons of its
     pitch classes (see the module docstring); the default
-    (:data:`~pianoacc_utils.common.DEFAULT_CHORD_MASK`) was chosen on the validation
+    (:data:`~pianoacc_utils.defaults.DEFAULT_CHORD_MASK`) was chosen on the validation
     split (``results/chord_mask_validation.md``).
     ``velocity_temperature``: the temperature of the choice *among* velocity tokens
     (``None``: ``temperature``), so that dynamics can vary more than timing and pitch
     (:func:`velocity_logits`); no effect when ``temperature`` is 0 (greedy). Top-p and
     top-k still apply to every token. Its default
-    (:data:`~pianoacc_utils.common.DEFAULT_VELOCITY_TEMPERATURE`) was chosen on the
-    validation split (``results/velocity_validation.md``): the velocities then vary about
-    as much as the pianists'.
+    (:data:`~pianoacc_utils.defaults.DEFAULT_VELOCITY_TEMPERATURE`) was chosen on the
+    validation split so that the velocities vary about as much as the pianists'
+    (``results/velocity_validation.md``).
     """
 
     temperature: float = DEFAULT_TEMPERATURE
@@ -76,7 +92,13 @@ class SamplingConfig:
         return self.temperature / self.velocity_temperature
 
     def sampler(self) -> keras_hub.samplers.Sampler:
-        """The keras-hub sampler for these settings (greedy, top-p, top-k or plain random)."""
+        """The keras-hub sampler for these settings (greedy, top-p, top-k or plain random).
+
+        Each step the sampler divides the logits by ``temperature``, takes the softmax,
+        keeps the smallest set of tokens whose probability reaches ``top_p`` (within the
+        ``top_k`` most likely when both are set) or the ``top_k`` most likely, and draws
+        one with its own seeded generator; greedy takes the argmax.
+        """
         if self.temperature == 0:
             return keras_hub.samplers.GreedySampler()
         if self.top_p is not None:
@@ -91,12 +113,15 @@ class SamplingConfig:
 
 
 GREEDY = SamplingConfig(temperature=0.0, top_p=None, chord_mask=False)
+"""Greedy decoding (always the most likely token), no chord mask: deterministic, the
+setting of the cached-against-naive comparisons."""
 
 
 # --------------------------------------------------------------------------- token masks
 
 
 SHIFT_STEPS = models.SHIFT_STEPS
+"""Grid steps each token id moves time forward (0 for every token but a time shift)."""
 
 
 NEVER = np.zeros(len(TOKENIZER), bool)

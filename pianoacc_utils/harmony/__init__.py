@@ -11,6 +11,7 @@ from __future__ import annotations
 from pianoacc_utils.harmony.chords import (
     HARMONY_DIM,
     beat_table,
+    chord_coverage,
     chord_tones,
     chord_vector,
     num_beats,

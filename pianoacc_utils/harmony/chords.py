@@ -17,7 +17,6 @@ import numpy as np
 
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data.notes import BeatGrid, Span
-from pianoacc_utils.data.pop909 import read_spans
 from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
 
 HARMONY_DIM = 24
@@ -78,24 +77,67 @@ def transpose_spans(chords: Sequence[Span], semitones: int) -> list[Span]:
     return moved
 
 
-def read_chords(path: str | Path, grid: BeatGrid) -> list[Span]:
+def read_chords(path: str | Path, grid: BeatGrid, end_step: int | None = None) -> list[Span]:
     """Chords from a text file onto a melody's grid: one ``start end label`` line per
     chord, times in seconds, labels as in POP909's ``chord_midi.txt`` (``C:maj``,
-    ``A:min7``, ``G:7/3``, ``N``). Errors name the file and line."""
+    ``A:min7``, ``G:7/3``, ``N``); blank lines and ``#`` comments are skipped.
 
+    Every other line must be a chord: a line with another number of columns, a time
+    that is not a finite number of seconds >= 0, an end not after its start, an unknown
+    label, a chord shorter than one grid step, or (given the melody's ``end_step``) a
+    chord starting after the melody ends is an error naming the file and the line.
+    """
     path = Path(path)
     try:
-        spans = read_spans(path, grid)
+        lines = path.read_text().splitlines()
     except UnicodeDecodeError as error:
         raise PianoaccError(f"{path}: not a text file of chords ({error.reason})") from error
-    for number, span in enumerate(spans, 1):
+    except OSError as error:
+        raise PianoaccError(f"{path}: cannot read the chord file ({error.strerror})") from error
+    melody_end = None if end_step is None else float(grid.to_seconds(np.array([end_step]))[0])
+    spans: list[Span] = []
+    for number, line in enumerate(lines, 1):
+        fields = line.split("#")[0].split()
+        if not fields:
+            continue
+        where = f"{path}:{number}: chord {len(spans) + 1}"
+        if len(fields) != 3:
+            raise PianoaccError(
+                f"{where}: expected 3 columns (start end label), got {len(fields)}: {line.strip()!r}"
+            )
         try:
-            chord_tones(span.label)
+            start, end = float(fields[0]), float(fields[1])
+        except ValueError as error:
+            raise PianoaccError(f"{where}: {error}") from error
+        if not (np.isfinite(start) and np.isfinite(end)) or start < 0:
+            raise PianoaccError(f"{where}: times must be finite seconds >= 0, got {start} {end}")
+        if end <= start:
+            raise PianoaccError(f"{where}: ends ({end} s) before it starts ({start} s)")
+        try:
+            chord_tones(fields[2])
         except PianoaccError as error:
-            raise PianoaccError(f"{path}: chord {number}: {error}") from error
+            raise PianoaccError(f"{where}: {error}") from error
+        if melody_end is not None and start >= melody_end:
+            raise PianoaccError(
+                f"{where}: starts at {start} s, after the melody ends ({melody_end:.3f} s)"
+            )
+        s, e = (int(v) for v in grid.to_steps(np.array([start, end])))
+        if e <= s:
+            raise PianoaccError(f"{where}: shorter than one grid step (a 32nd note)")
+        spans.append(Span(s, e, fields[2]))
     if not spans:
-        raise PianoaccError(f"{path}: no chord inside the melody's time span")
+        raise PianoaccError(f"{path}: no chord inside the file")
     return spans
+
+
+def chord_coverage(chords: Sequence[Span], end_step: int) -> float:
+    """Share (0..1) of the grid steps ``[0, end_step)`` that some chord other than ``N``
+    covers."""
+    covered = np.zeros(max(int(end_step), 1), bool)
+    for span in chords:
+        if span.label != "N":
+            covered[max(span.start, 0) : max(min(span.end, end_step), 0)] = True
+    return float(covered.mean())
 
 
 # --------------------------------------------------------------------------- beat tables

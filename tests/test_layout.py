@@ -68,11 +68,21 @@ def top_level_imports(module: str) -> list[tuple[int, str]]:
     """(line, imported module) of the imports a module runs when it is loaded."""
     tree = ast.parse(MODULES[module].read_text())
     found = []
-    for node in tree.body:
-        body = node.body if isinstance(node, ast.If) else [node]  # ``if TYPE_CHECKING:``
-        for statement in body:
-            found += [(statement.lineno, name) for name in imported_modules(statement, module)]
+    for statement in module_level(tree):
+        found += [(statement.lineno, name) for name in imported_modules(statement, module)]
     return found
+
+
+def module_level(tree: ast.Module) -> list[ast.stmt]:
+    """The statements a module runs when it loads: its body, and the bodies of its
+    module-level ``if`` (``if TYPE_CHECKING:``), ``with`` and ``try`` blocks."""
+    statements, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop(0)
+        statements.append(node)
+        if isinstance(node, (ast.If, ast.With, ast.Try)):
+            todo += node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", [])
+    return statements
 
 
 def stage(module: str) -> str:
@@ -99,8 +109,7 @@ def test_every_module_belongs_to_a_stage_and_is_short():
 def test_no_import_of_the_package_inside_a_function():
     for module, path in MODULES.items():
         tree = ast.parse(path.read_text())
-        top = {id(node) for node in tree.body}
-        top |= {id(s) for node in tree.body if isinstance(node, ast.If) for s in node.body}
+        top = {id(node) for node in module_level(tree)}
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
                 assert not imported_modules(node, module), (

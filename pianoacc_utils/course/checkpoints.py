@@ -1,4 +1,6 @@
-"""TODO docstring for course.checkpoints."""
+"""The checkpoint a notebook uses: a run trained in the notebook's output folder, else the
+shipped model, else (so that a checkout without models still runs) a quick model trained
+now. It sits with the course because it may train: the generation stage never does."""
 
 from __future__ import annotations
 

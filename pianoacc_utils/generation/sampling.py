@@ -28,7 +28,6 @@ import keras_hub
 import numpy as np
 from keras import ops
 
-from pianoacc_utils import models
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.defaults import (
     DEFAULT_CHORD_MASK,
@@ -36,6 +35,7 @@ from pianoacc_utils.defaults import (
     DEFAULT_TOP_P,
     DEFAULT_VELOCITY_TEMPERATURE,
 )
+from pianoacc_utils.models.seq2seq import SHIFT_STEPS  # grid steps each token id moves time
 from pianoacc_utils.tokenizer import EventTokenizer
 
 TOKENIZER = EventTokenizer()
@@ -118,10 +118,6 @@ setting of the cached-against-naive comparisons."""
 
 
 # --------------------------------------------------------------------------- token masks
-
-
-SHIFT_STEPS = models.SHIFT_STEPS
-"""Grid steps each token id moves time forward (0 for every token but a time shift)."""
 
 
 NEVER = np.zeros(len(TOKENIZER), bool)

@@ -48,9 +48,10 @@ CHECK_TAG = "nbval-check-output"
 def quick_copy(notebook: Path, root: Path) -> Path:
     """A copy of a committed notebook, its injected parameters set to the quick profile and to
     folders under ``root``, placed in ``root/notebooks`` beside links to :data:`LINKED`."""
-    (root / "notebooks").mkdir(parents=True)
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
     for name in LINKED:
-        (root / name).symlink_to(REPO / name)
+        if not (root / name).exists():
+            (root / name).symlink_to(REPO / name)
     values = {
         "PROFILE": "quick",
         "FIGURES_DIR": str(root / "figures"),
@@ -72,9 +73,17 @@ def quick_copy(notebook: Path, root: Path) -> Path:
     return copy
 
 
+@pytest.fixture(scope="module")
+def course_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for all the notebooks, as ``make run`` uses one: later notebooks reuse the
+    quick models that notebooks 04 and 05 train in ``output/runs``, as a student's run does."""
+    return tmp_path_factory.mktemp("course")
+
+
 @pytest.mark.notebook
+@pytest.mark.xdist_group("notebooks")
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_runs_quick_and_keeps_its_checked_outputs(notebook: Path, tmp_path: Path):
+def test_notebook_runs_quick_and_keeps_its_checked_outputs(notebook: Path, course_folder: Path):
     """The committed notebook runs top to bottom in the quick profile without an error, its
     cells tagged ``nbval-check-output`` print what the committed notebook shows (nbval), it
     saves its figures to FIGURES_DIR, and the checkout's notebooks and figures stay as they are."""
@@ -84,16 +93,18 @@ def test_notebook_runs_quick_and_keeps_its_checked_outputs(notebook: Path, tmp_p
     checked = [cell for cell in cells if CHECK_TAG in cell.metadata.get("tags", [])]
     assert checked, f"{notebook.name}: no cell tagged {CHECK_TAG}"
     assert all(cell.get("outputs") for cell in checked), "a checked cell has no committed output"
-    copy = quick_copy(notebook, tmp_path)
+    copy = quick_copy(notebook, course_folder)
     run = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
             "--nbval-current-env", "--nbval-cell-timeout", "1200", str(copy),
         ],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"},
+        cwd=course_folder, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"},
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    saved = [p for p in (tmp_path / "figures").rglob("*") if p.suffix.lower() in FIGURE_SUFFIXES]
+    number = notebook.name[:2]  # every figure's name starts with its notebook's number
+    saved = [p for p in (course_folder / "figures").glob(f"{number}_*")
+             if p.suffix.lower() in FIGURE_SUFFIXES]
     assert saved, f"{notebook.name} saved no figure to FIGURES_DIR"
     assert all(p.stat().st_size > 1000 for p in saved)
     assert snapshot(REPO / "notebooks", "*.ipynb") == committed

@@ -1,7 +1,8 @@
 """The model stage: the accompaniment model and its cached decoding.
 
-``seq2seq``: :class:`ModelConfig`, the time, meter and harmony signals and
-:class:`AccompanimentModel` (FNet or Transformer encoder, Transformer decoder);
+``config``: :class:`ModelConfig` (kind and sizes) and :func:`count_parameters`;
+``seq2seq``: the time, meter and harmony signals and :class:`AccompanimentModel` (FNet
+or Transformer encoder, Transformer decoder);
 ``cached``: :func:`init_cache` and :func:`decode_step`, the decoder one token at a time
 with key/value caches, what generation runs. Why the model is built as it is:
 ``docs/model.md``.
@@ -14,21 +15,19 @@ from pianoacc_utils.models.cached import (
     decode_step,
     init_cache,
 )
+from pianoacc_utils.models.config import KINDS, ModelConfig, count_parameters
 from pianoacc_utils.models.seq2seq import (
     BAR_STEPS,
     DEFAULT_BAR_STEPS,
-    KINDS,
     NO_BAR,
     PAD_ID,
     SHIFT_STEPS,
     AccompanimentModel,
     HarmonyEmbedding,
-    ModelConfig,
     TimeEmbedding,
     bar_positions,
     beat_rows,
     build_model,
-    count_parameters,
     pad_bar_lines,
     token_times,
 )

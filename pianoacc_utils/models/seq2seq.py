@@ -4,16 +4,14 @@ A melody encoder (FNet blocks: token mixing by a 2-D FFT; or Transformer blocks)
 Transformer decoder (causal self-attention, cross-attention to the melody), then a dense
 layer over the vocabulary. Every token also gets its time (step in the beat, beat, step
 since the bar line) and the chord of its beat. Lengths in tokens, times in grid steps
-(32nd notes); id 0 is padding. Why each part is as it is: ``docs/model.md``, notebook 03.
+(32nd notes); id 0 is padding. Sizes and switches: :class:`ModelConfig` (``config.py``).
+Why each part is as it is: ``docs/model.md``, notebook 03.
 Shapes: ``B`` batch, ``Lm``/``La`` melody/accompaniment tokens, ``D`` hidden_dim,
 ``V`` vocabulary, ``NB`` beats, ``K`` bar lines.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -24,9 +22,9 @@ from keras import ops
 from pianoacc_utils.common import PianoaccError, config_dict
 from pianoacc_utils.defaults import STEPS_PER_BEAT
 from pianoacc_utils.harmony.chords import HARMONY_DIM
+from pianoacc_utils.models.config import ModelConfig
 from pianoacc_utils.tokenizer import EventTokenizer
 
-KINDS = ("fnet", "transformer")
 PAD_ID = EventTokenizer.pad_id
 _TOKENIZER = EventTokenizer()
 # Grid steps each token id advances time by (0 for everything but time shifts).
@@ -34,58 +32,6 @@ SHIFT_STEPS = np.array([_TOKENIZER.time_shift_steps(i) for i in range(len(_TOKEN
 BAR_STEPS = 8 * STEPS_PER_BEAT  # rows of the bar-position table (later positions share the last)
 NO_BAR = 2**20  # padding of a bar-line table "bars": a step no token reaches
 DEFAULT_BAR_STEPS = 4 * STEPS_PER_BEAT  # bar length when no bar lines are given (4/4)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Size and kind of an :class:`AccompanimentModel` (saved with it: ``get_config``)."""
-
-    kind: str = "fnet"  # the melody encoder: "fnet" or "transformer"
-    vocabulary_size: int = EventTokenizer().vocabulary_size
-    melody_length: int = 256  # longest melody (tokens) the position table covers
-    accompaniment_length: int = 512  # longest decoder input (tokens, with START)
-    hidden_dim: int = 256  # D, divisible by num_heads
-    num_heads: int = 4
-    intermediate_dim: int = 1024  # feed-forward width in every block
-    encoder_layers: int = 4
-    decoder_layers: int = 4
-    dropout: float = 0.1
-    fnet_full_length: bool = True  # FNet mixes all melody_length positions: padding-invariant
-    time_embedding: bool = True  # add step-in-beat and beat embeddings of each token's time
-    max_beats: int = 256  # rows of the beat table (later beats share the last)
-    harmony: bool = True  # add a projection of the chord of each token's beat
-    meter: bool = True  # add the step since the last bar line
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise PianoaccError(f"model kind {self.kind!r}: expected one of {', '.join(KINDS)}")
-        if self.hidden_dim % self.num_heads:
-            raise PianoaccError(
-                f"model config: hidden_dim {self.hidden_dim} is not divisible by "
-                f"num_heads {self.num_heads}"
-            )
-
-    @property
-    def head_dim(self) -> int:
-        """Size of one attention head (``hidden_dim // num_heads``)."""
-        return self.hidden_dim // self.num_heads
-
-    def to_json(self) -> str:
-        """The config as a JSON object string."""
-        return json.dumps(config_dict(self), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Rebuild from :func:`~pianoacc_utils.common.config_dict` output; unknown keys fail."""
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise PianoaccError(f"model config: unknown fields {', '.join(unknown)}")
-        return cls(**values)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelConfig:
-        """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
 
 
 # --------------------------------------------------------------------------- time and meter
@@ -371,18 +317,3 @@ def build_model(config: ModelConfig) -> AccompanimentModel:
     model = AccompanimentModel(config, name=f"{config.kind}_accompaniment")
     model.build()
     return model
-
-
-def count_parameters(model: AccompanimentModel) -> dict[str, int]:
-    """Weights per part: ``embeddings`` (token+position tables, time tables, chord
-    projection), ``encoder``, ``decoder`` (blocks), ``output`` (logits layer), ``total``."""
-    signals = [model.time_embedding, model.harmony_embedding]
-    parts = {
-        "embeddings": [model.melody_embedding, model.accompaniment_embedding]
-        + [layer for layer in signals if layer is not None],
-        "encoder": model.encoder_blocks,
-        "decoder": model.decoder_blocks,
-        "output": [model.logits_layer],
-    }
-    counts = {name: int(sum(p.count_params() for p in layers)) for name, layers in parts.items()}
-    return {**counts, "total": int(model.count_params())}

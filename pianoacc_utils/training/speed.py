@@ -18,7 +18,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from pianoacc_utils.models.seq2seq import ModelConfig, build_model, count_parameters
+from pianoacc_utils.models.config import ModelConfig, count_parameters
+from pianoacc_utils.models.seq2seq import build_model
 from pianoacc_utils.training.loss import compile_model
 from pianoacc_utils.training.profiles import TrainConfig
 

@@ -37,7 +37,7 @@ from pianoacc_utils.evaluation import (
     EvaluationConfig,
     evaluation_report,
     melodies_markdown,
-    report_result,
+    report_markdown,
 )
 from pianoacc_utils.generation import (
     SamplingConfig,
@@ -361,7 +361,18 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _velocity_temperature_argument(parser)
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
-    parser.add_argument("--seed", type=int, default=0)
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    seeds.add_argument(
+        "--seeds", type=int, nargs="+", metavar="SEED",
+        help="evaluate every checkpoint at each of these seeds; the report gives each "
+        "metric's median over seeds and its spread, and the quality bar per seed",
+    )
+    parser.add_argument(
+        "--copy-check", action=argparse.BooleanOptionalAction, default=True,
+        help="look every system's 2- and 4-bar windows up in the train split (default on; "
+        "the index is built once, then cached)",
+    )
     parser.add_argument(
         "--chords", default="annotated", choices=("annotated", "estimated", "none"),
         help="chords the models play to: the annotation (default), estimated from the "
@@ -397,13 +408,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         velocity_temperature=args.velocity_temperature,
         top_k=args.top_k,
         top_p=args.top_p,
-        seed=args.seed,
+        seed=args.seeds[0] if args.seeds else args.seed,
         chords=args.chords,
         chord_mask=args.chord_mask,
         release=args.release,
         hanging_beats=args.hanging_beats,
         compound=args.compound,
         meter=args.meter,
+        seeds=tuple(args.seeds or ()),
+        copy_check=args.copy_check,
     )
     melody_paths = []
     if args.melodies is not None:
@@ -416,7 +429,7 @@ def _evaluate(args: argparse.Namespace) -> None:
             raise PianoaccError("--melodies needs at least one --checkpoint to accompany them")
     report = evaluation_report(args.checkpoint, config, melody_paths, progress=sys.stderr.isatty())
     details = report["details"]
-    table = report_result(report).to_markdown()
+    table = report_markdown(report)
     rebarred = "" if args.meter == "4/4" else f", re-barred into {args.meter}"
     print(f"{details['segments']} segments of {args.bars} bars from the {args.split} split{rebarred}\n")
     print(table)
@@ -426,9 +439,9 @@ def _evaluate(args: argparse.Namespace) -> None:
             f"\n{name}: teacher-forced loss {tf['loss']:.3f}, perplexity {tf['perplexity']:.2f}, "
             f"token accuracy {tf['accuracy']:.3f}; generation {info['generation_seconds']} s"
         )
-    for name, rows in report["quality_bar"].items():
-        passed = sum(row["passed"] for row in rows)
-        print(f"{name}: quality bar {passed}/{len(rows)} checks passed")
+    for name, rows in report["seeds"]["quality_bar"].items():
+        passed = ", ".join(f"{row['passed']}/{row['checks']} (seed {row['seed']})" for row in rows)
+        print(f"{name}: quality bar {passed} checks passed")
     if "melodies" in report:
         print(f"\n{len(melody_paths)} melodies from {args.melodies} (no ground truth)\n")
         print(melodies_markdown(report["melodies"]))

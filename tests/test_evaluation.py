@@ -352,23 +352,38 @@ def test_result_round_trips_through_json_and_renders_markdown(toy_result, tmp_pa
 
 def test_quality_bar_passes_good_systems_and_fails_bad_ones(toy_result):
     rows = {row["criterion"]: row for row in ev.quality_bar(toy_result, "late")}
-    assert len(rows) == 12
+    assert len(rows) == 19
     assert not rows["median_bar_offset median == 0 beats"]["passed"]
     assert not rows["bars_off_share median <= 0.15"]["passed"]
     assert rows["chord_tone_ratio median >= 0.95 x ground truth"]["passed"]
+    # half a beat late: the bass misses the downbeats, the onsets sit where the pianist has none
+    assert not rows["strong_beat_bass median >= the pianist's 10th percentile"]["passed"]
+    assert not rows["rhythm_distance median <= the pianist's 90th percentile"]["passed"]
     silent = {row["criterion"]: row["passed"] for row in ev.quality_bar(toy_result, "silent")}
     assert not silent["silent_bar_share mean <= 0.05"]
     assert not silent["grid_share median >= 0.9 x ground truth"]
+    assert not silent["harmonic_motion median >= the pianist's 10th percentile"]  # NaN fails
     blocks = {row["criterion"]: row for row in ev.quality_bar(toy_result, "blocks")}
-    # four chords a bar against one, all at velocity 70: too dense and too flat
+    # four chords a bar against one whole-bar chord, all at velocity 70: too dense, too
+    # flat, struck where the pianist is not, and too short
     failed = {name for name, row in blocks.items() if not row["passed"]}
     assert failed == {
         "notes_per_bar median within [0.5, 2] x ground truth",
         "velocity_std median > 0 and >= 0.3 x ground truth",
+        "rhythm_distance median <= the pianist's 90th percentile",
+        "median_duration median within [0.5, 2] x ground truth",
     }
     assert blocks["notes_per_bar median within [0.5, 2] x ground truth"]["threshold"] == [2.0, 8.0]
+    spread = blocks["voicing_spread median within the pianist's 10th-90th percentiles"]
+    assert spread["threshold"] == [19.0, 19.0] and spread["value"] == 19.0
     with pytest.raises(PianoaccError, match="fnet"):
         ev.quality_bar(toy_result)
+    older = ev.EvaluationResult(**{**toy_result.__dict__, "summary": {
+        name: {m: v for m, v in rows.items() if m not in ev.PIANISM_METRICS}
+        for name, rows in toy_result.summary.items()
+    }})
+    with pytest.raises(PianoaccError, match="lacks harmonic_motion"):
+        ev.quality_bar(older, "blocks")
 
 
 def test_compare_models_writes_the_comparison_from_the_numbers(toy_result):
@@ -379,9 +394,105 @@ def test_compare_models_writes_the_comparison_from_the_numbers(toy_result):
     text = ev.compare_models(report, "blocks", "late")
     assert text.startswith("- **Closeness to the pianist.** blocks is closer")
     assert "bars_off_share 0 vs 1, pianist 0" in text  # late by half a beat: every bar off
-    assert "- **Quality bar.** blocks passes 10 of 12 checks" in text
+    assert "- **Quality bar.** blocks passes 15 of 19 checks" in text
     assert "Teacher forcing" not in text  # the report has no teacher-forced metrics
     assert ev.compare_models(report, "blocks", "fnet").startswith("Only ground_truth, blocks")
+
+
+def test_overlapping_area_of_values_equal_but_for_the_last_bit():
+    noisy = [7.782158021466435, 7.782158021466434] * 3
+    assert ev.overlapping_area(noisy, noisy[::-1]) == pytest.approx(1.0)
+
+
+def test_evaluate_systems_adds_extra_metrics_with_their_units():
+    segments = [make_segment(bars=2, song_id=f"{i:03d}") for i in range(3)]
+    result = ev.evaluate_systems(
+        segments, {"blocks": ev.block_chord_baseline}, progress=False, resamples=20,
+        extra=lambda seg, notes: {"note_count": float(len(notes))},
+        extra_units={"note_count": "notes"},
+    )
+    assert result.metrics == [*ev.METRICS, "note_count"]
+    assert result.per_segment["blocks"]["note_count"] == [32.0] * 3  # 8 beats x 4 notes
+    assert result.settings["units"]["note_count"] == "notes"
+    assert "| note_count | notes | 8 [8, 8] | 32 [32, 32] |" in result.to_markdown()
+    with pytest.raises(PianoaccError, match="extra_units"):
+        ev.evaluate_systems(segments, {}, progress=False, extra=lambda seg, notes: {})
+
+
+def _seeded_runs(monkeypatch) -> list[ev.EvaluationConfig]:
+    """``evaluate_checkpoints`` replaced by a model that plays the ground truth ``seed``
+    steps late (seed 0 on time, seed 4 half a beat late) on the toy segments."""
+    from pianoacc_utils.evaluation import reports
+
+    segments = [make_segment(bars=2 + i % 3, song_id=f"{i:03d}") for i in range(6)]
+    seen = []
+
+    def by_seed(checkpoints, config, progress=True, teacher_forced=True):
+        seen.append((config, teacher_forced))
+        systems = {"fnet": lambda s: moved(s.accompaniment, config.seed),
+                   "block_chords": ev.block_chord_baseline}
+        result = ev.evaluate_systems(segments, systems, progress=False, resamples=20)
+        model = {"checkpoint": "fnet", "generation_seconds": 1.0 + config.seed,
+                 "teacher_forced": {"loss": 1.0} if teacher_forced else None}
+        return result, {"segments": len(segments), "models": {"fnet": model}}
+
+    monkeypatch.setattr(reports, "evaluate_checkpoints", by_seed)
+    return seen
+
+
+def test_evaluation_report_summarises_every_seed(monkeypatch):
+    seen = _seeded_runs(monkeypatch)
+    report = ev.evaluation_report(["fnet"], ev.EvaluationConfig(seeds=(0, 4, 0)))
+    assert [(config.seed, forced) for config, forced in seen] == [(0, True), (4, False)]
+    seeds = report["seeds"]
+    assert seeds["seeds"] == [0, 4]
+    assert seeds["statistic"]["key_agreement"] == "mean"
+    assert seeds["statistic"]["bars_off_share"] == "median"
+    assert ev.seed_statistic("copied_2_bar_share", "share of 2-bar windows") == "mean"
+    assert seeds["per_seed"]["fnet"]["median_bar_offset"] == [0.0, 0.5]
+    assert seeds["median"]["fnet"]["median_bar_offset"] == 0.25
+    assert seeds["spread"]["fnet"]["bars_off_share"] == [0.0, 1.0]
+    assert seeds["spread"]["block_chords"]["notes_per_bar"] == [16.0, 16.0]
+    bars = {row["seed"]: row for row in seeds["quality_bar"]["fnet"]}
+    # seed 0 plays the ground truth, whose velocities are all 80 (the bar asks for a spread)
+    assert bars[0]["passed"] == 18 and bars[0]["checks"] == 19
+    assert bars[0]["failed"] == ["velocity_std median > 0 and >= 0.3 x ground truth"]
+    assert "median_bar_offset median == 0 beats" in bars[4]["failed"]
+    assert "rhythm_distance median <= the pianist's 90th percentile" in seeds["quality_bar"][
+        "block_chords"][0]["failed"]
+    assert report["summary"]["summary"]["fnet"]["median_bar_offset"]["median"] == 0.0  # seed 0
+    assert report["details"]["models"]["fnet"]["seed_generation_seconds"] == {"0": 1.0, "4": 5.0}
+    assert set(report["quality_bar"]) == {"fnet", "block_chords"}
+    text = ev.report_markdown(report)
+    assert "| fnet | 4 | " in text and "| block_chords | 0 | 15/19 |" in text
+    assert "| median_bar_offset | median | beats | 0 [0, 0] | 0.25 [0, 0.5] | 0 [0, 0] |" in text
+    single = ev.evaluation_report(["fnet"], ev.EvaluationConfig(seed=4))
+    assert single["seeds"]["seeds"] == [4] and "over seeds" not in ev.report_markdown(single)
+
+
+def test_evaluate_seeds_and_copy_check_options(monkeypatch, capsys):
+    from pianoacc_utils import cli
+
+    seen = {}
+
+    def fake_report(checkpoints, config, melody_paths, progress=False):
+        seen["config"] = config
+        raise PianoaccError("stop here")
+
+    monkeypatch.setattr(cli, "evaluation_report", fake_report)
+    assert cli.main(["evaluate", "--seeds", "3", "1", "2"]) == 1
+    assert seen["config"].seeds == (3, 1, 2) and seen["config"].seed == 3
+    assert seen["config"].copy_check
+    assert cli.main(["evaluate", "--seed", "5", "--no-copy-check"]) == 1
+    assert seen["config"].seeds == () and seen["config"].seed == 5
+    assert not seen["config"].copy_check
+    assert cli.main(["evaluate"]) == 1 and seen["config"].seeds == () and seen["config"].seed == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--seed", "1", "--seeds", "2"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--seeds", "one"])
 
 
 # --------------------------------------------------------------------------- real songs

@@ -85,3 +85,40 @@ from pianoacc_utils.evaluation.summary import (
     bootstrap_ci,
     summarize,
 )
+from pianoacc_utils.evaluation.pianism import (
+    CHROMA_THRESHOLD,
+    LOW_REGISTER_TOP,
+    PHRASE_BARS,
+    PIANISM_METRICS,
+    STRONG_BEAT_TOLERANCE_STEPS,
+    bar_onset_patterns,
+    bar_pitch_classes,
+    harmonic_motion,
+    harmonic_variety,
+    median_duration,
+    onset_histogram,
+    onset_repetition,
+    pianism_metrics,
+    rhythm_distance,
+    strong_beat_bass,
+    strong_beats,
+    voicing_spread,
+)
+from pianoacc_utils.evaluation.copying import (
+    COPY_METRICS,
+    COPY_WINDOW_BARS,
+    CopyIndex,
+    CopyIndexConfig,
+    bar_windows,
+    build_copy_index,
+    copy_index_path,
+    copy_metrics,
+    load_copy_index,
+    window_fingerprint,
+)
+from pianoacc_utils.evaluation.reports import (
+    PIANIST_PERCENTILES,
+    report_markdown,
+    seed_statistic,
+    seed_summary,
+)

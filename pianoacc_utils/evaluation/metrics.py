@@ -20,6 +20,7 @@ from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data.notes import Note, Span, note_arrays
 from pianoacc_utils.data.pop909 import Segment
 from pianoacc_utils.defaults import STEPS_PER_BEAT
+from pianoacc_utils.evaluation.pianism import PIANISM_METRICS, pianism_metrics
 from pianoacc_utils.harmony.chords import chord_tones
 from pianoacc_utils.harmony.key import _key_scores, estimate_key, parse_key
 
@@ -79,6 +80,7 @@ METRICS: dict[str, str] = {
     "polyphony": "notes",
     "pitch_range": "semitones",
     "velocity_std": "MIDI velocity",
+    **PIANISM_METRICS,
 }
 """Every per-segment metric of :func:`segment_metrics`, in report order, with its unit."""
 
@@ -456,7 +458,7 @@ def overlapping_area(
     """
     a = np.asarray(values_a, dtype=np.float64)
     b = np.asarray(values_b, dtype=np.float64)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    a, b = np.round(a[np.isfinite(a)], 9), np.round(b[np.isfinite(b)], 9)  # no last-bit ranges
     if len(a) == 0 or len(b) == 0:
         return math.nan
     if np.isscalar(bins):
@@ -492,5 +494,6 @@ def segment_metrics(
         "polyphony": polyphony(accompaniment),
         "pitch_range": pitch_range(accompaniment),
         "velocity_std": velocity_std(accompaniment),
+        **pianism_metrics(accompaniment, segment.accompaniment, bars, steps),
     }
     return {name: metrics[name] for name in METRICS}

@@ -33,6 +33,7 @@ from pianoacc_utils.defaults import (
     HANGING_BEATS,
     STEPS_PER_BEAT,
 )
+from pianoacc_utils.evaluation.copying import COPY_METRICS, copy_metrics, load_copy_index
 from pianoacc_utils.evaluation.metrics import (
     DEFAULT_BEAT_SECONDS,
     METRICS,
@@ -114,6 +115,10 @@ def _ground_truth(seg: Segment) -> list[Note]:
     return list(seg.accompaniment)
 
 
+ExtraMetrics = Callable[[Segment, Sequence[Note]], Mapping[str, float]]
+"""More per-segment metrics: (segment, accompaniment) -> {name: value}."""
+
+
 def evaluate_systems(
     segments: Sequence[Segment],
     systems: Mapping[str, Callable[[Segment], Sequence[Note]]],
@@ -121,6 +126,8 @@ def evaluate_systems(
     progress: bool = True,
     resamples: int = 1000,
     seed: int = 0,
+    extra: ExtraMetrics | None = None,
+    extra_units: Mapping[str, str] | None = None,
 ) -> EvaluationResult:
     """Run every system on every segment, compute :func:`segment_metrics`, summarise.
 
@@ -129,6 +136,8 @@ def evaluate_systems(
     see :func:`segment_beat_seconds`), one value for all, or ``None`` for 0.5 s.
     Summaries resample segments (``resamples`` times, generator seed ``seed``), so
     the same segments are drawn for every system and metric with the same count.
+    ``extra`` adds the metrics named in ``extra_units`` (name -> unit, recorded in
+    ``settings["units"]``), such as :func:`~pianoacc_utils.evaluation.copy_metrics`.
     """
     from tqdm.auto import tqdm
 
@@ -136,17 +145,22 @@ def evaluate_systems(
         raise PianoaccError("evaluate_systems needs at least one segment")
     if GROUND_TRUTH in systems:
         raise PianoaccError(f"{GROUND_TRUTH!r} is always evaluated; name other systems otherwise")
+    if (extra is None) != (extra_units is None):
+        raise PianoaccError("evaluate_systems needs both extra and extra_units, or neither")
     runners = {GROUND_TRUTH: _ground_truth, **systems}
     tempos = _beat_seconds_list(beat_seconds, len(segments))
-    per_segment: dict[str, dict[str, list[float]]] = {s: {m: [] for m in METRICS} for s in runners}
+    units = {**METRICS, **(extra_units or {})}
+    per_segment: dict[str, dict[str, list[float]]] = {s: {m: [] for m in units} for s in runners}
     pooled: dict[str, dict[str, list[int]]] = {
         s: {f: [] for f in NOTE_FEATURE_BINS} for s in runners
     }
     for seg, tempo in tqdm(list(zip(segments, tempos)), desc="evaluate", disable=not progress):
         for system, run in runners.items():
             accompaniment = list(run(seg))
-            for metric, value in segment_metrics(seg, accompaniment, tempo).items():
-                per_segment[system][metric].append(value)
+            values = dict(segment_metrics(seg, accompaniment, tempo))
+            values.update(extra(seg, accompaniment) if extra is not None else {})
+            for metric in units:
+                per_segment[system][metric].append(values[metric])
             pooled[system]["pitch"].extend(n.pitch for n in accompaniment)
             pooled[system]["velocity"].extend(n.velocity for n in accompaniment)
             pooled[system]["duration"].extend(n.end - n.start for n in accompaniment)
@@ -173,7 +187,7 @@ def evaluate_systems(
     ]
     return EvaluationResult(
         systems=list(runners),
-        metrics=list(METRICS),
+        metrics=list(units),
         segments=segment_rows,
         per_segment=per_segment,
         summary=summary,
@@ -183,6 +197,7 @@ def evaluate_systems(
             "seed": seed,
             "level": 0.95,
             "overlap_bins": OVERLAP_BINS,
+            "units": units,
         },
     )
 
@@ -208,7 +223,11 @@ class EvaluationConfig:
     accompanied (:data:`~pianoacc_utils.common.COMPOUND_MODES`; POP909 has none).
     ``meter``: the segments' four-beat bars re-barred (:func:`pianoacc_utils.data.rebar`,
     ``"3/4"`` or ``"2/4"``; ``"4/4"`` leaves them), ground truth included, to measure
-    how the models keep time in meters POP909 hardly has.
+    how the models keep time in meters POP909 hardly has. ``seeds``: sampling seeds
+    that :func:`~pianoacc_utils.evaluation.evaluation_report` evaluates one after
+    another (empty: ``seed`` alone); each run samples with its own seed as ``seed``.
+    ``copy_check``: also look every system's bars up in the train split
+    (:mod:`~pianoacc_utils.evaluation.copying`; the index is built once, then cached).
     """
 
     split: str = "test"
@@ -227,6 +246,8 @@ class EvaluationConfig:
     hanging_beats: float = HANGING_BEATS
     compound: str = DEFAULT_COMPOUND
     meter: str = "4/4"
+    seeds: tuple[int, ...] = ()
+    copy_check: bool = True
 
     def sampling(self) -> SamplingConfig:
         """The ``generation.SamplingConfig`` of these settings."""
@@ -333,7 +354,9 @@ def evaluate_checkpoints(
     Returns the metric summaries and a dict with, per model, the teacher-forced
     metrics (:func:`teacher_forced_metrics`, ``None`` with ``teacher_forced=False``:
     they need the model's whole prepared split) and the generation time (seconds),
-    plus the configuration and segment count.
+    plus the configuration and segment count. With ``config.copy_check`` the result
+    has the :data:`~pianoacc_utils.evaluation.copying.COPY_METRICS` of every system
+    against the train split (:func:`~pianoacc_utils.evaluation.copying.load_copy_index`).
     """
     import time
 
@@ -358,7 +381,13 @@ def evaluate_checkpoints(
         }
     if baseline:
         systems["block_chords"] = block_chord_baseline
-    result = evaluate_systems(segments, systems, tempos, progress=progress)
+    extra, units = None, None
+    if config.copy_check:
+        copy_index = load_copy_index()
+        extra, units = (lambda seg, notes: copy_metrics(copy_index, seg, notes)), COPY_METRICS
+    result = evaluate_systems(
+        segments, systems, tempos, progress=progress, extra=extra, extra_units=units
+    )
     details["estimated_chords"] = estimated_chord_agreement(segments)
     return result, details
 

@@ -151,9 +151,10 @@ class EvaluationResult:
             f"| metric ({statistic} [95% CI]) | unit | " + " | ".join(self.systems) + " |",
             "|---|---|" + "---|" * len(self.systems),
         ]
+        units = {**METRICS, **self.settings.get("units", {})}
         for metric in self.metrics:
             cells = [_format_cell(self.summary[s][metric], statistic) for s in self.systems]
-            lines.append(f"| {metric} | {METRICS.get(metric, '')} | " + " | ".join(cells) + " |")
+            lines.append(f"| {metric} | {units.get(metric, '')} | " + " | ".join(cells) + " |")
         features = list(next(iter(self.overlap.values()), {}))
         if features:
             lines += [

@@ -1,4 +1,7 @@
-"""Training: batches, masked loss/metrics, schedule, overfitting, resume, two devices, CLI."""
+"""Training: batches, masked loss/metrics, schedule, overfitting, crash-safe resume, CLI.
+
+Two devices, mixed precision and the `full` profile's model: ``test_gpu_path.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,9 @@ import csv
 import dataclasses
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-import keras  # noqa: E402  (after models: the backend default is set there)
+import keras
 import numpy as np
 import pytest
 
@@ -44,7 +43,6 @@ from pianoacc_utils.training import (
     train,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 QUICK = PROFILES["quick"]
 
 
@@ -301,47 +299,194 @@ def test_train_resume_continues_epochs_and_schedule(quick_data, tmp_path):
     )
 
 
-MIRRORED_SCRIPT = textwrap.dedent(
-    """
-    import dataclasses, json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-    )
-    from pianoacc_utils.training import PROFILES, pick_strategy, train
-
-    strategy = pick_strategy()
-    quick = PROFILES["quick"]
-    settings = dataclasses.replace(quick.train, max_train_segments=64, max_validation_segments=32)
-    history = train(dataclasses.replace(quick, train=settings), "transformer", sys.argv[1],
-                    epochs=1, progress=False, data=sys.argv[2])
-    print(json.dumps({"strategy": strategy.describe(), "history": history}))
-    """
-)
-
-
-def test_two_logical_cpus_train_with_mirrored_strategy(quick_data, tmp_path):
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "run"), str(quick_data)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["strategy"]["name"] == "mirrored"
-    assert len(report["strategy"]["devices"]) == 2
-    history = report["history"]
-    assert history["epoch"] == [0] and math.isfinite(history["val_loss"][0])
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["strategy"]["name"] == "mirrored"
-
-
 def test_one_device_uses_the_default_strategy():
     strategy = pick_strategy()
     assert strategy.name == "default" and strategy.replicas == 1
     with strategy.scope():
         pass
+
+
+# --------------------------------------------------------------------------- crash-safe resume
+
+
+class StepLosses(keras.callbacks.Callback):
+    """Records the running epoch loss after every optimizer step, by global step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losses: dict[int, float] = {}
+
+    def on_train_begin(self, logs=None):
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        self.losses[self.step] = float(logs["loss"])
+
+
+class CrashAtStep(keras.callbacks.Callback):
+    """Stops training with an error right after optimizer step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.crash_step = step
+
+    def on_train_begin(self, logs=None):
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step == self.crash_step:
+            raise RuntimeError(f"crash after step {self.step}")
+
+
+RESUMED = small_quick(train_segments=64, validation_segments=32)
+"""4 optimizer steps per epoch (64 segments, batches of 16): step 3 falls in epoch 0,
+step 6 in the middle of epoch 1."""
+
+
+@pytest.fixture(scope="module")
+def reference_run(quick_data, tmp_path_factory) -> tuple[Path, dict[int, float]]:
+    """Three epochs of ``RESUMED`` without a stop, a step checkpoint every 3 steps."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    steps = StepLosses()
+    train(RESUMED, "fnet", out, epochs=3, progress=False, data=quick_data,
+          checkpoint_steps=3, callbacks=[steps])
+    return out, steps.losses
+
+
+def test_crashes_mid_epoch_and_mid_commit_resume_to_the_same_run(
+    reference_run, quick_data, tmp_path, monkeypatch
+):
+    """A run killed after step 7 (its last step checkpoint: step 6, in epoch 1), then
+    killed again between writing epoch 1's weights and history and committing its state,
+    and resumed, ends with the per-step losses, history and weights of a run that never
+    stopped: it replays the batches of epoch 1 after step 6 in order, with the optimizer
+    state, learning rate and running metric sums of step 6."""
+    from pianoacc_utils.training import checkpoints
+
+    reference, reference_losses = reference_run
+    out = tmp_path / "run"
+    steps = StepLosses()
+    with pytest.raises(RuntimeError, match="after step 7"):
+        train(RESUMED, "fnet", out, epochs=3, progress=False, data=quick_data,
+              checkpoint_steps=3, callbacks=[steps, CrashAtStep(7)])
+    state = json.loads((out / "training_state.json").read_text())
+    assert state["epochs_done"] == 1 and state["step"]["optimizer_iterations"] == 6
+    assert state["step"]["epoch"] == 1 and state["step"]["batches_done"] == 2
+    assert (out / "step.keras").is_file() and len(read_history(out)["epoch"]) == 1
+
+    real_write_state = checkpoints.write_state
+
+    def crash_before_epoch_1_commit(out_dir, new_state):
+        if new_state.get("epochs_done") == 2 and not new_state.get("step"):
+            raise RuntimeError("crash before the state is written")
+        real_write_state(out_dir, new_state)
+
+    monkeypatch.setattr(checkpoints, "write_state", crash_before_epoch_1_commit)
+    with pytest.raises(RuntimeError, match="before the state"):
+        train(RESUMED, "fnet", out, epochs=2, resume=True, progress=False, data=quick_data,
+              checkpoint_steps=3, callbacks=[steps])
+    monkeypatch.undo()
+    # Weights and history of epoch 1 were written, its state was not: still step 6.
+    assert (out / "last.8.partial.keras").is_file()
+    assert read_history(out)["epoch"] == [0, 1]
+    assert json.loads((out / "training_state.json").read_text()) == state
+
+    resumed = StepLosses()
+    history = train(RESUMED, "fnet", out, epochs=2, resume=True, progress=False,
+                    data=quick_data, checkpoint_steps=3, callbacks=[resumed])
+    assert sorted(resumed.losses) == list(range(7, 13))
+    assert not list(out.glob("*.partial.keras")) and not (out / "step.keras").exists()
+    for step, loss in {**steps.losses, **resumed.losses}.items():
+        assert loss == pytest.approx(reference_losses[step], rel=1e-5), step
+    expected = read_history(reference)
+    assert history["epoch"] == expected["epoch"] == [0, 1, 2]
+    for column, values in expected.items():
+        np.testing.assert_allclose(history[column], values, rtol=1e-5, err_msg=column)
+    state = json.loads((out / "training_state.json").read_text())
+    assert state["epochs_done"] == 3 and state["optimizer_iterations"] == 12
+    model, twin = (keras.models.load_model(run / "last.keras") for run in (out, reference))
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 12
+    for weight, expected_weight in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(weight, expected_weight, rtol=1e-4, atol=1e-6)
+
+
+def test_recover_finishes_or_undoes_an_interrupted_commit(tmp_path):
+    from pianoacc_utils.training import recover
+
+    for name in ("last.keras", "step.keras", "last.8.partial.keras", "best.8.partial.keras",
+                 "last.12.partial.keras"):
+        (tmp_path / name).write_text(name)
+    done = recover(tmp_path, {"optimizer_iterations": 8, "best_iterations": 8, "step": None})
+    assert (tmp_path / "last.keras").read_text() == "last.8.partial.keras"
+    assert (tmp_path / "best.keras").read_text() == "best.8.partial.keras"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras", "last.keras"]
+    assert len(done) == 4
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,3.0\n1,2.5\n2,2.25\n")
+    recover(tmp_path, {"epochs_done": 2, "optimizer_iterations": 8})
+    assert read_history(tmp_path) == {"epoch": [0, 1], "loss": [3.0, 2.5]}
+    (tmp_path / "step.6.partial.keras").write_text("step 6")
+    recover(tmp_path, {"epochs_done": 2, "optimizer_iterations": 8, "step": {"optimizer_iterations": 6}})
+    assert (tmp_path / "step.keras").read_text() == "step 6"
+
+
+def test_segment_batches_resume_inside_an_epoch(quick_data):
+    split = load_split(quick_data, "validation")
+    config = QUICK.model_config("fnet")
+    options = {"batch_size": 8, "shuffle": True, "seed": 3, "harmony_dropout": 0.5}
+    whole = SegmentBatches(split, config, epoch=2, **options)
+    rest = SegmentBatches(split, config, epoch=2, start_batch=3, **options)
+    assert len(rest) == len(whole) - 3 and rest.batches_per_epoch == len(whole)
+    for index in range(len(rest)):
+        inputs, target = rest[index]
+        expected_inputs, expected_target = whole[index + 3]
+        np.testing.assert_array_equal(target, expected_target)
+        np.testing.assert_array_equal(inputs["harmony"], expected_inputs["harmony"])
+    rest.on_epoch_end()
+    assert len(rest) == len(whole) and rest.epoch == 3
+    with pytest.raises(PianoaccError, match="an epoch has"):
+        SegmentBatches(split, config, start_batch=len(whole), **options)
+
+
+def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, capsys):
+    import zipfile
+
+    from pianoacc_utils.training.checkpoints import load_checkpoint
+
+    profile = small_quick()
+    out = fake_run(tmp_path / "run", profile, "fnet", 1)  # last.keras holds garbage
+    with pytest.raises(PianoaccError, match=r"last\.keras: not a readable Keras checkpoint.*"
+                       r"delete the folder .*fresh --out"):
+        train(profile, "fnet", out, resume=True, progress=False)
+    with zipfile.ZipFile(out / "last.keras", "w") as archive:  # complete zip, broken weights
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", b"not hdf5")
+        archive.writestr("metadata.json", "{}")
+    with pytest.raises(PianoaccError, match="last.keras: not a readable Keras checkpoint"):
+        load_checkpoint(out / "last.keras")
+    data = (out / "last.keras").read_bytes()
+    cli_run = fake_run(tmp_path / "cli", QUICK, "fnet", 1)
+    (cli_run / "last.keras").write_bytes(data[: len(data) // 2])  # truncated
+    code = cli.main(["train", "--model", "fnet", "--profile", "quick", "--out", str(cli_run),
+                     "--resume"])
+    error = capsys.readouterr().err.strip()
+    assert code == 1 and len(error.splitlines()) == 1
+    assert "last.keras: not a readable Keras checkpoint" in error and "fresh --out" in error
+
+
+def test_resuming_with_other_settings_names_each_difference(tmp_path):
+    from pianoacc_utils.training import settings_difference
+
+    profile = small_quick()
+    out = fake_run(tmp_path / "run", profile, "fnet", 1)
+    wider = dataclasses.replace(profile, model=dataclasses.replace(profile.model, hidden_dim=128))
+    with pytest.raises(PianoaccError, match=r"model\.hidden_dim: 64 in the run, 128 now"):
+        train(wider, "fnet", out, resume=True, progress=False)
+    later = dataclasses.replace(profile.train, epochs=9, checkpoint_steps=50, learning_rate=1e-3)
+    assert settings_difference(profile.to_dict(), dataclasses.replace(profile, train=later)) == [
+        "train.learning_rate: 0.002 in the run, 0.001 now"
+    ]  # more epochs and other checkpoint steps may go on from a run
 
 
 # --------------------------------------------------------------------------- command line

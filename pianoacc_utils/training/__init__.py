@@ -2,7 +2,8 @@
 
 ``profiles`` (settings per machine size), ``batches`` (teacher-forced, padded batches),
 ``loss`` (masked cross-entropy, metrics, learning-rate schedule), ``devices``
-(distribution strategy, mixed precision), ``loop`` (train, resume, read a run back),
+(distribution strategy, mixed precision), ``checkpoints`` (what a run folder commits
+and how a resume recovers it), ``loop`` (train, resume, read a run back),
 ``export`` (ship a run with its model card) and ``speed`` (training-step timing).
 """
 
@@ -19,6 +20,12 @@ from pianoacc_utils.training.batches import (
     segment_batch,
     teacher_forcing,
 )
+from pianoacc_utils.training.checkpoints import (
+    RunCheckpoints,
+    read_history,
+    recover,
+    settings_difference,
+)
 from pianoacc_utils.training.devices import (
     StrategyInfo,
     pick_strategy,
@@ -29,7 +36,6 @@ from pianoacc_utils.training.export import (
 )
 from pianoacc_utils.training.loop import (
     is_finished_run,
-    read_history,
     run_profile,
     train,
     train_or_reuse,

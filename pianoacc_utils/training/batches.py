@@ -139,7 +139,10 @@ class SegmentBatches(keras.utils.PyDataset):
     sequences are shuffled each epoch, sorted by accompaniment length inside
     pools of ``pool_batches`` batches, and the batches shuffled; without it
     batches follow length order (validation). ``max_segments`` keeps a fixed
-    seeded random subset. ``epoch`` sets the shuffle of the first epoch (resume).
+    seeded random subset. The order of an epoch's batches and its hidden chords are a
+    function of ``(seed, epoch)`` alone, so a resumed run replays them exactly: ``epoch``
+    sets the first epoch served and ``start_batch`` the batch it starts from (the rest
+    of an interrupted epoch; later epochs are whole).
     """
 
     def __init__(
@@ -154,6 +157,7 @@ class SegmentBatches(keras.utils.PyDataset):
         max_segments: int | None = None,
         epoch: int = 0,
         harmony_dropout: float = 0.0,
+        start_batch: int = 0,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         if len(split) == 0:
@@ -180,8 +184,7 @@ class SegmentBatches(keras.utils.PyDataset):
         self.harmony = [split.harmony_table(i) for i in chosen]
         self.bars = [split.bar_lines(i) for i in chosen]
         self.harmony_dropout = harmony_dropout
-        self.epoch = epoch
-        self._plan = self._make_plan()
+        self.seek(epoch, start_batch)
 
     @property
     def num_segments(self) -> int:
@@ -191,6 +194,16 @@ class SegmentBatches(keras.utils.PyDataset):
     def num_tokens(self) -> int:
         """Target tokens (loss positions) in one epoch."""
         return int(self.lengths.sum())
+
+    def seek(self, epoch: int, start_batch: int = 0) -> None:
+        """Serve epoch ``epoch`` from its batch ``start_batch`` on (resume)."""
+        self.epoch = epoch
+        self._plan = self._make_plan()
+        if not 0 <= start_batch < len(self._plan):
+            raise PianoaccError(
+                f"start batch {start_batch}: an epoch has {len(self._plan)} batches"
+            )
+        self.start_batch = start_batch
 
     def _make_plan(self) -> list[np.ndarray]:
         n, size = self.num_segments, self.batch_size
@@ -208,10 +221,16 @@ class SegmentBatches(keras.utils.PyDataset):
         rng.shuffle(batches)
         return batches
 
-    def __len__(self) -> int:
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches in a whole epoch (``len`` is what is left of the current one)."""
         return len(self._plan)
 
+    def __len__(self) -> int:
+        return len(self._plan) - self.start_batch
+
     def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        index += self.start_batch  # the batch's place in the whole epoch
         members = self._plan[index]
         inputs, target = collate(
             [self.melodies[i] for i in members],
@@ -230,8 +249,7 @@ class SegmentBatches(keras.utils.PyDataset):
         return inputs, target
 
     def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._plan = self._make_plan()
+        self.seek(self.epoch + 1)
 
     def for_fit(self) -> Any:
         """What ``model.fit`` should get: this object, or under TensorFlow a
@@ -242,9 +260,10 @@ class SegmentBatches(keras.utils.PyDataset):
         import tensorflow as tf
 
         def epoch_batches() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+            epoch = self.epoch
             for index in range(len(self)):
                 yield self[index]
-            self.on_epoch_end()
+            self.seek(epoch + 1)  # the same epoch whenever this runs (prefetching)
 
         spec = tf.TensorSpec((self.batch_size, None), tf.int32)
         tables = tf.TensorSpec((self.batch_size, None, harmony.HARMONY_DIM), tf.float32)

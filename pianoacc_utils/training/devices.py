@@ -5,7 +5,9 @@ CPUs when several are configured and there is no GPU (data parallelism: TensorFl
 ``MirroredStrategy`` or ``keras.distribution.DataParallel`` on JAX; the gradients are
 averaged before each update), and uses the default strategy on a single device.
 :func:`precision_policy` switches to mixed precision (float16 compute, float32 weights and
-logits) only when a GPU is present: float16 speeds up GPU tensor cores, not CPUs.
+logits) only when a GPU is present: float16 speeds up GPU tensor cores, not CPUs. A policy
+named explicitly (``mixed_bfloat16``) applies on any device, so that the mixed-precision
+code path also runs, slowly, on a CPU.
 """
 
 from __future__ import annotations
@@ -48,26 +50,35 @@ class StrategyInfo:
         return {"name": self.name, "devices": list(self.devices), "backend": self.backend}
 
 
+_STRATEGIES: dict[tuple[str, tuple[str, ...]], StrategyInfo] = {}
+"""The strategy made for each backend and device set, reused by later calls: two
+``MirroredStrategy`` objects in one process number their collective operations alike
+and clash (a second ``train`` in a notebook, or a resume after a crash, would fail)."""
+
+
 def pick_strategy() -> StrategyInfo:
     """Data parallelism over every visible accelerator (or logical CPU when there
-    is no accelerator) when there is more than one; otherwise the default."""
+    is no accelerator) when there is more than one; otherwise the default. The same
+    devices get the same strategy object on every call."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         names = tuple(d.name for d in devices)
-        if len(names) > 1:
+        if len(names) > 1 and (backend, names) not in _STRATEGIES:
             mirrored = tf.distribute.MirroredStrategy(list(names))
-            return StrategyInfo("mirrored", names, backend, mirrored)
-        return StrategyInfo("default", names, backend)
-    if backend == "jax":
+            _STRATEGIES[backend, names] = StrategyInfo("mirrored", names, backend, mirrored)
+    elif backend == "jax":
         names = tuple(keras.distribution.list_devices())
-        if len(names) > 1:
+        if len(names) > 1 and (backend, names) not in _STRATEGIES:
             distribution = keras.distribution.DataParallel(devices=list(names))
-            return StrategyInfo("data_parallel", names, backend, distribution)
-        return StrategyInfo("default", names, backend)
-    return StrategyInfo("default", (), backend)
+            _STRATEGIES[backend, names] = StrategyInfo("data_parallel", names, backend, distribution)
+    else:
+        names = ()
+    if len(names) > 1:
+        return _STRATEGIES[backend, names]
+    return StrategyInfo("default", names, backend)
 
 
 def _has_gpu() -> bool:
@@ -82,11 +93,16 @@ def _has_gpu() -> bool:
 
 
 @contextlib.contextmanager
-def precision_policy(mixed: bool) -> Iterator[str]:
-    """Use ``mixed_float16`` inside the block when ``mixed`` and a GPU is visible;
-    restores the previous global policy afterwards. Yields the policy name."""
+def precision_policy(mixed: bool, policy: str | None = None) -> Iterator[str]:
+    """Inside the block, with ``mixed``: ``policy`` when given (on any device), else
+    ``mixed_float16`` when a GPU is visible; without ``mixed`` the current policy.
+    Restores the previous global policy afterwards. Yields the policy name."""
     previous = keras.mixed_precision.global_policy().name
-    name = "mixed_float16" if mixed and _has_gpu() else previous
+    name = previous
+    if mixed and policy is not None:
+        name = policy
+    elif mixed and _has_gpu():
+        name = "mixed_float16"
     keras.mixed_precision.set_global_policy(name)
     try:
         yield name

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from pianoacc_utils.common import PianoaccError, config_dict, write_atomic
-from pianoacc_utils.training.loop import read_history
+from pianoacc_utils.training.checkpoints import read_history
 from pianoacc_utils.training.profiles import Profile
 
 

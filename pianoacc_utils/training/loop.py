@@ -4,19 +4,20 @@
 and fits it on teacher-forced batches, writing into the run folder after every epoch:
 the history (``history.csv``), TensorBoard scalars (``logs/``), the best checkpoint by
 validation loss (``best.keras``), the last one with its optimizer state (``last.keras``)
-and ``training_state.json`` (epochs done, optimizer steps, best validation loss). That is
-enough to resume an interrupted run exactly where it stopped (epoch numbering, learning-rate
-schedule, shuffling). :func:`train_or_reuse` is what the notebooks call: train, resume or
+and ``training_state.json`` (epochs done, optimizer steps, best validation loss), plus a
+step checkpoint every N optimizer steps when asked. That is enough to resume an
+interrupted run exactly where it stopped (epoch numbering, learning-rate schedule,
+shuffling, and inside an epoch the batches left); how the files are committed so that a
+crash never leaves them inconsistent is :mod:`pianoacc_utils.training.checkpoints`. :func:`train_or_reuse` is what the notebooks call: train, resume or
 read back, so that running a notebook twice does not train twice. Shipping a finished run
 is :mod:`pianoacc_utils.training.export`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,17 @@ from pianoacc_utils.common import PianoaccError, write_json
 from pianoacc_utils.models.seq2seq import build_model
 from pianoacc_utils.prepare import load_split, prepare
 from pianoacc_utils.training.batches import SegmentBatches
+from pianoacc_utils.training.checkpoints import (
+    LAST,
+    STATE,
+    RunCheckpoints,
+    check_resume,
+    history_rows,
+    load_checkpoint,
+    read_history,
+    resume_checkpoint,
+    settings_difference,
+)
 from pianoacc_utils.training.devices import pick_strategy, precision_policy
 from pianoacc_utils.training.loss import compile_model
 from pianoacc_utils.training.profiles import Profile, get_profile
@@ -57,8 +69,12 @@ class _EpochSummaries(keras.callbacks.Callback):
         self._tf = tf
         plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
         self._metadata = summary_pb2.SummaryMetadata(plugin_data=plugin)
+        self._log_dir = log_dir
+        self._writers: dict[str, Any] = {}
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self._writers = {
-            part: tf.summary.create_file_writer(str(log_dir / part))
+            part: self._tf.summary.create_file_writer(str(self._log_dir / part))
             for part in ("train", "validation")
         }
 
@@ -78,56 +94,24 @@ class _EpochSummaries(keras.callbacks.Callback):
             writer.close()
 
 
-class _TrainingState(keras.callbacks.Callback):
-    """Writes ``training_state.json`` after each epoch (after ``last.keras``)."""
-
-    def __init__(self, path: Path, best_val_loss: float, extra: dict[str, Any]) -> None:
-        super().__init__()
-        self.path = path
-        self.best_val_loss = best_val_loss
-        self.extra = extra
-        self.began = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        val_loss = (logs or {}).get("val_loss")
-        if val_loss is not None and val_loss < self.best_val_loss:
-            self.best_val_loss = float(val_loss)
-        state = dict(self.extra)
-        state.update(
-            epochs_done=epoch + 1,
-            optimizer_iterations=int(ops.convert_to_numpy(self.model.optimizer.iterations)),
-            best_val_loss=self.best_val_loss,
-            seconds_this_run=round(time.perf_counter() - self.began, 2),
-        )
-        write_json(self.path, state)
-
-
-def read_history(out_dir: str | Path) -> dict[str, list[float]]:
-    """``history.csv`` of a run as columns (``epoch`` first, then loss, val_loss, ...)."""
-    path = Path(out_dir) / "history.csv"
-    if not path.is_file():
-        raise PianoaccError(f"{path}: no training history here")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    columns: dict[str, list[float]] = {}
-    for row in rows:
-        for key, value in row.items():
-            number = float(value) if value not in ("", None) else math.nan
-            columns.setdefault(key, []).append(number)
-    if "epoch" in columns:
-        columns["epoch"] = [int(e) for e in columns["epoch"]]
-    return columns
-
-
-def _check_resume(out: Path, profile: Profile, kind: str) -> dict[str, Any]:
-    for name in ("config.json", "training_state.json", "last.keras"):
-        if not (out / name).is_file():
-            raise PianoaccError(f"{out / name}: missing, cannot resume this run")
-    saved = json.loads((out / "config.json").read_text())
-    if saved.get("kind") != kind or saved.get("profile", {}).get("name") != profile.name:
-        was = f"{saved.get('kind')}/{saved.get('profile', {}).get('name')}"
-        raise PianoaccError(f"{out / 'config.json'}: run was {was}, not {kind}/{profile.name}")
-    return json.loads((out / "training_state.json").read_text())
+def _fit(
+    model: keras.Model,
+    train_batches: SegmentBatches,
+    validation_batches: SegmentBatches,
+    first_epoch: int,
+    end_epoch: int,
+    callbacks: list[keras.callbacks.Callback],
+    progress: bool,
+) -> None:
+    model.fit(
+        train_batches.for_fit(),
+        validation_data=validation_batches.for_fit(),
+        epochs=end_epoch,
+        initial_epoch=first_epoch,
+        callbacks=callbacks,
+        shuffle=False,  # the batches shuffle themselves (bucketed by length)
+        verbose=1 if progress else 0,
+    )
 
 
 def train(
@@ -138,17 +122,27 @@ def train(
     resume: bool = False,
     progress: bool = True,
     data: str | Path | None = None,
+    checkpoint_steps: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, list[float]]:
     """Train one model and return the whole run's history (all epochs so far).
 
     ``epochs``: epochs to run now (default: the profile's; on resume, the epochs
-    the profile has left). ``data``: a prepared folder (default: the profile's
-    data, prepared and cached on first use). Writes into ``out_dir``:
-    ``config.json`` (profile + kind), ``history.csv`` (one row per epoch;
-    appended on resume), ``logs/`` (TensorBoard), ``best.keras`` (lowest
-    val_loss), ``last.keras`` (with optimizer state) and ``training_state.json``
-    (epochs done, optimizer step, best val_loss). Resume continues the epoch
-    numbering and the learning-rate schedule from ``last.keras``.
+    the profile has left; an interrupted epoch counts as one). ``data``: a prepared
+    folder (default: the profile's data, prepared and cached on first use).
+    ``checkpoint_steps``: save a step checkpoint every so many optimizer steps
+    (default: the profile's ``checkpoint_steps``). ``callbacks``: more Keras callbacks,
+    run after the run's own. Writes into ``out_dir``: ``config.json`` (profile +
+    kind), ``history.csv`` (one row per epoch), ``logs/`` (TensorBoard), ``best.keras``
+    (lowest val_loss), ``last.keras`` (with optimizer state), ``step.keras`` (the latest
+    step checkpoint of an unfinished epoch) and ``training_state.json`` (epochs done,
+    optimizer step, best val_loss, the step checkpoint). They are committed so that a
+    crash at any point leaves a consistent run (:mod:`~pianoacc_utils.training.checkpoints`).
+
+    Resume continues from the latest commit: the epoch numbering, the learning-rate
+    schedule, the optimizer state and, from a step checkpoint, the rest of the
+    interrupted epoch's batches in their order and its metric sums. It is refused when
+    the profile's settings differ from the run's (each difference named).
 
     The compute precision is not stored in a checkpoint: a model loads in the
     global dtype policy of the process (float32 unless set), so a checkpoint
@@ -159,14 +153,15 @@ def train(
     model_config = profile.model_config(kind)
     settings = profile.train
     out = Path(out_dir)
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"kind": kind, "profile": profile.name, "best_val_loss": math.inf}
     if resume:
-        state = _check_resume(out, profile, kind)
-    elif (out / "last.keras").exists():
+        state = check_resume(out, profile, kind)
+    elif (out / LAST).exists() or (out / STATE).exists():
         raise PianoaccError(
             f"{out}: already holds a training run; resume it or choose another folder"
         )
     initial_epoch = int(state.get("epochs_done", 0))
+    checkpoint, step = resume_checkpoint(out, state) if resume else (out / LAST, None)
     if epochs is None:
         epochs = settings.epochs - initial_epoch
         if epochs <= 0:
@@ -181,7 +176,7 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     strategy = pick_strategy()
-    if strategy.name == "data_parallel" and settings.batch_size % strategy.replicas:
+    if strategy.name != "default" and settings.batch_size % strategy.replicas:
         raise PianoaccError(
             f"batch size {settings.batch_size} does not split evenly over "
             f"{strategy.replicas} devices"
@@ -202,41 +197,44 @@ def train(
         "length_multiple": settings.length_multiple,
         "pool_batches": settings.pool_batches,
     }
+    resume_batches = int(step["batches_done"]) if step else 0
     train_batches = SegmentBatches(
         train_split, shuffle=True, max_segments=settings.max_train_segments,
-        epoch=initial_epoch, harmony_dropout=settings.harmony_dropout, **batches,
+        epoch=initial_epoch, harmony_dropout=settings.harmony_dropout,
+        start_batch=resume_batches, **batches,
     )
     validation_batches = SegmentBatches(
         validation_split, shuffle=False, max_segments=settings.max_validation_segments, **batches
     )
-    best = float(state.get("best_val_loss", math.inf))
+    commits = RunCheckpoints(
+        out, state, history_rows(out, initial_epoch) if resume else [],
+        train_batches.batches_per_epoch,
+        checkpoint_steps if checkpoint_steps is not None else settings.checkpoint_steps,
+    )
+    end_epoch = initial_epoch + epochs
     with precision_policy(settings.mixed_precision), strategy.scope():
         if resume:
-            model = keras.models.load_model(out / "last.keras")
+            model = load_checkpoint(checkpoint)
         else:
             model = compile_model(build_model(model_config), settings)
-        callbacks = [
-            _LearningRateLogger(),
-            keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
-            _EpochSummaries(out / "logs"),
-            keras.callbacks.ModelCheckpoint(
-                str(out / "best.keras"), monitor="val_loss", save_best_only=True,
-                initial_value_threshold=None if math.isinf(best) else best,
-            ),
-            keras.callbacks.ModelCheckpoint(str(out / "last.keras")),
-            _TrainingState(
-                out / "training_state.json", best, {"kind": kind, "profile": profile.name}
-            ),
-        ]
-        model.fit(
-            train_batches.for_fit(),
-            validation_data=validation_batches.for_fit(),
-            epochs=initial_epoch + epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the batches shuffle themselves (bucketed by length)
-            verbose=1 if progress else 0,
-        )
+        # The commit comes before the TensorBoard scalars: a crash in between loses one
+        # epoch's scalars rather than writing those of an epoch that is then redone.
+        run_callbacks = [_LearningRateLogger(), commits, _EpochSummaries(out / "logs"), *callbacks]
+        first_epoch = initial_epoch
+        if step:
+            # The rest of the interrupted epoch on its own, with its saved metric sums
+            # (the metrics are built first: Keras may build them at the first step only).
+            inputs, target = train_batches[0]
+            model.compute_metrics(inputs, target, model(inputs, training=False), None)
+            model.reset_metrics()
+            commits.resume_batches, commits.resume_metrics = resume_batches, step["metrics"]
+            _fit(model, train_batches, validation_batches, first_epoch, first_epoch + 1,
+                 run_callbacks, progress)
+            first_epoch += 1
+        if first_epoch < end_epoch:
+            train_batches.seek(first_epoch)
+            _fit(model, train_batches, validation_batches, first_epoch, end_epoch,
+                 run_callbacks, progress)
     return read_history(out)
 
 
@@ -283,19 +281,18 @@ def train_or_reuse(
     """
     profile = get_profile(profile_or_name)
     out = Path(out_dir)
-    if not (out / "last.keras").exists():
+    if not (out / LAST).exists() and not (out / STATE).exists():
         return train(profile, kind, out, progress=progress, data=data)
     saved = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
-    same = (
-        saved.get("kind") == kind
-        and "profile" in saved
-        and Profile.from_dict(saved["profile"]) == profile
-    )
-    if not same:
+    if saved.get("kind") != kind or "profile" not in saved:
+        differences = ["kind"]
+    else:
+        differences = settings_difference(saved["profile"], profile, ignore=())
+    if differences:
         was = f"{saved.get('kind')}/{saved.get('profile', {}).get('name')}"
         raise PianoaccError(
             f"{out}: holds a {was} run that is not a {kind} run of the current {profile.name!r} "
-            "profile; delete it or choose another folder"
+            f"profile (differs in {'; '.join(differences)}); delete it or choose another folder"
         )
     if is_finished_run(out, profile, kind):
         return read_history(out)

@@ -37,13 +37,31 @@ def _token_crossentropy(y_true: Any, y_pred: Any, label_smoothing: float = 0.0) 
     return nll, mask
 
 
+def _whole_batch(size: Any, count: Any) -> tuple[Any, Any]:
+    """``(size, count)`` of the whole batch when each of several TensorFlow replicas
+    holds a share of its rows (``MirroredStrategy``): the sums over the replicas.
+    Elsewhere, JAX's data parallelism included, the arrays already are the whole batch."""
+    if keras.backend.backend() != "tensorflow":
+        return size, count
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return size, count
+    count = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
+    return size * context.num_replicas_in_sync, count
+
+
 @keras.saving.register_keras_serializable(package="pianoacc")
 class MaskedSparseCrossentropy(keras.losses.Loss):
     """Sparse categorical cross-entropy from logits, mean over non-padding targets.
 
     Padding targets (id 0) get weight 0 and the others ``size / count`` so that
-    Keras' ``sum_over_batch_size`` reduction (which also scales the loss for
-    ``tf.distribute``) yields the mean over real tokens of the batch.
+    Keras' ``sum_over_batch_size`` reduction yields the mean over real tokens of the
+    batch. Under ``tf.distribute`` each replica's share is weighted by the whole
+    batch's size and token count (Keras then divides by the replicas and sums their
+    gradients), so the loss is the mean over the whole batch's tokens, as on one
+    device, however unevenly the real tokens fall on the replicas.
     """
 
     def __init__(
@@ -58,8 +76,8 @@ class MaskedSparseCrossentropy(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         nll, mask = _token_crossentropy(y_true, y_pred, self.label_smoothing)
-        size = ops.cast(ops.size(mask), "float32")
-        return nll * mask * ops.divide_no_nan(size, ops.sum(mask))
+        size, count = _whole_batch(ops.cast(ops.size(mask), "float32"), ops.sum(mask))
+        return nll * mask * ops.divide_no_nan(size, count)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "label_smoothing": self.label_smoothing}

@@ -34,6 +34,8 @@ class TrainConfig:
     ``mixed_precision`` applies on a GPU only (float16 compute, float32 logits).
     ``harmony_dropout``: share of training segments whose chords are hidden (an
     all-zero harmony table), so that the model also accompanies a melody alone.
+    ``checkpoint_steps``: save a step checkpoint every so many optimizer steps, so that
+    an interrupted run resumes inside its epoch (``None``: at epoch ends only).
     """
 
     batch_size: int = 16
@@ -52,6 +54,7 @@ class TrainConfig:
     length_multiple: int = 16
     pool_batches: int = 32
     harmony_dropout: float = 0.1
+    checkpoint_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,9 @@ PROFILES: dict[str, Profile] = {
             decoder_layers=4,
             dropout=0.1,
         ),
-        train=TrainConfig(batch_size=16, epochs=10, learning_rate=5e-4, warmup_steps=2000),
+        train=TrainConfig(
+            batch_size=16, epochs=10, learning_rate=5e-4, warmup_steps=2000, checkpoint_steps=1000
+        ),
     ),
     "full": Profile(
         name="full",
@@ -193,6 +198,7 @@ PROFILES: dict[str, Profile] = {
             warmup_steps=4000,
             mixed_precision=True,
             length_multiple=64,
+            checkpoint_steps=1000,
         ),
     ),
 }

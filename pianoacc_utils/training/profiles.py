@@ -68,7 +68,7 @@ class Profile:
     prepare: PrepareConfig
     model: ModelConfig
     train: TrainConfig
-    description: str = ""
+    description: str = dataclasses.field(default="", compare=False)  # prose: not a setting
 
     def model_config(self, kind: str) -> ModelConfig:
         """The profile's model size with ``kind`` (``"fnet"`` or ``"transformer"``)."""
@@ -99,7 +99,7 @@ REBAR_SHARES = {"rebar_3_4": 0.2, "rebar_2_4": 0.2}
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
-        description="CI smoke run: 4-bar segments of 100 songs, tiny model, < 1 min on 2 CPU cores",
+        description="CI smoke run: 4-bar segments of 100 songs, a tiny model, a few epochs",
         prepare=PrepareConfig(
             bars_per_segment=4, hop_bars=4, songs=100, max_tokens=256, **REBAR_SHARES
         ),
@@ -125,9 +125,9 @@ PROFILES: dict[str, Profile] = {
     "small": Profile(
         name="small",
         description=(
-            "about 75 minutes for both models side by side on 2 CPU cores: 8-bar segments of "
-            "all songs (a fifth of the training ones re-barred into 3/4, a fifth into 2/4), "
-            "a 1M-parameter model, 16 epochs"
+            "the shipped pretrained/ runs, on CPU cores: 8-bar segments of all songs (a fifth "
+            "of the training ones re-barred into 3/4, a fifth into 2/4), a 1M-parameter "
+            "model, 16 epochs"
         ),
         prepare=PrepareConfig(
             bars_per_segment=8, hop_bars=8, max_tokens=512, **REBAR_SHARES
@@ -146,7 +146,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="a laptop overnight: 8-bar segments (hop 4), transpositions -3..3",
+        description="a laptop for many hours: 8-bar segments (hop 4), transpositions -3..3",
         prepare=PrepareConfig(
             bars_per_segment=8,
             hop_bars=4,
@@ -171,8 +171,8 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(
         name="full",
         description=(
-            "GPU, the original's scale: 32-bar segments; a 32-bar accompaniment averages "
-            "~1440 tokens and 80% exceed 1024, so the decoder takes 2048"
+            "a GPU, the original's scale: 32-bar segments, a decoder of 2048 tokens "
+            "(most 32-bar accompaniments exceed 1024: notebook 01, docs/data.md)"
         ),
         prepare=PrepareConfig(
             bars_per_segment=32,

@@ -122,3 +122,18 @@ from pianoacc_utils.evaluation.reports import (
     seed_statistic,
     seed_summary,
 )
+from pianoacc_utils.evaluation.harmonisation import (
+    HARMONISATION_METRICS,
+    PCS_SCORES,
+    PROPER_STEP,
+    TONAL_RADII,
+    cc,
+    che,
+    ctd,
+    ctnctr,
+    exact_beat_agreement,
+    harmonisation_metrics,
+    mctd,
+    pcs,
+    tonal_centroid,
+)

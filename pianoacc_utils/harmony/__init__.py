@@ -3,7 +3,8 @@
 ``chords`` turns POP909 chord labels into the 24-number rows the models read (one
 per quarter-note beat); ``key`` estimates keys (Krumhansl-Schmuckler); ``rule``
 estimates one triad per half bar from a melody alone, for melodies that come
-without chords.
+without chords; ``learned`` chooses chords for a melody alone with parameters learned
+from POP909's chord annotations, which ``fitting`` fits.
 """
 
 from __future__ import annotations
@@ -35,4 +36,41 @@ from pianoacc_utils.harmony.rule import (
     TRIADS,
     beat_agreement,
     estimate_chords,
+)
+from pianoacc_utils.harmony.learned import (
+    PARAMETERS_FILE,
+    POSITIONS,
+    Frames,
+    PreparedMelody,
+    decode,
+    emission_scores,
+    frame_features,
+    harmonise,
+    learned_chords,
+    load_parameters,
+    melody_frames,
+    melody_tonic,
+    prepare_melody,
+    read_parameters,
+    state_label,
+    transition_matrices,
+    viterbi,
+)
+from pianoacc_utils.harmony.fitting import (
+    VOCABULARY_COVERAGE,
+    HarmonyExample,
+    TrainingData,
+    choose_vocabulary,
+    fit_classifier,
+    fit_harmoniser,
+    fit_hmm_emissions,
+    fit_transitions,
+    frame_states,
+    label_state,
+    nearest_quality,
+    quality_beats,
+    quality_shape,
+    save_parameters,
+    split_label,
+    training_data,
 )

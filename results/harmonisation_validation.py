@@ -1,0 +1,288 @@
+"""Chords from a melody alone: learned harmonisers against the rule and the pianist.
+
+    .venv/bin/python results/harmonisation_validation.py
+
+Fits three harmonisers (``pianoacc_utils.harmony.fitting``: an HMM, softmax regression
+and a one-hidden-layer network, the last two as emissions of the same Viterbi decoder)
+on the whole songs of POP909's training split, tunes each one's decoding (emission
+scale, prior division) on the validation split, and judges on whole songs of the
+validation split (for choosing) and of the test split (for the report): the annotated
+chords (``pianist``), today's rule (``harmony.estimate_chords``) and each harmoniser,
+with the six metrics of Yeh et al. (``evaluation.harmonisation``) and the shares of
+annotated beats with the same root and third and with exactly the same chord. Writes
+results/harmonisation_validation.json and .md, and the parameters of the harmoniser
+with the best median root-and-third agreement on validation to
+pretrained/harmony/harmoniser.npz. Songs (and their estimated keys) are cached under
+``cache_dir()/harmonisation``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pianoacc_utils import harmony
+from pianoacc_utils.common import cache_dir, project_root, write_atomic, write_json
+from pianoacc_utils.data import load_song, song_ids, split_songs
+from pianoacc_utils.evaluation.harmonisation import harmonisation_metrics
+from pianoacc_utils.harmony import fitting, learned
+
+OUT = Path("results/harmonisation_validation")
+KINDS = ("hmm", "softmax", "mlp")
+TRAINING = {
+    "hmm": {},
+    "softmax": {"epochs": 4},
+    "mlp": {"hidden": 256, "epochs": 8, "weight_decay": 3e-4},
+}
+"""Classifier settings (``fitting.fit_classifier``, its defaults otherwise)."""
+GRID = {
+    "hmm": [(scale, 0.0) for scale in (0.25, 0.5, 1.0)],
+    "softmax": [(scale, weight) for scale in (1.0, 2.0, 3.0) for weight in (0.0, 0.3)],
+    "mlp": [(scale, weight) for scale in (1.0, 2.0, 3.0) for weight in (0.0, 0.3)],
+}
+"""Decoding settings tried on validation: (emission scale, prior weight)."""
+COLUMNS = ("root_third", "exact", "ctnctr", "pcs", "mctd", "che", "cc", "ctd")
+SYSTEMS = ("pianist", "rule") + KINDS
+started = time.time()
+
+
+def log(message: str) -> None:
+    print(f"[{time.time() - started:6.0f} s] {message}", flush=True)
+
+
+def load_songs() -> dict:
+    """Every song's melody, bars, chords and estimated key, read once and cached."""
+    path = cache_dir() / "harmonisation" / "pop909_songs.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    splits = split_songs(song_ids())
+    songs = {}
+    for ids in splits.values():
+        for song_id in ids:
+            song = load_song(song_id)
+            songs[song_id] = {
+                "example": fitting.HarmonyExample(
+                    song.melody,
+                    [int(b) for b in song.grid.bar_starts],
+                    int(song.grid.num_steps),
+                    song.chords,
+                ),
+                "tonic": learned.melody_tonic(song.melody),
+            }
+    stored = {"splits": splits, "songs": songs}
+    write_atomic(path, pickle.dumps(stored))
+    return stored
+
+
+def chords_of(system: str, example: fitting.HarmonyExample, tonic, parameters) -> list:
+    if system == "pianist":
+        return list(example.chords)
+    if system == "rule":
+        return harmony.estimate_chords(example.melody, example.bar_starts, example.num_steps)
+    return learned.harmonise(
+        example.melody, example.bar_starts, example.num_steps, parameters[system], tonic
+    )
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    array = np.array(values, float)
+    array = array[np.isfinite(array)]
+    q25, median, q75 = np.percentile(array, [25, 50, 75])
+    return {
+        "median": float(median),
+        "q25": float(q25),
+        "q75": float(q75),
+        "mean": float(array.mean()),
+        "songs": int(len(array)),
+    }
+
+
+def evaluate(split: str, systems: tuple[str, ...], parameters: dict) -> dict:
+    rows = {system: {column: [] for column in COLUMNS} for system in systems}
+    for song_id in stored["splits"][split]:
+        song = stored["songs"][song_id]
+        example = song["example"]
+        for system in systems:
+            chords = chords_of(system, example, song["tonic"], parameters)
+            values = harmonisation_metrics(
+                example.melody, chords, example.num_steps, example.chords
+            )
+            for column in COLUMNS:
+                rows[system][column].append(values[column])
+    return {
+        system: {column: summary(values) for column, values in columns.items()}
+        for system, columns in rows.items()
+    }
+
+
+def root_third(split: str, parameters: dict) -> float:
+    """Median share of beats with the annotation's root and third over a split's songs."""
+    values = []
+    for song_id in stored["splits"][split]:
+        example, prepared = stored["songs"][song_id]["example"], prepared_melodies[song_id]
+        chords = (
+            []
+            if prepared is None
+            else learned.decode(
+                prepared,
+                learned.emission_scores(parameters, prepared.features, prepared.counts),
+                parameters,
+            )
+        )
+        values.append(harmony.beat_agreement(chords, example.chords, example.num_steps))
+    return float(np.nanmedian(values))
+
+
+def stay_shares(data: fitting.TrainingData) -> dict[str, float]:
+    """Share of consecutive annotated frames of a song that keep their chord, by the
+    later frame's place in the bar."""
+    same_song = (data.song[1:] == data.song[:-1]) & (data.states[1:] >= 0) & (data.states[:-1] >= 0)
+    held = data.states[1:] == data.states[:-1]
+    return {
+        place: float(held[same_song & (data.position[1:] == p)].mean())
+        for p, place in enumerate(learned.POSITIONS)
+    }
+
+
+stored = load_songs()
+train = [stored["songs"][i] for i in stored["splits"]["train"]]
+log(f"songs: {', '.join(f'{k} {len(v)}' for k, v in stored['splits'].items())}")
+examples = [song["example"] for song in train]
+qualities = fitting.choose_vocabulary(examples)
+beats = fitting.quality_beats(examples)
+data = fitting.training_data(examples, qualities, [song["tonic"] for song in train])
+prepared_melodies = {
+    song_id: learned.prepare_melody(
+        *stored["songs"][song_id]["example"][:3], stored["songs"][song_id]["tonic"]
+    )
+    for song_id in stored["splits"]["validation"]
+}
+log(f"vocabulary {qualities}; {len(data.states)} training frames")
+
+parameters, tuning = {}, {}
+for kind in KINDS:
+    fitted = fitting.fit_harmoniser(data, qualities, kind, **TRAINING[kind])
+    scores = {}
+    for scale, weight in GRID[kind]:
+        fitted["scale"], fitted["prior_weight"] = np.array(scale), np.array(weight)
+        scores[(scale, weight)] = root_third("validation", fitted)
+        log(
+            f"{kind} scale {scale} prior weight {weight}: validation root and third {scores[(scale, weight)]:.4f}"
+        )
+    best = max(scores, key=scores.get)
+    fitted["scale"], fitted["prior_weight"] = np.array(best[0]), np.array(best[1])
+    parameters[kind] = fitted
+    tuning[kind] = {"grid": [[s, w, v] for (s, w), v in scores.items()], "chosen": list(best)}
+
+results = {}
+for split in ("validation", "test"):
+    results[split] = evaluate(split, SYSTEMS, parameters)
+    log(f"{split} evaluated")
+ranking = sorted(
+    KINDS, key=lambda k: results["validation"][k]["root_third"]["median"], reverse=True
+)
+winner, runner_up = ranking[0], ranking[1]
+margin = (
+    results["validation"][winner]["root_third"]["median"]
+    - results["validation"][runner_up]["root_third"]["median"]
+)
+parameter_file = project_root() / learned.PARAMETERS_FILE
+fitting.save_parameters(parameter_file, parameters[winner])
+log(f"winner {winner} by {margin:.4f} over {runner_up}; saved {parameter_file}")
+
+total_beats = sum(beats.values())
+report = {
+    "command": "python results/harmonisation_validation.py",
+    "vocabulary": list(qualities),
+    "vocabulary_coverage": fitting.VOCABULARY_COVERAGE,
+    "quality_beat_shares": {q: b / total_beats for q, b in beats.items()},
+    "training_frames": int(len(data.states)),
+    "training_chord_held_share_by_place": stay_shares(data),
+    "training": TRAINING,
+    "tuning": tuning,
+    "winner": winner,
+    "runner_up": runner_up,
+    "validation_margin_root_third": margin,
+    "parameter_file": str(learned.PARAMETERS_FILE),
+    "parameter_bytes": parameter_file.stat().st_size,
+    "results": results,
+    "seconds": time.time() - started,
+}
+write_json(OUT.with_suffix(".json"), report)
+
+PLACES = {"bar": "bar lines", "middle": "middle beats", "beat": "other beats"}
+NAMES = {
+    "root_third": "root & third",
+    "exact": "exact chord",
+    "ctnctr": "CTnCTR ↑",
+    "pcs": "PCS ↑",
+    "mctd": "MCTD ↓",
+    "che": "CHE",
+    "cc": "CC",
+    "ctd": "CTD",
+}
+lines = [
+    "# Chords from a melody alone: learned harmonisers, the rule and the pianist",
+    "",
+    "Written by `.venv/bin/python results/harmonisation_validation.py` (with "
+    "`results/harmonisation_validation.json`). Whole POP909 songs; fitted on the "
+    f"{len(stored['splits']['train'])} training songs, decoding tuned and the winner chosen on the "
+    f"{len(stored['splits']['validation'])} validation songs, reported on both and on the "
+    f"{len(stored['splits']['test'])} test songs. Each cell: median over songs [25th–75th percentile].",
+    "",
+    "- *root & third*: share of annotated beats whose chord has the annotation's root and third "
+    "(`harmony.beat_agreement`); *exact chord*: same pitch classes and bass as annotated.",
+    "- CTnCTR, PCS, MCTD (melody against chords), CHE, CC, CTD (the progression): Yeh et al. (2020), "
+    "as defined in `pianoacc_utils/evaluation/harmonisation.py` (CC counts distinct chords per song).",
+    "- *pianist*: POP909's annotated chords; *rule*: `harmony.estimate_chords`; *hmm*, *softmax*, *mlp*: "
+    "`harmony.fitting` kinds, decoded by `harmony.learned.harmonise`.",
+    "",
+    f"Vocabulary (qualities covering {fitting.VOCABULARY_COVERAGE:.0%} of the training songs' annotated "
+    f"chord beats, on 12 roots): {', '.join(qualities)}.",
+    "",
+    "Annotated chords of the training songs hold from one beat to the next on "
+    + ", ".join(
+        f"{share:.0%} of {PLACES[place]}"
+        for place, share in report["training_chord_held_share_by_place"].items()
+    )
+    + " (a middle beat: the middle of a bar of an even number of beats, 4 or more), so the transitions "
+    "depend on the place in the bar.",
+    "",
+    f"Winner on validation (median root & third): **{winner}**, ahead of {runner_up} by "
+    f"{margin * 100:.1f} points; its parameters are `{learned.PARAMETERS_FILE}` "
+    f"({parameter_file.stat().st_size / 1024:.0f} KiB).",
+    "",
+]
+for split in ("validation", "test"):
+    lines += [
+        f"## {split.capitalize()}",
+        "",
+        "| system | " + " | ".join(NAMES[c] for c in COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    for system in SYSTEMS:
+        cells = []
+        for column in COLUMNS:
+            s = results[split][system][column]
+            digits = 0 if column == "cc" else 3
+            cells.append(f"{s['median']:.{digits}f} [{s['q25']:.{digits}f}–{s['q75']:.{digits}f}]")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    lines.append("")
+lines += [
+    "## Decoding settings tried on validation",
+    "",
+    "| harmoniser | emission scale | prior weight | median root & third |",
+    "|---|---|---|---|",
+]
+for kind in KINDS:
+    for scale, weight, value in tuning[kind]["grid"]:
+        chosen = " (chosen)" if [scale, weight] == tuning[kind]["chosen"] else ""
+        lines.append(f"| {kind}{chosen} | {scale} | {weight} | {value:.3f} |")
+lines.append("")
+write_atomic(OUT.with_suffix(".md"), "\n".join(lines).encode())
+log("written " + ", ".join(str(OUT.with_suffix(s)) for s in (".json", ".md")))
+sys.exit(0)

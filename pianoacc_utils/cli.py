@@ -45,7 +45,7 @@ from pianoacc_utils.generation import (
     load_checkpoint,
     resolve_checkpoint,
 )
-from pianoacc_utils.harmony import chord_coverage, estimate_chords, read_chords
+from pianoacc_utils.harmony import chord_coverage, learned_chords, read_chords
 from pianoacc_utils.prepare import PrepareConfig, load_stats, prepare
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
@@ -279,7 +279,8 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chords", default="auto", metavar="FILE|auto|none",
         help="the chords to play: a text file of 'start end label' lines (seconds, POP909 "
-        "labels such as C:maj, A:min7), auto (default: estimated from the melody) or none",
+        "labels such as C:maj, A:min7), auto (default: chosen for the melody by the "
+        "harmoniser learned from POP909) or none",
     )
     _harmony_rule_arguments(parser)
     _compound_argument(parser)
@@ -306,7 +307,7 @@ def _accompany(args: argparse.Namespace) -> None:
         print(f"compound meter: {compound} of {melody.num_bars} bars accompanied {how}")
 
     if args.chords == "auto":
-        chords = estimate_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
+        chords = learned_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
         print(f"chords: {len(chords)} estimated from the melody")
     elif args.chords == "none":
         chords = []

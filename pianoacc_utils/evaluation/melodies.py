@@ -180,7 +180,7 @@ def evaluate_melodies(
     accompaniments = generation.accompany_melodies(
         model, melodies, sampling, window,
         chords=[
-            harmony.estimate_chords(m.notes, m.grid.bar_starts, m.end_step)
+            harmony.learned_chords(m.notes, m.grid.bar_starts, m.end_step)
             if chords == "estimated" else []
             for m in melodies
         ],

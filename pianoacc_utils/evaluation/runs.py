@@ -394,7 +394,7 @@ def evaluate_checkpoints(
 
 def estimated_chord_agreement(segments: Sequence[Segment]) -> dict[str, float]:
     """How often chords estimated from the melody alone
-    (:func:`pianoacc_utils.harmony.estimate_chords`) match the annotation, per beat
+    (:func:`pianoacc_utils.harmony.learned_chords`) match the annotation, per beat
     (same root and major/minor third; :func:`~pianoacc_utils.harmony.beat_agreement`),
     summarised over segments (:func:`summarize`)."""
 

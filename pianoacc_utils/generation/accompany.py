@@ -23,7 +23,7 @@ Three rules keep the accompaniment with the melody:
   ``results/hanging_validation.md``).
 
 :data:`CHORD_SOURCES` names where the chords of a POP909 segment come from: the
-annotation (``"annotated"``, a lead sheet), :func:`~pianoacc_utils.harmony.estimate_chords`
+annotation (``"annotated"``, a lead sheet), :func:`~pianoacc_utils.harmony.learned_chords`
 on the melody alone (``"estimated"``), or nowhere (``"none"``: an all-zero harmony table).
 Melodies read from MIDI files go through :func:`accompany_melodies`, which accompanies
 bars in a compound meter (6/8, 9/8, ...) through the swing map of
@@ -136,7 +136,7 @@ def accompany(
 
     ``chords`` gives each melody's chord spans (steps, as the melody), which the
     model reads as its harmony tables; ``None``, or an empty list for a melody,
-    means no chords are known (see :func:`~pianoacc_utils.harmony.estimate_chords` to estimate them).
+    means no chords are known (see :func:`~pianoacc_utils.harmony.learned_chords` to estimate them).
     ``release``: apply :func:`release_notes` to each window's new notes, with the notes
     the decoder left hanging lasting at most ``hanging_beats`` beats. Each window passes
     its bar lines (from ``bar_starts``) to the model ("Time signal" in :mod:`models`).
@@ -366,5 +366,5 @@ def segment_chords(seg: Segment, source: str = "annotated") -> list[Span]:
     if source == "annotated":
         return harmony.transpose_spans(seg.chords, seg.transpose)
     if source == "estimated":
-        return harmony.estimate_chords(seg.melody, seg.bar_starts, seg.num_steps)
+        return harmony.learned_chords(seg.melody, seg.bar_starts, seg.num_steps)
     return []

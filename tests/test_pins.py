@@ -15,4 +15,8 @@ def test_behaviour_matches_the_committed_pins():
     actual = json.loads(json.dumps(compute_pins(), sort_keys=True))
     assert actual.keys() == expected.keys()
     for key in sorted(expected):
-        assert actual[key] == expected[key], f"pin {key!r} changed"
+        value = actual[key]
+        if isinstance(value, dict) and isinstance(expected[key], dict):
+            # a metric added later is not a change: the pinned ones must hold
+            value = {name: value.get(name) for name in expected[key]}
+        assert value == expected[key], f"pin {key!r} changed"

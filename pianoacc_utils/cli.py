@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pianoacc_utils import training
+from pianoacc_utils import STARTED, generation, training
 from pianoacc_utils.audio import render_wav
 from pianoacc_utils.common import PianoaccError, write_atomic, write_json
 from pianoacc_utils.course.notebooks import run_notebooks
@@ -184,19 +184,29 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", type=Path, help="prepared folder (default: prepare the profile's)"
     )
+    parser.add_argument(
+        "--checkpoint-steps", type=int, metavar="N",
+        help="also save a step checkpoint every N optimizer steps, for resuming inside an "
+        "epoch (default: the profile's; 0: only at epoch ends)",
+    )
     parser.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> None:
+    if args.checkpoint_steps is not None and args.checkpoint_steps < 0:
+        raise PianoaccError(f"--checkpoint-steps: expected 0 or more, got {args.checkpoint_steps}")
     history = training.train(
-        args.profile, args.model, args.out, epochs=args.epochs, resume=args.resume, data=args.data
+        args.profile, args.model, args.out, epochs=args.epochs, resume=args.resume,
+        data=args.data, checkpoint_steps=args.checkpoint_steps,
     )
     last = {key: values[-1] for key, values in history.items() if values}
     summary = ", ".join(f"{key} {last[key]:.4g}" for key in ("loss", "val_loss") if key in last)
     print(f"trained {args.model} ({args.profile}) through epoch {last.get('epoch')}: {summary}")
-    written = ("best.keras", "last.keras", "history.csv", "config.json", "training_state.json")
-    for name in (*written, "logs"):
-        print(f"  {args.out / name}")
+    written = ("best.keras", "last.keras", "step.keras", "history.csv", "config.json",
+               "training_state.json", "logs")
+    for name in written:
+        if (args.out / name).exists():
+            print(f"  {args.out / name}")
 
 
 # --------------------------------------------------------------------------- accompany
@@ -285,11 +295,12 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     _harmony_rule_arguments(parser)
     _compound_argument(parser)
     parser.add_argument("--wav", type=Path, help="also render the arrangement to this WAV file")
+    parser.add_argument("--timings", action="store_true", help="print phase times (JSON, stderr)")
     parser.set_defaults(func=_accompany)
 
 
 def _accompany(args: argparse.Namespace) -> None:
-    started = time.perf_counter()
+    clock = generation.Stopwatch(STARTED, "start_up")  # the imports ended when this command began
     chord_file = None if args.chords in ("auto", "none") else Path(args.chords)
     check_outputs(
         {"-o": args.out, "--wav": args.wav}, {"input melody": args.melody, "chord file": chord_file}
@@ -321,22 +332,27 @@ def _accompany(args: argparse.Namespace) -> None:
         args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask,
         args.velocity_temperature,
     )
+    clock.lap("melody")
     model, window = load_checkpoint(args.checkpoint)
+    clock.lap("model")
     print(
         f"model: {resolve_checkpoint(args.checkpoint)} ({model.config.kind}; windows of "
         f"{window.bars} bars, {window.overlap_bars} overlapping)"
     )
-    generating = time.perf_counter()
+    decoder = generation.CachedDecoder(model, sampling)
     (notes,) = accompany_melodies(
         model, [melody], sampling, window, chords=[chords], release=args.release,
-        hanging_beats=args.hanging_beats, compound=args.compound,
+        hanging_beats=args.hanging_beats, compound=args.compound, decoder=decoder,
     )
-    generated = time.perf_counter() - generating
+    generated = clock.lap_decoding(decoder)["wall"]
     write_arrangement(melody, notes, args.out)
+    clock.lap("writing")
     print(
         f"wrote {args.out}: melody + PIANO ({len(notes)} notes over {melody.num_bars} bars); "
-        f"generated in {generated:.1f} s, {time.perf_counter() - started:.1f} s in all"
+        f"generated in {generated:.1f} s, {time.perf_counter() - STARTED:.1f} s in all"
     )
+    if args.timings:
+        print(f"timings: {clock.json()}", file=sys.stderr)
     if args.wav:
         rendering = render_wav(args.out, args.wav)
         print(f"wrote {rendering.path} ({rendering.seconds:.1f} s of audio, {rendering.renderer})")
@@ -478,6 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pianoacc {args.command}: interrupted", file=sys.stderr)
         return 130
+    if argv is None and args.command == "accompany":  # the command: files are closed, so
+        sys.stdout.flush()  # skip the teardown of Keras and JAX (seconds of the user's wait)
+        os._exit(0)
     return 0
 
 

@@ -497,17 +497,18 @@ def test_cli_train_passes_its_options(monkeypatch, tmp_path, capsys):
 
     calls = []
 
-    def fake_train(profile, kind, out_dir, epochs=None, resume=False, progress=True, data=None):
-        calls.append((profile, kind, Path(out_dir), epochs, resume, data))
+    def fake_train(profile, kind, out_dir, epochs=None, resume=False, progress=True, data=None,
+                   checkpoint_steps=None):
+        calls.append((profile, kind, Path(out_dir), epochs, resume, data, checkpoint_steps))
         return {"epoch": [0], "loss": [4.0], "val_loss": [3.5]}
 
     monkeypatch.setattr(training, "train", fake_train)
     code = cli.main(
         ["train", "--model", "transformer", "--profile", "quick", "--out", str(tmp_path),
-         "--epochs", "2", "--resume", "--data", str(tmp_path / "data")]
+         "--epochs", "2", "--resume", "--data", str(tmp_path / "data"), "--checkpoint-steps", "50"]
     )
     assert code == 0
-    assert calls == [("quick", "transformer", tmp_path, 2, True, tmp_path / "data")]
+    assert calls == [("quick", "transformer", tmp_path, 2, True, tmp_path / "data", 50)]
     assert str(tmp_path) in capsys.readouterr().out
 
 

@@ -30,6 +30,7 @@ from pianoacc_utils.generation.accompany import (
 from pianoacc_utils.generation.checkpoints import (
     PRETRAINED,
     load_checkpoint,
+    load_model,
     pretrained_dir,
     resolve_checkpoint,
 )
@@ -39,10 +40,12 @@ from pianoacc_utils.generation.decoder import (
     MELODY_BUCKET,
     TABLE_BEATS,
     CachedDecoder,
+    DecodeTiming,
     default_bar_lines,
     naive_decode,
     pad_melodies,
 )
+from pianoacc_utils.generation.exported import kept_program
 from pianoacc_utils.generation.sampling import (
     GREEDY,
     IS_VELOCITY,
@@ -55,3 +58,4 @@ from pianoacc_utils.generation.sampling import (
     mask_logits,
     velocity_logits,
 )
+from pianoacc_utils.generation.timings import Stopwatch

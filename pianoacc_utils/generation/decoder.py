@@ -22,14 +22,17 @@ Inputs are padded to a few bucket sizes (:data:`MELODY_BUCKET`, :data:`TABLE_BEA
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import time
+from typing import Any, NamedTuple, Sequence
 
 import keras
 import numpy as np
 from keras import ops
 
 from pianoacc_utils import harmony, models
+from pianoacc_utils.common import config_dict
 from pianoacc_utils.defaults import STEPS_PER_BEAT
+from pianoacc_utils.generation.exported import kept_program
 from pianoacc_utils.generation.sampling import (
     SHIFT_STEPS,
     TOKENIZER,
@@ -55,12 +58,24 @@ BAR_BUCKET = 16
 # --------------------------------------------------------------------------- one batch of windows
 
 
+class DecodeTiming(NamedTuple):
+    """One :meth:`CachedDecoder.decode` call: its wall time (seconds) and whether it
+    first made the loop's program for a new shape (``compiled``: the time to trace and
+    compile it, or to load it from the caches of :mod:`~pianoacc_utils.generation.exported`
+    and JAX, is part of ``seconds``; every call under the eager torch backend)."""
+
+    seconds: float
+    compiled: bool
+
+
 class CachedDecoder:
     """Compiled, cached sampling for one model: ``decode(melody, prompt, ...)`` -> tokens.
 
     One instance per model and sampler keeps the compiled function, so repeated
     windows of the same shapes do not recompile. ``sampling`` fixes the sampler, the
     chord mask and the velocity temperature for every window it decodes.
+    ``timings`` records every call (:class:`DecodeTiming`), so that callers can tell
+    the time spent compiling from the time spent generating.
     """
 
     def __init__(self, model: models.AccompanimentModel, sampling: SamplingConfig = SamplingConfig()):
@@ -68,6 +83,8 @@ class CachedDecoder:
         self.sampling = sampling
         self.sampler = sampling.sampler()
         self._compiled = None
+        self._programs = 0  # loop programs made (traced or loaded), one per new shape
+        self.timings: list[DecodeTiming] = []
 
     def _generate(
         self, melody: Any, table: Any, bars: Any, allowed: Any, prompt: Any, mask: Any,
@@ -82,6 +99,7 @@ class CachedDecoder:
         generate; ``limit`` (B,) each window's length and ``elapsed`` (B,) the grid steps
         the primer tokens before ``index - 1`` already cover.
         """
+        self._programs += 1  # Python runs here only while tracing, not in compiled calls
         model = self.model
         use_mask = self.sampling.chord_mask
         velocity_factor = self.sampling.velocity_factor
@@ -138,7 +156,9 @@ class CachedDecoder:
 
     def _compile(self):
         """:meth:`_generate` compiled for the Keras backend (XLA under TensorFlow, jit
-        under JAX, with the variables passed in and the sampler's seed state passed out)."""
+        under JAX, with the variables passed in and the sampler's seed state passed out;
+        under JAX the traced program of each shape is kept on disk, see
+        :func:`~pianoacc_utils.generation.exported.kept_program`)."""
         backend = keras.config.backend()
         if backend == "tensorflow":
             import tensorflow as tf
@@ -149,7 +169,12 @@ class CachedDecoder:
 
             import jax
 
-            model, sampler = self.model, self.sampler
+            model, sampler, programs = self.model, self.sampler, {}
+            description = {
+                "model": [type(model).__qualname__, model.get_config()],
+                "sampling": config_dict(self.sampling),
+                "policy": keras.mixed_precision.global_policy().name,
+            }
 
             @jax.jit
             def compiled(state, melody, table, bars, allowed, prompt, mask, index, limit, elapsed):
@@ -172,11 +197,19 @@ class CachedDecoder:
                     [v.value for v in model.trainable_variables],
                     [v.value for v in model.non_trainable_variables],
                 )
-                out, new_vars = compiled(
+                arguments = (
                     state, melody, table, bars, allowed, prompt, mask, index, limit, elapsed
                 )
+                shapes = tuple((tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(arguments))
+                if shapes not in programs:  # a new shape: a kept program, or traced now
+                    self._programs += 1
+                    programs[shapes] = kept_program(compiled, arguments, description)
+                out, new_vars = programs[shapes](*arguments)
+                # The seed state goes back through NumPy: a device array written into
+                # the variable would change the arguments' placement, and with it the
+                # kept program's signature (a second compile).
                 for variable, value in zip(sampler.variables, new_vars):
-                    variable.assign(value)
+                    variable.assign(np.asarray(value))
                 return out
 
             return run
@@ -231,6 +264,7 @@ class CachedDecoder:
             allowed = np.ones((batch, 1, len(TOKENIZER)), bool)
         if self._compiled is None:  # compiled on first use, reused by every later window
             self._compiled = self._compile()
+        began, programs = time.perf_counter(), self._programs
         out = self._compiled(
             ops.convert_to_tensor(melody.astype(np.int32)),
             ops.convert_to_tensor(harmony_tables),
@@ -243,6 +277,7 @@ class CachedDecoder:
             ops.convert_to_tensor(elapsed),
         )
         out = np.asarray(ops.convert_to_numpy(out))
+        self.timings.append(DecodeTiming(time.perf_counter() - began, self._programs > programs))
         # Each row's new tokens: after its primer, up to END.
         results = []
         for row in range(batch):

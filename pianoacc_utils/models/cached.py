@@ -38,9 +38,11 @@ def _residual(block: Any, norm: Any, sublayer: Any, x: Any) -> Any:
     return norm(sublayer(x) + x)
 
 
-def _heads_first(x: Any) -> Any:
-    """(B, T, H, d) -> (B, H, T, d)."""
-    return ops.transpose(x, (0, 2, 1, 3))
+def _merged_heads(x: Any) -> Any:
+    """(B, T, H, d) -> (B*H, T, d): batch and heads in one leading axis, the layout
+    of the caches (see :class:`DecoderCache`)."""
+    shape = ops.shape(x)
+    return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, shape[1], shape[3]))
 
 
 _DECODER_INTERNALS = (
@@ -112,15 +114,15 @@ def init_cache(
         )
     _check_decoder_internals(model.decoder_blocks[0])
     batch = ops.shape(encoder_output)[0]
-    shape = (batch, c.num_heads, max_length, c.head_dim)
+    shape = (batch * c.num_heads, max_length, c.head_dim)
     dtype = encoder_output.dtype
     cross = [block._cross_attention_layer for block in model.decoder_blocks]
     return DecoderCache(
         keys=tuple(ops.zeros(shape, dtype) for _ in model.decoder_blocks),
         values=tuple(ops.zeros(shape, dtype) for _ in model.decoder_blocks),
-        cross_keys=tuple(_heads_first(layer._key_dense(encoder_output)) for layer in cross),
+        cross_keys=tuple(_merged_heads(layer._key_dense(encoder_output)) for layer in cross),
         cross_values=tuple(
-            _heads_first(layer._value_dense(encoder_output)) for layer in cross
+            _merged_heads(layer._value_dense(encoder_output)) for layer in cross
         ),
         melody_mask=model.melody_padding_mask(melody_ids),
         harmony=harmony,
@@ -148,7 +150,7 @@ def decode_step(
     x = model._embed(
         model.accompaniment_embedding, token_ids, index, start_time, cache.harmony, cache.bars
     )  # (B, T, D)
-    length = ops.shape(cache.keys[0])[2]  # S: the cache's positions
+    length = ops.shape(cache.keys[0])[1]  # S: the cache's positions
     queries = ops.arange(ops.shape(token_ids)[1]) + index  # (T,) positions of the new tokens
     # A new token sees the cached positions up to its own (later rows are still zeros).
     causal = ops.less_equal(ops.arange(length)[None, :], queries[:, None])  # (T, S)
@@ -159,9 +161,9 @@ def decode_step(
         attention = block._self_attention_layer
 
         def self_attention(h: Any, i: int = i, attention: Any = attention) -> Any:
-            start = [0, 0, index, 0]  # write the new tokens' keys/values at index..index+T-1
-            keys[i] = ops.slice_update(keys[i], start, _heads_first(attention._key_dense(h)))
-            values[i] = ops.slice_update(values[i], start, _heads_first(attention._value_dense(h)))
+            start = [0, index, 0]  # write the new tokens' keys/values at index..index+T-1
+            keys[i] = ops.slice_update(keys[i], start, _merged_heads(attention._key_dense(h)))
+            values[i] = ops.slice_update(values[i], start, _merged_heads(attention._value_dense(h)))
             return _attend(model, attention, h, keys[i], values[i], causal)  # (B, T, D)
 
         def cross_attention(h: Any, i: int = i, block: Any = block) -> Any:
@@ -182,11 +184,16 @@ def _attend(
     model: AccompanimentModel, attention: Any, x: Any, keys: Any, values: Any, mask: Any
 ) -> Any:
     """Multi-head attention of ``x`` (B, T, D) over projected ``keys``/``values``
-    (B, H, S, d) where ``mask`` (broadcast to B, H, T, S) is True; output projected."""
-    query = _heads_first(attention._query_dense(x))  # (B, H, T, d)
-    scores = ops.einsum("bhtd,bhsd->bhts", query, keys)  # (B, H, T, S)
+    (B*H, S, d) where ``mask`` (broadcast to B, H, T, S) is True; output projected."""
+    heads, length = model.config.num_heads, ops.shape(x)[1]
+    query = _merged_heads(attention._query_dense(x))  # (B*H, T, d)
+    scores = ops.einsum("ntd,nsd->nts", query, keys)  # (B*H, T, S)
+    scores = ops.reshape(scores, (-1, heads, length, ops.shape(keys)[1]))  # (B, H, T, S)
     # Scores and softmax in float32: stable under a mixed-precision policy.
     scores = ops.cast(scores, "float32") / math.sqrt(model.config.head_dim)
     scores = ops.where(mask, scores, ops.cast(-1e9, "float32"))
     weights = ops.cast(ops.softmax(scores, axis=-1), values.dtype)  # (B, H, T, S)
-    return attention._output_dense(ops.einsum("bhts,bhsd->bthd", weights, values))  # (B, T, D)
+    weights = ops.reshape(weights, (-1, length, ops.shape(keys)[1]))  # (B*H, T, S)
+    out = ops.einsum("nts,nsd->ntd", weights, values)  # (B*H, T, d)
+    out = ops.reshape(out, (-1, heads, length, model.config.head_dim))  # (B, H, T, d)
+    return attention._output_dense(ops.transpose(out, (0, 2, 1, 3)))  # (B, T, D)

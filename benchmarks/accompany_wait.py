@@ -1,0 +1,196 @@
+"""The user's wait: ``pianoacc accompany`` of a 120-bar 4/4 melody, from the shell.
+
+Writes a 120-bar 4/4 melody (:func:`write_melody`: a seeded walk over a C major scale,
+quarter to half notes, 100 bpm), then runs the command as a separate process,
+``--repeats`` times per configuration, and records
+
+* ``wall``: seconds from launching the process to its exit, as the user waits;
+* ``cpu``: user + system CPU seconds of that process (``getrusage``), which other
+  processes on a shared machine hardly change, and which bounds the wall time of an
+  idle machine from above when the work runs on one thread at a time;
+* the command's own report (``--timings``: wall and CPU seconds of its start-up, that
+  is the imports, of reading the melody and estimating its chords, of loading the
+  model, of decoding, split into compiling and generating, and of writing), and
+  ``outside``: the wall seconds the report cannot see (interpreter start and exit);
+* the 1-minute load average before each run.
+
+Configurations: the backend (``KERAS_BACKEND=tensorflow``, ``=jax``, or unset:
+``default``, what the command picks itself) and JAX's persistent compilation cache:
+``cold`` (an empty cache folder per run) or ``warm`` (one shared folder, filled by an
+untimed run first; TensorFlow keeps no such cache, its runs are all alike). The fastest
+run of each configuration is its best estimate (other processes only add time); the
+spread is reported too.
+
+``--source DIR`` runs the command from another checkout of the package (e.g. an older
+commit unpacked with ``git archive COMMIT | tar -x -C DIR``) with this virtual
+environment, to measure the wait before a change; its runs are labelled ``--label``.
+
+Run: ``.venv/bin/python benchmarks/accompany_wait.py`` (about 10 minutes on 2 CPU
+cores); writes ``benchmarks/results/accompany_wait.json`` (``--out``), adding to the
+runs already there under other labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+from machine import load_average, processor, versions
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "accompany_wait.json"
+CONFIGS = ("default/warm", "jax/warm", "jax/cold", "tensorflow/warm")
+"""``backend/cache`` pairs measured by default (see the module docstring)."""
+
+RUNNER = (
+    "import sys; sys.path.insert(0, sys.argv[1]); sys.argv = ['pianoacc'] + sys.argv[2:]; "
+    "from pianoacc_utils.cli import main; sys.exit(main())"
+)
+"""What the console script runs, with another checkout first on the path (``--source``)."""
+
+
+def write_melody(path: Path, bars: int = 120, seed: int = 0, bpm: float = 100.0) -> Path:
+    """A ``bars``-bar 4/4 melody MIDI at ``path``: a seeded random walk over two octaves
+    of C major, each note an eighth to a half note long, one track named MELODY."""
+    rng = np.random.default_rng(seed)
+    scale = [60, 62, 64, 65, 67, 69, 71, 72, 74, 76, 77, 79]
+    beat = 60.0 / bpm
+    midi = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    midi.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0))
+    track = pretty_midi.Instrument(0, name="MELODY")
+    degree, start, end = 4, 0.0, 4.0 * bars  # beats
+    while start < end:
+        length = min(float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0])), end - start)
+        degree = int(np.clip(degree + rng.integers(-2, 3), 0, len(scale) - 1))
+        track.notes.append(
+            pretty_midi.Note(90, scale[degree], start * beat, (start + length) * beat - 0.01)
+        )
+        start += length
+    midi.instruments.append(track)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    midi.write(str(path))
+    return path
+
+
+def run_command(
+    melody: Path, out: Path, backend: str, jax_cache: Path, source: Path | None
+) -> dict:
+    """One ``pianoacc accompany`` process: wall and CPU seconds, its ``--timings`` report
+    (``None`` when the checkout has no such option), the load average before it."""
+    arguments = ["accompany", str(melody), "-o", str(out)]
+    if source is None:
+        command = [str(Path(sys.executable).with_name("pianoacc")), *arguments, "--timings"]
+    else:
+        command = [sys.executable, "-c", RUNNER, str(source), *arguments]
+        if "--timings" in (source / "pianoacc_utils" / "cli.py").read_text():
+            command.append("--timings")
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(jax_cache), "MPLBACKEND": "Agg"}
+    env.pop("KERAS_BACKEND", None)
+    if backend != "default":
+        env["KERAS_BACKEND"] = backend
+    load, before = load_average()[0], resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    report = None
+    for line in done.stderr.splitlines():
+        if line.startswith("timings: "):
+            report = json.loads(line[len("timings: "):])
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    row = {"wall": round(wall, 2), "cpu": round(cpu, 2), "load_before": load, "timings": report}
+    if report is not None:
+        row["outside"] = round(wall - report["total"]["wall"], 2)
+    row["result"] = done.stdout.strip().splitlines()[-1]
+    return row
+
+
+def measure(
+    config: str, melody: Path, folder: Path, repeats: int, source: Path | None
+) -> dict:
+    """``repeats`` runs of one ``backend/cache`` configuration, and their summary."""
+    backend, cache = config.split("/")
+    shared = folder / f"jax-cache-{backend}"
+    if cache == "warm":  # fill the shared cache (and the OS's file cache) first
+        run_command(melody, folder / "warm-up.mid", backend, shared, source)
+    runs = []
+    for repeat in range(repeats):
+        jax_cache = shared if cache == "warm" else folder / f"jax-cache-{backend}-{repeat}"
+        runs.append(run_command(melody, folder / f"{repeat}.mid", backend, jax_cache, source))
+        print(f"  {config:<18} run {repeat + 1}: {runs[-1]['wall']:6.2f} s wall, "
+              f"{runs[-1]['cpu']:6.2f} s CPU (load {runs[-1]['load_before']})", flush=True)
+    walls = [run["wall"] for run in runs]
+    fastest = min(runs, key=lambda run: run["wall"])
+    return {
+        "backend": (fastest["timings"] or {}).get("backend", backend),
+        "cache": cache,
+        "wall_fastest": fastest["wall"],
+        "wall_median": round(statistics.median(walls), 2),
+        "wall_max": max(walls),
+        "cpu_fastest": min(run["cpu"] for run in runs),
+        "fastest": fastest,
+        "runs": runs,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), metavar="BACKEND/CACHE")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bars", type=int, default=120)
+    parser.add_argument("--source", type=Path, help="another checkout to run the command from")
+    parser.add_argument("--label", default="current", help="name of these runs in the results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    payload = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        melody = write_melody(folder / "melody.mid", args.bars)
+        print(f"{args.label}: {args.bars}-bar melody, {args.repeats} runs per configuration")
+        results = {
+            config: measure(config, melody, folder / config.replace("/", "-"), args.repeats,
+                            args.source)
+            for config in args.configs
+        }
+    payload.setdefault("labels", {})[args.label] = {
+        "source": str(args.source) if args.source else "this checkout",
+        "seconds": round(time.perf_counter() - began, 1),
+        "load_average_after": load_average(),
+        "results": results,
+    }
+    payload.update(
+        melody={"bars": args.bars, "meter": "4/4", "bpm": 100, "writer": "write_melody(seed=0)"},
+        machine={"processor": processor(), **versions()},
+        goal_seconds=10.0,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    for config, result in results.items():
+        timings = result["fastest"]["timings"] or {}
+        phases = ", ".join(
+            f"{name} {row['wall']:.1f}" for name, row in timings.items()
+            if isinstance(row, dict) and name != "total"
+        )
+        print(f"{config:<18} fastest {result['wall_fastest']:6.2f} s (median "
+              f"{result['wall_median']:.2f}, max {result['wall_max']:.2f}; CPU "
+              f"{result['cpu_fastest']:.2f} s) [{timings.get('backend', '?')}: {phases}]")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The speed benchmarks and what they read: the GPU epoch script's smoke path, the
+benchmark melody, ``pianoacc accompany --timings``, the backend the command picks,
+and the JAX model loading it relies on."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pianoacc_utils
+from pianoacc_utils import cli
+from pianoacc_utils.data import load_melody
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from accompany_wait import write_melody
+
+
+def test_gpu_epoch_tiny_run_writes_every_field(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_epoch.py"), "--tiny", "--out", str(tmp_path),
+         "--precisions", "float32", "--warmup", "1", "--steps", "2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "gpu_epoch_tiny_cpu.json").read_text())
+    assert result["backend"] == "jax" and result["device"] == "tiny_cpu"
+    assert result["steps_per_epoch"] == math.ceil(result["train_segments"] / result["batch_size"])
+    (row,) = result["rows"]
+    assert row["precision"] == "float32" and row["steps"] == 2
+    assert 0 < row["step_seconds_min"] <= row["step_seconds_median"] <= row["step_seconds_max"]
+    tokens = result["batch_size"] * row["accompaniment_tokens"]
+    assert row["tokens_per_second"] == pytest.approx(tokens / row["step_seconds_median"], rel=1e-3)
+    assert row["epoch_seconds"] == pytest.approx(
+        result["steps_per_epoch"] * row["step_seconds_median"], abs=0.05
+    )
+    assert set(result["machine"]["processor"]["flags"]) >= {"amx_bf16", "avx512_bf16"}
+
+
+def test_benchmark_melody_is_120_bars_of_4_4(tmp_path):
+    melody = load_melody(write_melody(tmp_path / "melody.mid"))
+    assert melody.num_bars == 120
+    assert [(s.numerator, s.denominator) for s in melody.midi.time_signature_changes] == [(4, 4)]
+    assert len(melody.notes) > 120  # notes in every bar, not one long note
+
+
+def test_the_command_picks_jax_for_accompany_only():
+    jax = importlib.util.find_spec("jax") is not None  # an optional dependency
+    expected = "jax" if jax else "tensorflow"
+    assert pianoacc_utils.default_backend(["/venv/bin/pianoacc", "accompany"]) == expected
+    for argv in (["/venv/bin/pianoacc", "evaluate"], ["pytest", "accompany"], ["pianoacc"]):
+        assert pianoacc_utils.default_backend(argv) == "tensorflow"
+
+
+def test_accompany_reports_its_timings(tmp_path, capsys):
+    import keras
+
+    from pianoacc_utils.models import ModelConfig, build_model
+
+    config = ModelConfig(
+        kind="fnet", melody_length=32, accompaniment_length=64, hidden_dim=16, num_heads=2,
+        intermediate_dim=32, encoder_layers=1, decoder_layers=1, dropout=0.0,
+    )
+    keras.utils.set_random_seed(0)
+    build_model(config).save(tmp_path / "model.keras")
+    melody = write_melody(tmp_path / "melody.mid", bars=12)
+    out = tmp_path / "out.mid"
+    assert cli.main(["accompany", str(melody), "-o", str(out), "--checkpoint",
+                     str(tmp_path / "model.keras"), "--timings"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("timings: ")]
+    report = json.loads(lines[0][len("timings: "):])
+    assert report["backend"] == keras.config.backend()
+    phases = ("start_up", "melody", "model", "decoding", "writing")
+    assert [name for name in report if name not in ("backend", "total")] == list(phases)
+    decoding = report["decoding"]
+    assert decoding["windows"] >= 2 and 0 < decoding["compiling"] <= decoding["wall"]
+    assert report["total"]["wall"] >= sum(report[name]["wall"] for name in phases) - 0.01
+    assert out.is_file()
+
+
+JAX_LOAD = """
+import sys
+import keras, numpy as np
+import pianoacc_utils
+from pianoacc_utils.generation import load_model, resolve_checkpoint
+path = resolve_checkpoint("transformer")
+traced = load_model(path)
+assert traced.built and "tensorflow" not in sys.modules
+reference = keras.models.load_model(path, compile=False)
+assert [w.path for w in traced.weights] == [w.path for w in reference.weights]
+for mine, theirs in zip(traced.weights, reference.weights):
+    assert np.array_equal(np.asarray(mine.value), np.asarray(theirs.value)), mine.path
+rng = np.random.default_rng(0)
+batch = {"melody": rng.integers(3, 300, (2, 24)).astype("int32"),
+         "decoder_input": rng.integers(3, 300, (2, 40)).astype("int32")}
+assert np.array_equal(np.asarray(traced(batch)), np.asarray(reference(batch)))
+print("jax load ok", keras.config.backend())
+"""
+
+
+@pytest.mark.slow
+def test_a_model_traced_under_jax_equals_the_keras_load(tmp_path):
+    """Under JAX (a fresh process, its own compilation cache) ``load_model`` builds the
+    model by tracing: the same weights and outputs as Keras' own loader, and keras-hub
+    loaded without TensorFlow."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")}
+    run = subprocess.run([sys.executable, "-c", JAX_LOAD], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "jax load ok jax" in run.stdout
+
+
+def test_cpu_training_uses_bfloat16_only_where_it_is_native(tmp_path):
+    from pianoacc_utils.training.choice import CPU_BACKEND, cpu_flags, fastest_cpu_setting
+
+    plain = fastest_cpu_setting({"avx2", "fma"})
+    assert (plain.backend, plain.policy) == (CPU_BACKEND, "float32")
+    for flag in ("amx_bf16", "avx512_bf16"):
+        native = fastest_cpu_setting({"avx2", flag})
+        assert native.policy == "mixed_bfloat16" and flag in native.reason
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()

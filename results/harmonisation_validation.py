@@ -28,7 +28,7 @@ import numpy as np
 from pianoacc_utils import harmony
 from pianoacc_utils.common import cache_dir, project_root, write_atomic, write_json
 from pianoacc_utils.data import load_song, song_ids, split_songs
-from pianoacc_utils.evaluation.harmonisation import harmonisation_metrics
+from pianoacc_utils.evaluation.harmonisation import bar_line_changes, harmonisation_metrics
 from pianoacc_utils.harmony import fitting, learned
 
 OUT = Path("results/harmonisation_validation")
@@ -45,7 +45,7 @@ GRID = {
     "mlp": [(scale, weight) for scale in (1.0, 2.0, 3.0) for weight in (0.0, 0.3)],
 }
 """Decoding settings tried on validation: (emission scale, prior weight)."""
-COLUMNS = ("root_third", "exact", "ctnctr", "pcs", "mctd", "che", "cc", "ctd")
+COLUMNS = ("root_third", "exact", "bar_changes", "ctnctr", "pcs", "mctd", "che", "cc", "ctd")
 SYSTEMS = ("pianist", "rule") + KINDS
 started = time.time()
 
@@ -111,6 +111,7 @@ def evaluate(split: str, systems: tuple[str, ...], parameters: dict) -> dict:
             values = harmonisation_metrics(
                 example.melody, chords, example.num_steps, example.chords
             )
+            values["bar_changes"] = bar_line_changes(chords, example.bar_starts, example.num_steps)
             for column in COLUMNS:
                 rows[system][column].append(values[column])
     return {
@@ -218,6 +219,7 @@ PLACES = {"bar": "bar lines", "middle": "middle beats", "beat": "other beats"}
 NAMES = {
     "root_third": "root & third",
     "exact": "exact chord",
+    "bar_changes": "changes at bar lines",
     "ctnctr": "CTnCTR ↑",
     "pcs": "PCS ↑",
     "mctd": "MCTD ↓",
@@ -235,7 +237,12 @@ lines = [
     f"{len(stored['splits']['test'])} test songs. Each cell: median over songs [25th–75th percentile].",
     "",
     "- *root & third*: share of annotated beats whose chord has the annotation's root and third "
-    "(`harmony.beat_agreement`); *exact chord*: same pitch classes and bass as annotated.",
+    "(`harmony.beat_agreement`); *exact chord*: same pitch classes and bass as annotated; "
+    "*changes at bar lines*: share of bar lines where the chord changes "
+    "(`evaluation.harmonisation.bar_line_changes`).",
+    "- Bars where the melody rests repeat the chords of the bars four bars away "
+    "(`harmony.learned.loop_silent_bars`): the melody gives nothing to read there, and a pianist "
+    "keeps the progression going.",
     "- CTnCTR, PCS, MCTD (melody against chords), CHE, CC, CTD (the progression): Yeh et al. (2020), "
     "as defined in `pianoacc_utils/evaluation/harmonisation.py` (CC counts distinct chords per song).",
     "- *pianist*: POP909's annotated chords; *rule*: `harmony.estimate_chords`; *hmm*, *softmax*, *mlp*: "

@@ -16,6 +16,7 @@ from pianoacc_utils.common import PianoaccError, project_root
 from pianoacc_utils.data import Note, Span
 from pianoacc_utils.evaluation import (
     HARMONISATION_METRICS,
+    bar_line_changes,
     cc,
     che,
     ctd,
@@ -42,7 +43,7 @@ from pianoacc_utils.harmony import (
     state_label,
     training_data,
 )
-from pianoacc_utils.harmony.learned import PARAMETERS_FILE
+from pianoacc_utils.harmony.learned import PARAMETERS_FILE, Frames, loop_silent_bars
 
 C_MAJOR = [Span(0, 32, "C:maj")]
 
@@ -180,11 +181,60 @@ def test_short_melody_and_notes_outside_the_bars():
     check_spans(learned_chords(melody, [0, 16], 32), 32)
 
 
-def test_silent_bars_hold_the_chord_before():
-    melody = notes(60, 64, 67, 72) + notes(62, 65, 69, 74, start=96)
-    spans = learned_chords(melody, [0, 32, 64, 96], 128)
-    check_spans(spans, 128)
-    assert not any(32 <= s.start < 96 for s in spans)
+def test_silent_bars_loop_the_progression_around_them():
+    # Bars (4 beats each): 0-1 silent (an intro), 2-5 sounding, 6-9 silent (an interlude).
+    bars = np.repeat(np.arange(10), 4)
+    silent = np.isin(bars, [0, 1, 6, 7, 8, 9])
+    frames = Frames(np.zeros((40, 2), np.int64), np.zeros(40, np.int64), bars, silent)
+    path = np.where(silent, -1, bars * 10 + np.tile(np.arange(4), 10))  # state: bar, beat
+    looped = loop_silent_bars(path, frames).reshape(10, 4)
+    # Each silent bar takes the bar four bars away, beat by beat; the interlude's bars 8
+    # and 9 repeat bars 4 and 5, and the intro repeats bars 4 and 5 of the bars after it.
+    for bar, source in {0: 4, 1: 5, 6: 2, 7: 3, 8: 4, 9: 5}.items():
+        assert looped[bar].tolist() == [source * 10 + beat for beat in range(4)]
+    assert (looped[2:6] == path.reshape(10, 4)[2:6]).all()  # sounding bars unchanged
+    # No sounding bar: nothing to loop.
+    assert (loop_silent_bars(path, frames._replace(silent_bar=np.ones(40, bool))) == path).all()
+
+
+def test_silent_bars_of_other_lengths_take_the_source_beats_in_order():
+    # A 3-beat bar after a 4-beat source, then a 5-beat one: the source's first beats, then
+    # its last beat repeated.
+    bars = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    silent = bars > 0
+    frames = Frames(np.zeros((12, 2), np.int64), np.zeros(12, np.int64), bars, silent)
+    path = np.array([1, 2, 3, 4] + [-1] * 8)
+    # Only one bar comes before the silent run: it loops that bar (bar 2 copies bar 1,
+    # itself a copy of bar 0).
+    assert loop_silent_bars(path, frames).tolist() == [1, 2, 3, 4, 1, 2, 3, 1, 2, 3, 3, 3]
+
+
+def test_a_silent_run_soon_after_the_start_loops_the_bars_it_has():
+    bars = np.arange(6)  # one frame per bar: bars 0-1 sounding, 2-5 silent
+    frames = Frames(np.zeros((6, 2), np.int64), np.zeros(6, np.int64), bars, bars >= 2)
+    path = np.array([7, 8, -1, -1, -1, -1])
+    assert loop_silent_bars(path, frames).tolist() == [7, 8, 7, 8, 7, 8]
+
+
+def test_a_melody_with_an_interlude_gets_moving_chords_there():
+    melody = notes(60, 64, 67, 72) + notes(62, 65, 69, 74, start=32) + notes(60, 64, 67, 72, start=192)
+    spans = learned_chords(melody, list(range(0, 256, 32)), 256)
+    check_spans(spans, 256)
+
+    def beat_labels(bar: int) -> list[str]:
+        return [next(s.label for s in spans if s.start <= t < s.end) for t in range(bar * 32, bar * 32 + 32, 8)]
+
+    # Bars 2-5 have no melody: they loop bars 0 and 1, the two bars before them.
+    assert [beat_labels(bar) for bar in (2, 3, 4, 5)] == [beat_labels(0), beat_labels(1)] * 2
+
+
+def test_bar_line_changes():
+    chords = [Span(0, 32, "C:maj"), Span(32, 64, "C:maj"), Span(64, 96, "A:min"), Span(100, 128, "F:maj")]
+    # Lines 32 (C to C: held), 64 (changes), 96 (no chord after it: not counted).
+    assert bar_line_changes(chords, [0, 32, 64, 96, 128], 128) == 0.5
+    assert bar_line_changes([Span(0, 64, "C:maj")], [0, 32], 64) == 0.0
+    assert math.isnan(bar_line_changes([], [0, 32], 64))
+    assert math.isnan(bar_line_changes(chords, [0], 128))  # no line inside the piece
 
 
 def test_frames_follow_the_bars():

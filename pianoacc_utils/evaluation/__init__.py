@@ -127,6 +127,7 @@ from pianoacc_utils.evaluation.harmonisation import (
     PCS_SCORES,
     PROPER_STEP,
     TONAL_RADII,
+    bar_line_changes,
     cc,
     che,
     ctd,

@@ -241,3 +241,25 @@ def harmonisation_metrics(
         values["root_third"] = beat_agreement(chords, annotated, num_steps)
         values["exact"] = exact_beat_agreement(chords, annotated, num_steps)
     return values
+
+
+def bar_line_changes(chords: Sequence[Span], bar_starts: Sequence[int], num_steps: int) -> float:
+    """Share of bar lines inside ``(0, num_steps)`` where the chord changes: the label
+    sounding on the step before the line differs from the one on the line's step
+    (bar lines with no chord on either side are not counted; ``nan`` when none is).
+    The chord-level counterpart of an accompaniment's harmonic motion: POP909's
+    annotations change chord on most bar lines."""
+    starts = np.array([c.start for c in chords], np.int64)
+    labels = [c.label for c in chords]
+
+    def label_at(step: int) -> str | None:
+        index = int(np.searchsorted(starts, step, side="right")) - 1
+        return labels[index] if index >= 0 and chords[index].end > step else None
+
+    changes = []
+    for line in bar_starts:
+        if 0 < line < num_steps:
+            before, after = label_at(int(line) - 1), label_at(int(line))
+            if before is not None and after is not None:
+                changes.append(before != after)
+    return float(np.mean(changes)) if changes else math.nan

@@ -47,6 +47,11 @@ CONTEXT_BEATS = 8
 """Width (beats) of the window around a frame whose pitch classes the classifier reads
 besides the frame, its neighbours and its bar."""
 
+LOOP_BARS = 4
+"""Bars of melody-less music (an intro, an interlude, an ending) repeat the chords of
+the bars this many bars away: a pianist keeps a progression going where the melody
+rests, and the melody gives the harmoniser nothing to read there."""
+
 NEIGHBOURS = (-4, -3, -2, 2, 3, 4)
 """Frames (offsets) whose sounding shares and attacks the classifier reads, besides the
 frame itself and the shares of the frames just before and after it."""
@@ -297,8 +302,8 @@ def decode(
 ) -> list[Span]:
     """Chord spans of the best state path (:func:`viterbi`) through ``scores`` ``(F, S)``.
 
-    Every frame gets a chord; frames in bars where no melody sounds keep the chord
-    before them, and those before the first sounding bar take its first chord.
+    Every frame gets a chord; bars where no melody sounds loop the progression around
+    them (:func:`loop_silent_bars`).
     """
     frames = prepared.frames
     path = viterbi(
@@ -308,8 +313,7 @@ def decode(
         frames.silent_bar,
         parameters["log_prior"],
     )
-    first_sounding = int(np.argmax(~frames.silent_bar))
-    path[:first_sounding] = path[first_sounding]
+    path = loop_silent_bars(path, frames)
     qualities = [str(q) for q in parameters["qualities"]]
     spans: list[Span] = []
     for (start, end), state in zip(frames.bounds, path):
@@ -319,6 +323,35 @@ def decode(
         else:
             spans.append(Span(int(start), int(end), label))
     return spans
+
+
+def loop_silent_bars(path: np.ndarray, frames: Frames, period: int = LOOP_BARS) -> np.ndarray:
+    """``path`` ``(F,)`` with the states of melody-less bars replaced: a run of silent bars
+    after the first sounding one loops the ``period`` bars before it (fewer when fewer
+    come after the first sounding bar), frame by frame; silent bars before it (an
+    intro) take those of the bar ``period`` bars after them. A bar shorter than its
+    source takes the source's first frames; a longer one repeats the source's last."""
+    bar_frames = [np.flatnonzero(frames.bar == b) for b in range(int(frames.bar.max()) + 1)]
+    silent = np.array([len(f) > 0 and bool(frames.silent_bar[f[0]]) for f in bar_frames])
+    sounding = np.flatnonzero(~silent & np.array([len(f) > 0 for f in bar_frames]))
+    if len(sounding) == 0:
+        return path
+    path = path.copy()
+
+    def copy(bar: int, source: int) -> None:
+        source_frames = bar_frames[source]
+        for k, frame in enumerate(bar_frames[bar]):
+            path[frame] = path[source_frames[min(k, len(source_frames) - 1)]]
+
+    first, run = int(sounding[0]), period
+    for bar in range(first + 1, len(bar_frames)):  # in order: a filled bar can be a source
+        if silent[bar] and not silent[bar - 1]:  # a silent run begins: what can it loop?
+            run = min(period, bar - first)
+        if silent[bar]:
+            copy(bar, bar - run)
+    for bar in range(first - 1, -1, -1):  # backwards: the intro repeats what follows it
+        copy(bar, min(bar + period, len(bar_frames) - 1))
+    return path
 
 
 def harmonise(

@@ -80,9 +80,19 @@ def course_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("course")
 
 
+TRAINING_FROM = "04"
+"""The first notebook that trains a model; it and the notebooks after it run in order on one
+test worker (they share the quick models), those before it on another."""
+
+
+def notebook_param(notebook: Path) -> object:
+    """``notebook`` as a test parameter in its xdist group (see :data:`TRAINING_FROM`)."""
+    group = "notebooks-training" if notebook.name[:2] >= TRAINING_FROM else "notebooks-data"
+    return pytest.param(notebook, id=notebook.stem, marks=pytest.mark.xdist_group(group))
+
+
 @pytest.mark.notebook
-@pytest.mark.xdist_group("notebooks")
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+@pytest.mark.parametrize("notebook", [notebook_param(nb) for nb in NOTEBOOKS])
 def test_notebook_runs_quick_and_keeps_its_checked_outputs(notebook: Path, course_folder: Path):
     """The committed notebook runs top to bottom in the quick profile without an error, its
     cells tagged ``nbval-check-output`` print what the committed notebook shows (nbval), it

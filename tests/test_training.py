@@ -500,6 +500,7 @@ def test_cli_train_passes_its_options(monkeypatch, tmp_path, capsys):
     def fake_train(profile, kind, out_dir, epochs=None, resume=False, progress=True, data=None,
                    checkpoint_steps=None):
         calls.append((profile, kind, Path(out_dir), epochs, resume, data, checkpoint_steps))
+        (Path(out_dir) / "best.keras").write_bytes(b"weights")
         return {"epoch": [0], "loss": [4.0], "val_loss": [3.5]}
 
     monkeypatch.setattr(training, "train", fake_train)
@@ -509,7 +510,9 @@ def test_cli_train_passes_its_options(monkeypatch, tmp_path, capsys):
     )
     assert code == 0
     assert calls == [("quick", "transformer", tmp_path, 2, True, tmp_path / "data", 50)]
-    assert str(tmp_path) in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert str(tmp_path / "best.keras") in printed  # the files the run wrote, and only those
+    assert "last.keras" not in printed
 
 
 def test_cli_train_reports_a_missing_run_in_one_line(tmp_path, capsys):

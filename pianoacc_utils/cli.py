@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from pianoacc_utils import STARTED, generation, training
 from pianoacc_utils.audio import render_wav
-from pianoacc_utils.common import PianoaccError, write_atomic, write_json
+from pianoacc_utils.common import PianoaccError, check_outputs, write_atomic, write_json
 from pianoacc_utils.course.notebooks import run_notebooks
 from pianoacc_utils.data.compound import bar_units
 from pianoacc_utils.data.melody_midi import load_melody, write_arrangement
@@ -60,34 +60,6 @@ def command(name: str, help_text: str):
         return add_arguments
 
     return register
-
-
-def check_outputs(
-    outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None
-) -> None:
-    """Refuse, before any work starts, an output file that would overwrite an input or
-    another output (paths compared after resolving links), that names a folder, or whose
-    folder cannot be made or written. Keys name the option (``-o``, ``--wav``) or the input."""
-    taken: dict[Path, str] = {}
-    for what, path in (inputs or {}).items():
-        if path is not None:
-            taken[Path(path).resolve()] = what
-    for what, path in outputs.items():
-        if path is None:
-            continue
-        resolved = Path(path).resolve()
-        if resolved in taken:
-            raise PianoaccError(
-                f"{path}: {what} would overwrite the {taken[resolved]}; choose another file"
-            )
-        if resolved.is_dir():
-            raise PianoaccError(f"{path}: {what} names a folder; give a file name")
-        folder = resolved.parent
-        while not folder.exists():
-            folder = folder.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise PianoaccError(f"{path}: {what} cannot be written ({folder} is not a writable folder)")
-        taken[resolved] = what
 
 
 # --------------------------------------------------------------------------- prepare

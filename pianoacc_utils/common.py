@@ -91,3 +91,31 @@ def native_stderr_silenced() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
+
+
+def check_outputs(
+    outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None
+) -> None:
+    """Refuse, before any work starts, an output file that would overwrite an input or
+    another output (paths compared after resolving links), that names a folder, or whose
+    folder cannot be made or written. Keys name the option (``-o``, ``--wav``) or the input."""
+    taken: dict[Path, str] = {}
+    for what, path in (inputs or {}).items():
+        if path is not None:
+            taken[Path(path).resolve()] = what
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in taken:
+            raise PianoaccError(
+                f"{path}: {what} would overwrite the {taken[resolved]}; choose another file"
+            )
+        if resolved.is_dir():
+            raise PianoaccError(f"{path}: {what} names a folder; give a file name")
+        folder = resolved.parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise PianoaccError(f"{path}: {what} cannot be written ({folder} is not a writable folder)")
+        taken[resolved] = what

@@ -119,17 +119,3 @@ def test_a_model_traced_under_jax_equals_the_keras_load(tmp_path):
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "jax load ok jax" in run.stdout
-
-
-def test_cpu_training_uses_bfloat16_only_where_it_is_native(tmp_path):
-    from pianoacc_utils.training.choice import CPU_BACKEND, cpu_flags, fastest_cpu_setting
-
-    plain = fastest_cpu_setting({"avx2", "fma"})
-    assert (plain.backend, plain.policy) == (CPU_BACKEND, "float32")
-    for flag in ("amx_bf16", "avx512_bf16"):
-        native = fastest_cpu_setting({"avx2", flag})
-        assert native.policy == "mixed_bfloat16" and flag in native.reason
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
-    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
-    assert cpu_flags(tmp_path / "missing") == frozenset()

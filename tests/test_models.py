@@ -134,8 +134,9 @@ def test_cached_decoding_equals_full_decoding(model):
     np.testing.assert_allclose(cached, full, atol=1e-4)
     c = model.config
     assert len(cache.keys) == len(cache.cross_values) == c.decoder_layers
-    assert tuple(cache.keys[0].shape) == (3, c.num_heads, 24, c.head_dim)
-    assert tuple(cache.cross_keys[-1].shape) == (3, c.num_heads, 40, c.head_dim)
+    # Batch and heads share the caches' leading axis (B*H, positions, head_dim).
+    assert tuple(cache.keys[0].shape) == (3 * c.num_heads, 24, c.head_dim)
+    assert tuple(cache.cross_keys[-1].shape) == (3 * c.num_heads, 40, c.head_dim)
     with pytest.raises(PianoaccError, match="accompaniment_length"):
         init_cache(model, encoder_output, melody_ids, c.accompaniment_length + 1)
 

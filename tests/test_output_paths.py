@@ -8,7 +8,7 @@ import pytest
 from melodies import simple_melody
 
 from pianoacc_utils import cli
-from pianoacc_utils.cli import check_outputs
+from pianoacc_utils.common import check_outputs
 from pianoacc_utils.common import PianoaccError
 
 

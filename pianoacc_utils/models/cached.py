@@ -72,9 +72,10 @@ def _check_decoder_internals(block: keras.layers.Layer) -> None:
 class DecoderCache(NamedTuple):
     """State of cached decoding, one entry per decoder layer.
 
-    ``keys``/``values``: self-attention keys and values ``(B, heads, max_length,
-    head_dim)``; ``cross_keys``/``cross_values``: the projected encoder output
-    ``(B, heads, Lm, head_dim)``; ``melody_mask`` (B, Lm): real melody positions;
+    ``keys``/``values``: self-attention keys and values ``(B*heads, max_length,
+    head_dim)`` (batch and heads in one leading axis: two 3-D products per attention
+    instead of 4-D ones); ``cross_keys``/``cross_values``: the projected encoder output
+    ``(B*heads, Lm, head_dim)``; ``melody_mask`` (B, Lm): real melody positions;
     ``harmony``: the harmony table (B, beats, 24) of the window, or ``None``;
     ``bars``: its bar lines (B, K), or ``None``.
     A named tuple, so that it can be the state of a compiled loop (JAX pytree,

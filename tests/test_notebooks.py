@@ -38,7 +38,7 @@ def error_outputs(notebook: Path) -> list[str]:
 # --------------------------------------------------------------------------- project notebooks
 
 
-LINKED = ("pretrained", "results")
+LINKED = ("pretrained", "results", "benchmarks")
 """Checkout folders the notebooks read through ``../``: linked beside the quick copy."""
 
 CHECK_TAG = "nbval-check-output"

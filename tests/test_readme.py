@@ -80,7 +80,9 @@ def test_the_melody_commands_run_in_a_fresh_folder(tmp_path):
         if words[0] == ".venv/bin/python":
             words[0] = sys.executable
         elif words[0] == ".venv/bin/pianoacc":
-            words[:1] = [sys.executable, "-m", "pianoacc_utils.cli"]
+            # the console script itself (its name picks the backend of FAST_COMMANDS)
+            script = Path(sys.executable).with_name("pianoacc")
+            words[:1] = [str(script)] if script.exists() else [sys.executable, "-m", "pianoacc_utils.cli"]
         else:
             pytest.fail(f"README command not covered by this test: {command}")
         run = subprocess.run(words, cwd=tmp_path, capture_output=True, text=True)

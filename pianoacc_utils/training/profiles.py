@@ -115,10 +115,10 @@ PROFILES: dict[str, Profile] = {
         ),
         train=TrainConfig(
             batch_size=16,
-            epochs=4,
+            epochs=3,
             learning_rate=2e-3,
-            warmup_steps=50,
-            max_train_segments=768,
+            warmup_steps=30,
+            max_train_segments=512,
             max_validation_segments=160,
         ),
     ),

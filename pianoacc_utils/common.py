@@ -77,6 +77,26 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across processes: two
+    processes that build the same cached folder take turns instead of writing it at once.
+    Where ``fcntl`` is missing (Windows) it does not lock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[None]:
     """Send what native libraries write to the process's stderr (file descriptor 2) to
     the null device while the block runs: TensorFlow's CUDA and absl start-up lines

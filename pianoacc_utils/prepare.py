@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from pianoacc_utils import data, harmony
-from pianoacc_utils.common import PianoaccError, cache_dir, config_dict, config_hash, write_json
+from pianoacc_utils.common import (
+    PianoaccError,
+    cache_dir,
+    config_dict,
+    config_hash,
+    file_lock,
+    write_json,
+)
 from pianoacc_utils.defaults import REBAR_METERS
 from pianoacc_utils.tokenizer import EventTokenizer
 
@@ -181,9 +188,17 @@ def prepare(
     sequences exceed ``config.max_tokens``, the skipped songs with reasons, and
     the wall time.
     """
+    out_dir = Path(out) if out else prepared_dir(config)
+    # Another process preparing the same folder finishes first; this one then reuses it.
+    with file_lock(out_dir.parent / f".{out_dir.name}.lock"):
+        return _prepare(config, out_dir, workers, progress, force)
+
+
+def _prepare(
+    config: PrepareConfig, out_dir: Path, workers: int | None, progress: bool, force: bool
+) -> Path:
     from tqdm.auto import tqdm
 
-    out_dir = Path(out) if out else prepared_dir(config)
     wanted = config_dict(config)
     config_path = out_dir / "config.json"
     if not force and config_path.is_file() and (out_dir / "stats.json").is_file():

@@ -44,6 +44,16 @@ def pop909_location() -> Path | None:
     return None
 
 
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache of this test session, shared by its xdist workers: what one worker
+    prepares (POP909 arrays, under a lock) or compiles (JAX) the others reuse."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / "cache"  # beside popen-gw0, -gw1
+        folder.mkdir(exist_ok=True)
+        return folder
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def test_environment(tmp_path_factory: pytest.TempPathFactory):
     """Point the package at POP909 (absolute path) and at a cache private to this test session."""
@@ -51,7 +61,7 @@ def test_environment(tmp_path_factory: pytest.TempPathFactory):
         location = pop909_location()
         if location is not None:
             patch.setenv("POP909_DIR", str(location))
-        patch.setenv("PIANOACC_CACHE", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("PIANOACC_CACHE", str(session_cache(tmp_path_factory)))
         patch.setenv("MPLBACKEND", "Agg")
         patch.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
         patch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))

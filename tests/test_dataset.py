@@ -202,3 +202,23 @@ def test_prepare_command_reports_a_missing_dataset(tmp_path, monkeypatch, capsys
     error = capsys.readouterr().err.strip()
     assert error.startswith("pianoacc prepare: error:") and "nowhere" in error
     assert len(error.splitlines()) == 1
+
+
+def test_file_lock_keeps_other_processes_out_while_held(tmp_path):
+    """prepare() builds under this lock: a second process cannot take it meanwhile."""
+    import subprocess
+    import sys
+
+    from pianoacc_utils.common import file_lock
+
+    lock = tmp_path / ".folder.lock"
+    probe = (
+        "import fcntl, sys\n"
+        f"handle = open({str(lock)!r}, 'a')\n"
+        "try:\n    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    print('free')\n"
+        "except BlockingIOError:\n    print('held')\n"
+    )
+    run = lambda: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)  # noqa: E731
+    with file_lock(lock):
+        assert run().stdout.strip() == "held"
+    assert run().stdout.strip() == "free"

@@ -1,0 +1,263 @@
+"""FNet against the Transformer at three model sizes and four token budgets on 2 CPU cores.
+
+    python results/scaling.py            # train the runs not yet cached, fit, write the JSON
+    python results/scaling.py --speed    # measure seconds per token again (an idle machine)
+    python results/scaling.py --fit      # only refit and rewrite from the cached runs
+
+Data: the ``small`` profile's prepared split (8-bar segments of all songs, the data of
+the shipped models), so that the shipped 1M-parameter runs, trained far longer, test the
+fitted curves out of sample. Sizes: the small profile's model and two narrower,
+shallower ones (:data:`SIZES`, about 17x in parameters). Each size and encoder trains
+once with batch 16, peak learning rate 1e-3 after 100 warm-up steps, inverse-square-root
+decay (no run length in the schedule: the model at each budget is what a run of that
+budget gives, :func:`pianoacc_utils.training.scaling.train_to_budgets`), and is
+measured on a fixed 256-segment validation subset at :data:`BUDGETS` target tokens.
+Every budget is under one pass over the split, so no segment is seen twice.
+
+Compute is measured apart from the runs, on one median-length batch per size and
+encoder (seconds per target token, fastest of 5 steps after 2 warm-up steps), because
+the runs' own wall time includes compilation and whatever else shares the machine; the
+first fit measures it (``cache/scaling/speed.json``) unless ``--speed`` did already.
+
+Runs are cached one per size and encoder in ``cache/scaling/`` (an interrupted
+invocation starts again at the first missing run). About 50 minutes on 2 CPU cores
+under JAX. Writes ``results/scaling.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from machine import load_average, processor, versions  # noqa: E402
+
+from pianoacc_utils.common import write_json  # noqa: E402
+from pianoacc_utils.models import KINDS, NO_BAR, build_model, count_parameters  # noqa: E402
+from pianoacc_utils.prepare import PrepareConfig, load_split, prepare  # noqa: E402
+from pianoacc_utils.training import PROFILES, SegmentBatches, TrainConfig  # noqa: E402
+from pianoacc_utils.training import scaling  # noqa: E402
+from pianoacc_utils.training.loss import compile_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "scaling.json"
+CACHE = ROOT / "cache" / "scaling"
+SMALL = PROFILES["small"]
+SIZES = {
+    "xs": dict(hidden_dim=32, num_heads=2, intermediate_dim=128, encoder_layers=1, decoder_layers=1),
+    "s": dict(hidden_dim=64, num_heads=2, intermediate_dim=256, encoder_layers=2, decoder_layers=2),
+    "m": {},  # the small profile's model, as shipped
+}
+BUDGETS = (250_000, 500_000, 1_000_000, 2_000_000)
+"""Target tokens seen at which the validation loss is measured."""
+SETTINGS = TrainConfig(batch_size=16, learning_rate=1e-3, warmup_steps=100, seed=909,
+                       harmony_dropout=SMALL.train.harmony_dropout, length_multiple=128)
+VALIDATION_SEGMENTS = 256
+ORIGINAL_EPOCHS = 695
+ORIGINAL_TOKENS = 1024
+"""The original's 695 epochs of 1024-token sequences (its budget, below, in our data)."""
+
+
+def size_config(size: str, kind: str):
+    return dataclasses.replace(SMALL.model_config(kind), **SIZES[size])
+
+
+class FewShapes(SegmentBatches):
+    """Batches whose chord tables and bar lines are padded to the split's longest: under
+    JAX every new input shape compiles the training step again, and the token lengths
+    (multiples of 128) already give a handful of shapes. The padding is what a batch
+    holding the longest segment gets anyway: no chord, no bar."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.table_beats = max(len(table) for table in self.harmony)
+        self.bar_count = max(len(lines) for lines in self.bars)
+
+    def __getitem__(self, index: int):
+        inputs, target = super().__getitem__(index)
+        tables = np.zeros((len(target), self.table_beats, inputs["harmony"].shape[2]), np.float32)
+        tables[:, : inputs["harmony"].shape[1]] = inputs["harmony"]
+        bars = np.full((len(target), self.bar_count), NO_BAR, np.int32)
+        bars[:, : inputs["bars"].shape[1]] = inputs["bars"]
+        return {**inputs, "harmony": tables, "bars": bars}, target
+
+
+def batches(split, config, shuffle: bool, segments: int | None = None) -> SegmentBatches:
+    return FewShapes(split, config, SETTINGS.batch_size if shuffle else 32, shuffle=shuffle,
+                     seed=SETTINGS.seed, length_multiple=SETTINGS.length_multiple,
+                     max_segments=segments,
+                     harmony_dropout=SETTINGS.harmony_dropout if shuffle else 0.0)
+
+
+def seconds_per_token(config, train) -> float:
+    """Fastest of 5 timed training steps on the median-length batch, per target token."""
+    lengths = [int(train[i][1].shape[1]) for i in range(len(train))]
+    inputs, target = train[int(np.argsort(lengths, kind="stable")[len(lengths) // 2])]
+    keras.utils.set_random_seed(0)
+    model = compile_model(build_model(config), SETTINGS)
+    for _ in range(2):
+        model.train_on_batch(inputs, target)
+    times = []
+    for _ in range(5):
+        began = time.perf_counter()
+        model.train_on_batch(inputs, target)
+        times.append(time.perf_counter() - began)
+    return min(times) / int((target != 0).sum())
+
+
+def shipped_check(kind: str, validation) -> dict:
+    """The shipped run of ``kind``: its size, the tokens it saw, its loss on our subset."""
+    run = ROOT / "pretrained" / kind
+    model = keras.saving.load_model(run / "model.keras")
+    epochs = len((run / "history.csv").read_text().strip().splitlines()) - 1
+    compile_model(model, SETTINGS)
+    split = load_split(prepare(SMALL.prepare, progress=False), "train")
+    per_epoch = SegmentBatches(split, model.config, SMALL.train.batch_size, shuffle=False).num_tokens
+    return {"parameters": count_parameters(model)["total"], "tokens": epochs * per_epoch,
+            "epochs": epochs, "batch_size": SMALL.train.batch_size,
+            "val_loss": round(scaling.validation_loss(model, validation), 5)}
+
+
+def train_runs() -> None:
+    folder = prepare(SMALL.prepare, progress=False)
+    train_split, validation_split = load_split(folder, "train"), load_split(folder, "validation")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for size in SIZES:
+        for kind in KINDS:
+            path = CACHE / f"{kind}_{size}.json"
+            if path.exists():
+                continue
+            config = size_config(size, kind)
+            validation = batches(validation_split, config, False, VALIDATION_SEGMENTS)
+            load = load_average()
+            began = time.perf_counter()
+            run = scaling.train_to_budgets(config, batches(train_split, config, True),
+                                           validation, BUDGETS, SETTINGS,
+                                           report=lambda row: print(kind, size, row, flush=True))
+            run.update(kind=kind, size=size, model=SIZES[size], load_average=[load, load_average()],
+                       seconds=round(time.perf_counter() - began, 1))
+            write_json(path, run)
+            print(kind, size, run["parameters"]["total"],
+                  [row["val_loss"] for row in run["budgets"]], f"{run['seconds']:.0f} s", flush=True)
+
+
+def measure_speed() -> dict:
+    """Seconds per target token of every size and encoder, measured one after another
+    (run it on an otherwise idle machine: ``--speed``)."""
+    train_split = load_split(prepare(SMALL.prepare, progress=False), "train")
+    speed = {"load_average_before": load_average()}
+    for size in SIZES:
+        for kind in KINDS:
+            config = size_config(size, kind)
+            speed[f"{kind}_{size}"] = seconds_per_token(config, batches(train_split, config, True))
+            print(kind, size, f"{speed[f'{kind}_{size}'] * 1e6:.1f} us per token", flush=True)
+    speed["load_average_after"] = load_average()
+    write_json(CACHE / "speed.json", speed)
+    return speed
+
+
+def original_budget() -> int:
+    """Target tokens of 695 epochs over our 32-bar training split cut at 1024 tokens."""
+    config = PrepareConfig(bars_per_segment=32, hop_bars=32, max_tokens=ORIGINAL_TOKENS)
+    split = load_split(prepare(config, progress=False), "train")
+    tokens = sum(min(len(split.accompaniment(i)) + 1, ORIGINAL_TOKENS) for i in range(len(split)))
+    return ORIGINAL_EPOCHS * tokens
+
+
+def predict(n, d, loss, targets: dict) -> tuple:
+    """The law fitted to the points, and its prediction at each named ``(parameters,
+    tokens)`` with 68% and 95% bootstrap intervals."""
+    law = scaling.fit_scaling_law(n, d, loss)
+    draws = scaling.bootstrap_losses(n, d, loss, list(targets.values()))
+    return law, {
+        name: {"parameters": int(p), "tokens": int(t),
+               "predicted": round(float(law.loss(p, t)), 4),
+               "interval_68": [round(float(v), 4) for v in np.percentile(draws[:, i], [16, 84])],
+               "interval_95": [round(float(v), 4) for v in np.percentile(draws[:, i], [2.5, 97.5])]}
+        for i, (name, (p, t)) in enumerate(targets.items())
+    }
+
+
+def rms_residual(law, n, d, loss) -> float:
+    return round(float(np.sqrt(np.mean((np.asarray(loss) / law.loss(n, d) - 1) ** 2))), 5)
+
+
+def fit() -> dict:
+    runs = [json.loads((CACHE / f"{kind}_{size}.json").read_text())
+            for size in SIZES for kind in KINDS]
+    speed_path = CACHE / "speed.json"
+    speed = json.loads(speed_path.read_text()) if speed_path.exists() else measure_speed()
+    validation_split = load_split(prepare(SMALL.prepare, progress=False), "validation")
+    for run in runs:
+        run["seconds_per_token"] = speed[f"{run['kind']}_{run['size']}"]
+        if run["size"] == "m":
+            config = size_config("m", run["kind"])
+            run["shipped"] = shipped_check(run["kind"], batches(validation_split, config, False,
+                                                                VALIDATION_SEGMENTS))
+    sizes = {name: {kind: count_parameters(build_model(PROFILES[name].model_config(kind)))["total"]
+                    for kind in KINDS} for name in ("cpu", "full")}
+    original = original_budget()
+    encoders = {}
+    for kind in KINDS:
+        mine = [run for run in runs if run["kind"] == kind]
+        points = [(run["parameters"]["total"], row["tokens"], row["val_loss"])
+                  for run in mine for row in run["budgets"]]
+        n, d, loss = (np.array(column, float) for column in zip(*points))
+        shipped = next(run["shipped"] for run in mine if "shipped" in run)
+        # First the runs alone, tested on the shipped run they never saw; then with the
+        # shipped run as a thirteenth point, for the predictions far beyond both.
+        law, check = predict(n, d, loss, {
+            "shipped run (out of sample)": (shipped["parameters"], shipped["tokens"]),
+        })
+        check["shipped run (out of sample)"]["measured"] = shipped["val_loss"]
+        with_shipped = [np.append(column, value) for column, value in
+                        zip((n, d, loss), (shipped["parameters"], shipped["tokens"], shipped["val_loss"]))]
+        law_all, beyond = predict(*with_shipped, {
+            "cpu profile size, the original's budget": (sizes["cpu"][kind], original),
+            "full profile size, the original's budget": (sizes["full"][kind], original),
+        })
+        encoders[kind] = {
+            "law": law.to_dict(),
+            "relative_rms_residual": rms_residual(law, n, d, loss),
+            "law_with_shipped_run": law_all.to_dict(),
+            "relative_rms_residual_with_shipped_run": rms_residual(law_all, *with_shipped),
+            "predictions": {**check, **beyond},
+        }
+    return {"original_budget_tokens": original, "profile_sizes": sizes, "fits": encoders,
+            "speed_load_average": [speed["load_average_before"], speed["load_average_after"]],
+            "runs": runs}
+
+
+def main() -> None:
+    if "--speed" in sys.argv[1:]:
+        measure_speed()
+    elif "--fit" not in sys.argv[1:]:
+        train_runs()
+    report = {
+        "command": "python results/scaling.py",
+        "backend": keras.backend.backend(),
+        "machine": {"processor": processor(), "versions": versions()},
+        "data": {"profile": "small", "prepare": dataclasses.asdict(SMALL.prepare),
+                 "validation_segments": VALIDATION_SEGMENTS},
+        "settings": dataclasses.asdict(SETTINGS),
+        "budgets": list(BUDGETS),
+        "sizes": SIZES,
+        **fit(),
+    }
+    write_json(OUT, report)
+    for kind, entry in report["fits"].items():
+        print(kind, entry["law"], json.dumps(entry["predictions"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

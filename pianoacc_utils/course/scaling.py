@@ -17,9 +17,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
+from pianoacc_utils.models.config import KIND_NAMES
 from pianoacc_utils.training.scaling import ScalingLaw
 
-KIND_NAMES = {"fnet": "FNet", "transformer": "Transformer"}
 KIND_COLOURS = {"fnet": "tab:green", "transformer": "tab:purple"}
 SIZE_MARKERS = ("o", "s", "^", "D", "v")
 

@@ -15,7 +15,7 @@ from pianoacc_utils.models.cached import (
     decode_step,
     init_cache,
 )
-from pianoacc_utils.models.config import KINDS, ModelConfig, count_parameters
+from pianoacc_utils.models.config import KIND_NAMES, KINDS, ModelConfig, count_parameters
 from pianoacc_utils.models.seq2seq import (
     BAR_STEPS,
     DEFAULT_BAR_STEPS,

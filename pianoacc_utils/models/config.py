@@ -16,6 +16,8 @@ from pianoacc_utils.common import PianoaccError, config_dict
 from pianoacc_utils.tokenizer import EventTokenizer
 
 KINDS = ("fnet", "transformer")
+KIND_NAMES = {"fnet": "FNet", "transformer": "Transformer"}
+"""How tables and figures name each kind."""
 
 
 @dataclass(frozen=True)

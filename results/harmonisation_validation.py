@@ -47,6 +47,10 @@ GRID = {
 """Decoding settings tried on validation: (emission scale, prior weight)."""
 COLUMNS = ("root_third", "exact", "bar_changes", "ctnctr", "pcs", "mctd", "che", "cc", "ctd")
 SYSTEMS = ("pianist", "rule") + KINDS
+CHECK_SONGS = 6
+"""Validation songs whose root-and-third agreement under the saved parameters file (keys
+estimated as a user's melody gets them) the report keeps, so that a test can tell the
+committed file from another fit (tests/test_harmonisation.py)."""
 started = time.time()
 
 
@@ -194,6 +198,19 @@ margin = (
 parameter_file = project_root() / learned.PARAMETERS_FILE
 fitting.save_parameters(parameter_file, parameters[winner])
 log(f"winner {winner} by {margin:.4f} over {runner_up}; saved {parameter_file}")
+saved = learned.read_parameters(parameter_file)
+check_songs = stored["splits"]["validation"][:CHECK_SONGS]
+shipped_check = {
+    "songs": list(check_songs),
+    "root_third": [
+        harmony.beat_agreement(
+            chords_of(winner, stored["songs"][i]["example"], None, {winner: saved}),
+            stored["songs"][i]["example"].chords,
+            stored["songs"][i]["example"].num_steps,
+        )
+        for i in check_songs
+    ],
+}
 
 total_beats = sum(beats.values())
 report = {
@@ -210,6 +227,7 @@ report = {
     "validation_margin_root_third": margin,
     "parameter_file": str(learned.PARAMETERS_FILE),
     "parameter_bytes": parameter_file.stat().st_size,
+    "shipped_check": shipped_check,
     "results": results,
     "seconds": time.time() - started,
 }

@@ -29,6 +29,9 @@ on JAX (``benchmarks/accompany_wait.py``). On JAX the package
   installed, for text preprocessing that this package does not use, and that import
   would be most of a short command's start-up (keras-hub's tools that need TensorFlow
   are then unavailable in the process, as in an install without it);
+* for those subcommands, also loads Keras without the packages it imports only to
+  offer plots, data frames and notebook display (:data:`KERAS_EXTRAS`), which
+  a command that writes MIDI files never uses;
 * keeps JAX's compiled programs in ``<cache>/jax`` (:func:`common.cache_dir`, unless
   ``JAX_COMPILATION_CACHE_DIR`` names another folder), so that a later process loads
   a model and its decoding loop without compiling them again.
@@ -50,16 +53,25 @@ FAST_COMMANDS = {"accompany": "jax"}
 """``pianoacc`` subcommands and the Keras backend each runs on when ``KERAS_BACKEND`` is
 unset and that backend is installed (measured: ``benchmarks/results/accompany_wait.json``)."""
 
+KERAS_EXTRAS = ("matplotlib", "pandas", "IPython")
+"""Packages that Keras imports when they are installed, for features (plotting, data
+frames, notebook display) that the :data:`FAST_COMMANDS` do not use; their imports
+are most of a second of such a command's start-up."""
+
 JAX_CACHE_BYTES = 1 << 30
 """Most bytes JAX's persistent compilation cache keeps (least recently used go first)."""
+
+
+def pianoacc_command(argv: list[str]) -> str:
+    """The ``pianoacc`` subcommand that ``argv`` runs (``"accompany"``), else ``""``."""
+    return argv[1] if len(argv) > 1 and os.path.basename(argv[0]) == "pianoacc" else ""
 
 
 def default_backend(argv: list[str]) -> str:
     """The Keras backend to use when ``KERAS_BACKEND`` is unset: TensorFlow, or the
     backend of :data:`FAST_COMMANDS` when ``argv`` runs the ``pianoacc`` command with
     one of those subcommands and that backend is installed."""
-    command = argv[1] if len(argv) > 1 and os.path.basename(argv[0]) == "pianoacc" else ""
-    backend = FAST_COMMANDS.get(command)
+    backend = FAST_COMMANDS.get(pianoacc_command(argv))
     if backend is not None and importlib.util.find_spec(backend) is not None:
         return backend
     return "tensorflow"
@@ -77,13 +89,15 @@ class _Hidden(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
 
 
-def _prepare_jax() -> None:
-    """Before Keras loads on JAX: keras-hub without TensorFlow, and the persistent
+def _prepare_jax(short_command: bool) -> None:
+    """Before Keras loads on JAX: keras-hub without TensorFlow (and, for a
+    ``short_command``, Keras without :data:`KERAS_EXTRAS`), and the persistent
     compilation cache (see the module docstring)."""
     import jax
 
     if "keras_hub" not in sys.modules and "tensorflow" not in sys.modules:
-        hidden = _Hidden("tensorflow", "tensorflow_text")
+        extras = KERAS_EXTRAS if short_command else ()
+        hidden = _Hidden("tensorflow", "tensorflow_text", *extras)
         sys.meta_path.insert(0, hidden)
         try:
             import keras_hub  # (its modules keep "no TensorFlow")
@@ -104,7 +118,7 @@ from pianoacc_utils.common import PianoaccError, cache_dir, native_stderr_silenc
 
 with native_stderr_silenced():  # TensorFlow's start-up lines, whatever the log level
     if os.environ["KERAS_BACKEND"] == "jax":
-        _prepare_jax()
+        _prepare_jax(pianoacc_command(getattr(sys, "argv", [])) in FAST_COMMANDS)
     from pianoacc_utils.models import seq2seq as _registers_keras_classes  # noqa: E402, F401
 
     if _registers_keras_classes.keras.backend.backend() == "tensorflow":

@@ -45,7 +45,13 @@ from pianoacc_utils.harmony import (
     state_label,
     training_data,
 )
-from pianoacc_utils.harmony.learned import PARAMETERS_FILE, Frames, loop_silent_bars
+from pianoacc_utils.harmony.key import parse_key
+from pianoacc_utils.harmony.learned import (
+    PARAMETERS_FILE,
+    Frames,
+    loop_silent_bars,
+    vocabulary_tones,
+)
 
 C_MAJOR = [Span(0, 32, "C:maj")]
 
@@ -293,6 +299,30 @@ def test_shipped_parameters_are_the_reported_fit(pop909_dir):
         chords = learned_chords(song.melody, bars, int(song.grid.num_steps))
         measured = beat_agreement(chords, song.chords, int(song.grid.num_steps))
         assert measured == pytest.approx(expected, abs=1e-9), song_id
+
+
+def test_shipped_vocabulary_tones_are_mir_evals(monkeypatch):
+    # The tones stored with the parameters answer chord_tones for every label the
+    # harmoniser can emit; they must be what parsing the label gives.
+    from pianoacc_utils.harmony import chords
+
+    parameters = load_parameters()
+    stored = vocabulary_tones(parameters)
+    assert len(stored) == 12 * len(parameters["qualities"])
+    monkeypatch.setattr(chords, "_PARSED", {})
+    chords.chord_tones.cache_clear()
+    try:
+        for label, tones in stored.items():
+            assert chords.chord_tones(label) == tones, label
+    finally:
+        chords.chord_tones.cache_clear()
+
+
+def test_key_labels_in_any_spelling():
+    assert parse_key("Db:maj") == (1, "maj") and parse_key("C#:maj") == (1, "maj")
+    assert parse_key("Fb:min") == (4, "min")
+    with pytest.raises(PianoaccError, match="unknown tonic"):
+        parse_key("H:maj")
 
 
 def test_fit_save_and_read_a_tiny_harmoniser(tmp_path):

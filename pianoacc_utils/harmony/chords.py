@@ -26,6 +26,18 @@ HARMONY_DIM = 24
 # --------------------------------------------------------------------------- chord labels
 
 
+_PARSED: dict[str, tuple[frozenset[int], int]] = {}
+"""Labels whose tones are already known (:func:`remember_chord_tones`)."""
+
+
+def remember_chord_tones(parsed: dict[str, tuple[frozenset[int], int]]) -> None:
+    """Let :func:`chord_tones` answer these labels without parsing them again: a
+    harmoniser's parameters carry the tones of the labels it emits, parsed when it was
+    fitted, so that accompanying a melody need not import mir_eval (whose import, SciPy's
+    statistics with it, takes about a second)."""
+    _PARSED.update(parsed)
+
+
 @functools.lru_cache(maxsize=None)
 def chord_tones(label: str) -> tuple[frozenset[int], int] | None:
     """Pitch classes and bass pitch class of a chord label (``"A:min7"``, ``"Bb:maj/3"``).
@@ -34,6 +46,8 @@ def chord_tones(label: str) -> tuple[frozenset[int], int] | None:
     folded into the octave, plus the bass of a slash chord. ``None`` for no chord
     (``"N"``, ``"X"``); :class:`PianoaccError` for a label that is not a chord.
     """
+    if label in _PARSED:
+        return _PARSED[label]
     import mir_eval
 
     try:

@@ -341,6 +341,7 @@ def fit_harmoniser(
         "scale": np.array(scale),
         "prior_weight": np.array(prior_weight),
         **fit_transitions(data, num_states),
+        **quality_tables(qualities),
     }
     if kind == "hmm":
         parameters["log_emission"] = fit_hmm_emissions(data, qualities)
@@ -350,6 +351,18 @@ def fit_harmoniser(
             fit_classifier(data, num_states, hidden=hidden if kind == "mlp" else 0, **classifier)
         )
     return parameters
+
+
+def quality_tables(qualities: Sequence[str]) -> dict[str, np.ndarray]:
+    """The vocabulary's chord shapes as parsed now (:func:`quality_shape`), kept with
+    the parameters: ``quality_tones`` ``(Q, 12)`` 1 for each interval above the root,
+    ``quality_bass`` ``(Q,)`` the bass interval
+    (see :func:`pianoacc_utils.harmony.learned.read_parameters`)."""
+    tones = np.zeros((len(qualities), 12), np.int8)
+    for row, quality in enumerate(qualities):
+        tones[row, sorted(quality_shape(quality)[0])] = 1
+    bass = np.array([quality_shape(quality)[1] for quality in qualities], np.int8)
+    return {"quality_tones": tones, "quality_bass": bass}
 
 
 def save_parameters(path: str | Path, parameters: Mapping[str, Any]) -> None:

@@ -48,12 +48,16 @@ def estimate_key(notes: Sequence[Note]) -> str | None:
 
 
 def parse_key(label: str) -> tuple[int, str]:
-    """``"Gb:maj"`` -> (tonic pitch class 6, ``"maj"``); modes ``maj`` and ``min``."""
-    import mir_eval
-
+    """``"Gb:maj"`` -> (tonic pitch class 6, ``"maj"``); modes ``maj`` and ``min``.
+    Tonics spelled as :data:`PITCH_NAMES` (as :func:`estimate_key` writes them) are read
+    from it; other spellings (``"C#"``, ``"Fb"``) by mir_eval."""
     tonic, _, mode = label.partition(":")
     if mode not in ("maj", "min"):
         raise PianoaccError(f"key label {label!r}: expected TONIC:maj or TONIC:min")
+    if tonic in PITCH_NAMES:
+        return PITCH_NAMES.index(tonic), mode
+    import mir_eval
+
     try:
         pitch_class = mir_eval.chord.pitch_class_to_semitone(tonic)
     except Exception as error:  # mir_eval raises its own exception types

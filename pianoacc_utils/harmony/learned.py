@@ -31,6 +31,7 @@ import numpy as np
 from pianoacc_utils.common import PianoaccError, project_root
 from pianoacc_utils.data.notes import Note, Span
 from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
+from pianoacc_utils.harmony.chords import remember_chord_tones
 from pianoacc_utils.harmony.key import estimate_key, parse_key
 
 PARAMETERS_FILE = Path("pretrained/harmony/harmoniser.npz")
@@ -405,7 +406,23 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
     missing = {"kind", "qualities", "log_change", "log_stay", "log_prior"} - set(parameters)
     if missing:
         raise PianoaccError(f"{path}: not harmonisation parameters (missing {sorted(missing)})")
+    if "quality_tones" in parameters:
+        remember_chord_tones(vocabulary_tones(parameters))
     return parameters
+
+
+def vocabulary_tones(parameters: Mapping[str, Any]) -> dict[str, tuple[frozenset[int], int]]:
+    """Pitch classes and bass of every label the parameters' states can have
+    (:func:`state_label`), from the chord shapes stored with them."""
+    qualities = [str(q) for q in parameters["qualities"]]
+    tones: dict[str, tuple[frozenset[int], int]] = {}
+    for index, quality in enumerate(qualities):
+        intervals = np.flatnonzero(parameters["quality_tones"][index])
+        bass = int(parameters["quality_bass"][index])
+        for root in range(12):
+            pitch_classes = frozenset(int((root + i) % 12) for i in intervals)
+            tones[f"{PITCH_NAMES[root]}:{quality}"] = (pitch_classes, (root + bass) % 12)
+    return tones
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,4 +1,5 @@
-"""Every command in the README runs from a checkout: the README cannot drift from the code.
+"""Every command in the README runs from a checkout, and its results table is the one the
+committed reports give: the README cannot drift from the code or from the results.
 
 The commands are read from the README's ``bash`` blocks. ``make`` targets are checked
 with ``make -n`` (what they would run) for every profile; the commands that act on a
@@ -34,6 +35,17 @@ def readme_commands(text: str) -> list[str]:
 
 
 COMMANDS = readme_commands((REPO / "README.md").read_text())
+
+
+def test_the_results_table_is_built_from_the_committed_reports():
+    sys.path.insert(0, str(REPO / "results"))
+    try:
+        import readme_table
+    finally:
+        sys.path.remove(str(REPO / "results"))
+    text = (REPO / "README.md").read_text()
+    start, end = readme_table.readme_table_span(text)
+    assert text[start:end] == readme_table.table(), "run results/readme_table.py --write"
 
 
 def test_the_readme_has_the_commands_it_promises():

@@ -1,0 +1,115 @@
+"""The README's results table, built from the committed evaluation reports.
+
+    .venv/bin/python results/readme_table.py            # print the table
+    .venv/bin/python results/readme_table.py --write    # replace it in README.md
+
+Columns are systems of three reports (``results/evaluation.json``: annotated chords;
+``evaluation_estimated_chords.json``: the melody alone; ``evaluation_no_rules.json``: no
+chord mask, no note release); rows are metrics (``docs/metrics.md``). A cell is the
+metric's value over segments (a median, key agreement and the copy check a mean) at the
+median seed, followed by its [min, max] across the seeds where those differ at three
+significant digits. The last row counts the quality bar's checks passed at each seed.
+``tests/test_readme.py`` checks that README.md holds this table as written here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+COLUMNS = (
+    ("ground truth", "evaluation", "ground_truth"),
+    ("FNet", "evaluation", "fnet"),
+    ("Transformer", "evaluation", "transformer"),
+    ("FNet, melody only", "evaluation_estimated_chords", "fnet"),
+    ("Transformer, melody only", "evaluation_estimated_chords", "transformer"),
+    ("FNet, no rules", "evaluation_no_rules", "fnet"),
+    ("block chords", "evaluation", "block_chords"),
+)
+"""(heading, report under results/, system in it)."""
+
+ROWS = (
+    ("bars off the beat by ⅛ beat or more", "bars_off_share"),
+    ("chord-tone ratio (annotated chords)", "chord_tone_ratio"),
+    ("consonance with the melody", "melody_consonance"),
+    ("key agreement (mean)", "key_agreement"),
+    ("harmonic motion (bar lines changing pitch content)", "harmonic_motion"),
+    ("pitch-class sets per 4 bars", "harmonic_variety"),
+    ("rhythm distance to the pianist's (0..1)", "rhythm_distance"),
+    ("bar-to-bar onset repetition", "onset_repetition"),
+    ("bass on strong beats", "strong_beat_bass"),
+    ("voicing spread (semitones)", "voicing_spread"),
+    ("notes per bar", "notes_per_bar"),
+    ("polyphony (notes sounding)", "polyphony"),
+    ("velocity standard deviation", "velocity_std"),
+    ("2-bar windows found in train (copy check)", "copied_2_bar_share"),
+    ("4-bar windows found in train", "copied_4_bar_share"),
+    ("longest run found in train (bars)", "longest_copied_bars"),
+)
+"""(row heading, metric)."""
+
+
+def number(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def cell(seeds: dict, system: str, metric: str) -> str:
+    """Median over seeds, with [min, max] when they differ as printed."""
+    low, high = (number(v) for v in seeds["spread"][system][metric])
+    middle = number(seeds["median"][system][metric])
+    return middle if low == high else f"{middle} [{low}, {high}]"
+
+
+def quality_cell(seeds: dict, system: str) -> str:
+    """Checks passed at each seed, ``"19 / 19 / 18 of 19"``; empty for the pianist."""
+    rows = seeds.get("quality_bar", {}).get(system)
+    if not rows:
+        return ""
+    passed = " / ".join(str(row["passed"]) for row in rows)
+    return f"{passed} of {rows[0]['checks']}"
+
+
+def table(results: Path = ROOT / "results") -> str:
+    """The table in Markdown, ending with a newline."""
+    reports = {
+        name: json.loads((results / f"{name}.json").read_text())["seeds"]
+        for name in {report for _, report, _ in COLUMNS}
+    }
+    seeds = {tuple(r["seeds"]) for r in reports.values()}
+    if len(seeds) != 1:
+        raise SystemExit(f"the reports were run at different seeds: {sorted(seeds)}")
+    names = " / ".join(map(str, next(iter(seeds))))
+    lines = [
+        "| metric | " + " | ".join(heading for heading, _, _ in COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
+    for heading, metric in ROWS:
+        cells = [cell(reports[report], system, metric) for _, report, system in COLUMNS]
+        lines.append(f"| {heading} | " + " | ".join(cells) + " |")
+    cells = [quality_cell(reports[report], system) for _, report, system in COLUMNS]
+    lines.append(f"| quality bar, seeds {names} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_table_span(text: str) -> tuple[int, int]:
+    """Start and end (characters) of the README's results table: the table whose first
+    line is the one :func:`table` starts with."""
+    first = "| metric | " + " | ".join(heading for heading, _, _ in COLUMNS) + " |"
+    start = text.index(first)
+    end = text.find("\n\n", start)
+    return start, (len(text) if end < 0 else end + 1)
+
+
+if __name__ == "__main__":
+    written = table()
+    if sys.argv[1:] == ["--write"]:
+        text = README.read_text()
+        start, end = readme_table_span(text)
+        README.write_text(text[:start] + written + text[end:])
+        print(f"wrote the table into {README}")
+    else:
+        print(written, end="")

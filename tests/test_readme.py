@@ -37,15 +37,19 @@ def readme_commands(text: str) -> list[str]:
 COMMANDS = readme_commands((REPO / "README.md").read_text())
 
 
-def test_the_results_table_is_built_from_the_committed_reports():
+def test_the_results_tables_are_built_from_the_committed_reports():
+    # The README's and the model cards' tables (results/result_tables.py).
     sys.path.insert(0, str(REPO / "results"))
     try:
-        import readme_table
+        import result_tables
     finally:
         sys.path.remove(str(REPO / "results"))
-    text = (REPO / "README.md").read_text()
-    start, end = readme_table.readme_table_span(text)
-    assert text[start:end] == readme_table.table(), "run results/readme_table.py --write"
+    expected = result_tables.tables()
+    assert {p.name for p in expected} == {"README.md", "MODEL_CARD.md"} and len(expected) == 3
+    for path, table in expected.items():
+        text = path.read_text()
+        start, end = result_tables.table_span(text, table)
+        assert text[start:end] == table, f"{path}: run results/result_tables.py --write"
 
 
 def test_the_readme_has_the_commands_it_promises():

@@ -44,6 +44,7 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
 
 STARTED = time.perf_counter()
 """``time.perf_counter()`` when the package began loading: the start of the imports
@@ -113,6 +114,9 @@ def _prepare_jax(short_command: bool) -> None:
 
 os.environ.setdefault("KERAS_BACKEND", default_backend(getattr(sys, "argv", [])))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info and warning logs off
+# keras-hub loads tqdm.auto, which in a Jupyter kernel without ipywidgets warns that it
+# cannot draw progress bars; the package draws none.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 from pianoacc_utils.common import PianoaccError, cache_dir, native_stderr_silenced  # noqa: E402
 

@@ -2,16 +2,15 @@
 
 It checks the notebook's ``PROFILE`` against the one list of profiles
 (:data:`pianoacc_utils.training.PROFILES`), makes the figure and output folders,
-and quiets what would otherwise clutter a notebook: Jupyter's widget warning (the
-notebooks show no progress bars) and TensorFlow's notices that a compiled function
-was traced again (the decoding loop meets windows of new shapes by design).
+and quiets what would otherwise clutter a notebook: TensorFlow's notices that a
+compiled function was traced again (the decoding loop meets windows of new shapes by
+design). Jupyter's widget warning is quieted by the package itself, when it loads.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +19,7 @@ from IPython.display import Code
 
 from pianoacc_utils.common import PianoaccError
 
-# Before the training stage loads tqdm: the notebooks show no progress bars, so Jupyter's
-# "IProgress not found" (widgets missing) is noise.
-warnings.filterwarnings("ignore", message="IProgress not found")
-
-from pianoacc_utils.training.profiles import PROFILES, Profile  # noqa: E402
+from pianoacc_utils.training.profiles import PROFILES, Profile
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,6 @@ def lesson(profile: str, figures_dir: str | Path, output_dir: str | Path) -> Les
     figures, output = Path(figures_dir), Path(output_dir)
     figures.mkdir(parents=True, exist_ok=True)
     output.mkdir(parents=True, exist_ok=True)
-    warnings.filterwarnings("ignore", message="IProgress not found")
     tf_logger = logging.getLogger("tensorflow")
     if _quiet_retracing not in tf_logger.filters:
         tf_logger.addFilter(_quiet_retracing)

@@ -56,7 +56,7 @@ def median_batch(batch_size: int, model_config) -> tuple[dict, object, dict]:
     import numpy as np
 
     from pianoacc_utils.prepare import load_split, prepare
-    from pianoacc_utils.training import PROFILES, SegmentBatches
+    from pianoacc_utils.training import PROFILES, SegmentBatches, median_length_batch
 
     profile = PROFILES[DATA_PROFILE]
     split = load_split(prepare(profile.prepare, progress=False), "train")
@@ -64,9 +64,8 @@ def median_batch(batch_size: int, model_config) -> tuple[dict, object, dict]:
         split, model_config, batch_size, shuffle=True, seed=profile.train.seed,
         length_multiple=profile.train.length_multiple,
     )
+    inputs, target = median_length_batch(batches)
     lengths = [int(batches[i][1].shape[1]) for i in range(len(batches))]  # padded
-    index = int(np.argsort(lengths, kind="stable")[len(lengths) // 2])
-    inputs, target = batches[index]
     shape = {
         "melody_tokens": int(inputs["melody"].shape[1]),
         "accompaniment_tokens": int(target.shape[1]),
@@ -130,13 +129,13 @@ def loss_run(precision: str, seed: int, steps: int) -> dict:
     its validation loss (masked cross-entropy per real token) every ``steps // 4`` steps.
 
     Its batches are the profile's (segments, batch size, shuffling, hidden chords), padded
-    to one shape (the profile's full lengths, the longest harmony table and bar-line list
-    of the splits) so that one training step is compiled, not one per shape; the
+    to one shape (the profile's full lengths; harmony tables and bar lines to each split's
+    longest: ``fixed_tables``) so that one training step is compiled, not one per shape; the
     optimizer is the profile's (``compile_model``)."""
     import keras
     import numpy as np
 
-    from pianoacc_utils.models import NO_BAR, build_model
+    from pianoacc_utils.models import build_model
     from pianoacc_utils.prepare import load_split, prepare
     from pianoacc_utils.training import PROFILES, SegmentBatches, compile_model
 
@@ -145,23 +144,12 @@ def loss_run(precision: str, seed: int, steps: int) -> dict:
     folder = prepare(profile.prepare, progress=False)
     full = max(config.melody_length, config.accompaniment_length)
     batches = {"model_config": config, "batch_size": settings.batch_size, "length_multiple": full}
+    batches = {**batches, "fixed_tables": True}
     train = SegmentBatches(load_split(folder, "train"), shuffle=True, seed=seed,
                            max_segments=settings.max_train_segments,
                            harmony_dropout=settings.harmony_dropout, **batches)
     validation = SegmentBatches(load_split(folder, "validation"), shuffle=False,
                                 max_segments=settings.max_validation_segments, **batches)
-    widths = [(b[0]["harmony"].shape[1], b[0]["bars"].shape[1])
-              for split in (train, validation) for b in (split[i] for i in range(len(split)))]
-    beats, bars = (max(w[k] for w in widths) for k in (0, 1))
-
-    def one_shape(batch: tuple[dict, np.ndarray]) -> tuple[dict, np.ndarray]:
-        inputs, target = batch
-        table, lines = inputs["harmony"], inputs["bars"]
-        inputs["harmony"] = np.zeros((len(table), beats, table.shape[2]), table.dtype)
-        inputs["harmony"][:, : table.shape[1]] = table  # zero rows: no chord
-        inputs["bars"] = np.full((len(lines), bars), NO_BAR, lines.dtype)
-        inputs["bars"][:, : lines.shape[1]] = lines
-        return inputs, target
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(seed)
@@ -170,7 +158,7 @@ def loss_run(precision: str, seed: int, steps: int) -> dict:
     def validation_loss() -> float:
         losses, tokens = [], []
         for index in range(len(validation)):
-            inputs, target = one_shape(validation[index])
+            inputs, target = validation[index]
             losses.append(float(np.ravel(model.test_on_batch(inputs, target))[0]))
             tokens.append(int((target != 0).sum()))
         return float(np.average(losses, weights=tokens))
@@ -180,7 +168,7 @@ def loss_run(precision: str, seed: int, steps: int) -> dict:
         for index in range(len(train)):
             if done == steps:
                 break
-            model.train_on_batch(*one_shape(train[index]))
+            model.train_on_batch(*train[index])
             done += 1
             if done % max(1, steps // 4) == 0:
                 curve.append([done, round(validation_loss(), 4)])

@@ -43,9 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from machine import load_average, processor, versions  # noqa: E402
 
 from pianoacc_utils.common import write_json  # noqa: E402
-from pianoacc_utils.models import KINDS, NO_BAR, build_model, count_parameters  # noqa: E402
+from pianoacc_utils.models import KINDS, build_model, count_parameters  # noqa: E402
 from pianoacc_utils.prepare import PrepareConfig, load_split, prepare  # noqa: E402
-from pianoacc_utils.training import PROFILES, SegmentBatches, TrainConfig  # noqa: E402
+from pianoacc_utils.training import (  # noqa: E402
+    PROFILES,
+    SegmentBatches,
+    TrainConfig,
+    median_length_batch,
+)
 from pianoacc_utils.training import scaling  # noqa: E402
 from pianoacc_utils.training.loss import compile_model  # noqa: E402
 
@@ -72,37 +77,16 @@ def size_config(size: str, kind: str):
     return dataclasses.replace(SMALL.model_config(kind), **SIZES[size])
 
 
-class FewShapes(SegmentBatches):
-    """Batches whose chord tables and bar lines are padded to the split's longest: under
-    JAX every new input shape compiles the training step again, and the token lengths
-    (multiples of 128) already give a handful of shapes. The padding is what a batch
-    holding the longest segment gets anyway: no chord, no bar."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.table_beats = max(len(table) for table in self.harmony)
-        self.bar_count = max(len(lines) for lines in self.bars)
-
-    def __getitem__(self, index: int):
-        inputs, target = super().__getitem__(index)
-        tables = np.zeros((len(target), self.table_beats, inputs["harmony"].shape[2]), np.float32)
-        tables[:, : inputs["harmony"].shape[1]] = inputs["harmony"]
-        bars = np.full((len(target), self.bar_count), NO_BAR, np.int32)
-        bars[:, : inputs["bars"].shape[1]] = inputs["bars"]
-        return {**inputs, "harmony": tables, "bars": bars}, target
-
-
 def batches(split, config, shuffle: bool, segments: int | None = None) -> SegmentBatches:
-    return FewShapes(split, config, SETTINGS.batch_size if shuffle else 32, shuffle=shuffle,
-                     seed=SETTINGS.seed, length_multiple=SETTINGS.length_multiple,
-                     max_segments=segments,
-                     harmony_dropout=SETTINGS.harmony_dropout if shuffle else 0.0)
+    return SegmentBatches(split, config, SETTINGS.batch_size if shuffle else 32, shuffle=shuffle,
+                          seed=SETTINGS.seed, length_multiple=SETTINGS.length_multiple,
+                          max_segments=segments, fixed_tables=True,
+                          harmony_dropout=SETTINGS.harmony_dropout if shuffle else 0.0)
 
 
 def seconds_per_token(config, train) -> float:
     """Fastest of 5 timed training steps on the median-length batch, per target token."""
-    lengths = [int(train[i][1].shape[1]) for i in range(len(train))]
-    inputs, target = train[int(np.argsort(lengths, kind="stable")[len(lengths) // 2])]
+    inputs, target = median_length_batch(train)
     keras.utils.set_random_seed(0)
     model = compile_model(build_model(config), SETTINGS)
     for _ in range(2):

@@ -17,7 +17,7 @@ import pytest
 
 from pianoacc_utils import cli
 from pianoacc_utils.common import PianoaccError
-from pianoacc_utils.models import ModelConfig, build_model
+from pianoacc_utils.models import NO_BAR, ModelConfig, build_model
 from pianoacc_utils.prepare import load_split, prepare
 from pianoacc_utils.training import (
     END_ID,
@@ -105,6 +105,27 @@ def test_segment_batches_line_up_and_bucket(quick_data):
     first_epoch = [batches[i][1].shape for i in range(len(batches))]
     batches.on_epoch_end()
     assert [batches[i][1].shape for i in range(len(batches))] != first_epoch  # reshuffled
+
+
+def test_fixed_tables_give_every_batch_the_same_table_and_bar_shapes(quick_data):
+    split = load_split(quick_data, "validation")
+    config = QUICK.model_config("fnet")
+    options = {"batch_size": 4, "shuffle": True, "seed": 3, "length_multiple": 16}
+    loose = SegmentBatches(split, config, **options)
+    fixed = SegmentBatches(split, config, fixed_tables=True, **options)
+    widths = {(loose[i][0]["harmony"].shape[1], loose[i][0]["bars"].shape[1])
+              for i in range(len(loose))}
+    assert len(widths) > 1  # otherwise this test would show nothing
+    for index in range(len(fixed)):
+        (a, target_a), (b, target_b) = loose[index], fixed[index]
+        np.testing.assert_array_equal(target_a, target_b)
+        assert b["harmony"].shape[1] == max(w[0] for w in widths)
+        assert b["bars"].shape[1] == max(w[1] for w in widths)
+        # The extra room is padding: no chord, no bar line.
+        np.testing.assert_array_equal(b["harmony"][:, : a["harmony"].shape[1]], a["harmony"])
+        assert not b["harmony"][:, a["harmony"].shape[1]:].any()
+        np.testing.assert_array_equal(b["bars"][:, : a["bars"].shape[1]], a["bars"])
+        assert (b["bars"][:, a["bars"].shape[1]:] == NO_BAR).all()
 
 
 def test_segment_batch_pads_segments_as_training_does():

@@ -79,14 +79,18 @@ def collate(
     model_config: ModelConfig,
     length_multiple: int = 16,
     rows: int | None = None,
+    table_beats: int | None = None,
+    bar_count: int | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Segments' sequences -> one batch ``(inputs, target)`` as the model takes it.
 
     Token ids are padded with :data:`PAD_ID` to the batch's longest sequence rounded up
     to ``length_multiple`` tokens (at most the model's ``melody_length`` /
     ``accompaniment_length``), harmony tables with no-chord rows to the longest table
-    (beats), bar lines (grid steps) with :data:`~pianoacc_utils.models.NO_BAR`.
-    ``rows``: batch rows (default: one per segment; extra rows are all padding).
+    (beats) or to ``table_beats``, bar lines (grid steps) with
+    :data:`~pianoacc_utils.models.NO_BAR` to the longest list or to ``bar_count`` (which
+    must not be shorter than the batch's). ``rows``: batch rows (default: one per
+    segment; extra rows are all padding).
     """
     melody_length = padded_length(
         max(len(m) for m in melodies), length_multiple, model_config.melody_length
@@ -98,8 +102,8 @@ def collate(
     inputs = {
         "melody": pad_batch(melodies, melody_length, rows),
         "decoder_input": pad_batch(decoder_inputs, decoder_length, rows),
-        "harmony": harmony.pad_tables(harmony_tables, rows=rows),
-        "bars": pad_bar_lines(bar_lines, rows),
+        "harmony": harmony.pad_tables(harmony_tables, table_beats, rows=rows),
+        "bars": pad_bar_lines(bar_lines, rows, multiple=bar_count or 1),
     }
     return inputs, pad_batch(targets, decoder_length, rows)
 
@@ -142,7 +146,10 @@ class SegmentBatches(keras.utils.PyDataset):
     seeded random subset. The order of an epoch's batches and its hidden chords are a
     function of ``(seed, epoch)`` alone, so a resumed run replays them exactly: ``epoch``
     sets the first epoch served and ``start_batch`` the batch it starts from (the rest
-    of an interrupted epoch; later epochs are whole).
+    of an interrupted epoch; later epochs are whole). With ``fixed_tables`` every batch's
+    harmony tables and bar lines are padded to the split's longest, so that those inputs
+    have one shape: under JAX each new input shape compiles the step again, and the
+    token lengths (multiples of ``length_multiple``) already make a handful of shapes.
     """
 
     def __init__(
@@ -158,6 +165,7 @@ class SegmentBatches(keras.utils.PyDataset):
         epoch: int = 0,
         harmony_dropout: float = 0.0,
         start_batch: int = 0,
+        fixed_tables: bool = False,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         if len(split) == 0:
@@ -184,6 +192,8 @@ class SegmentBatches(keras.utils.PyDataset):
         self.harmony = [split.harmony_table(i) for i in chosen]
         self.bars = [split.bar_lines(i) for i in chosen]
         self.harmony_dropout = harmony_dropout
+        self.table_beats = max(len(t) for t in self.harmony) if fixed_tables else None
+        self.bar_count = max(max(len(b) for b in self.bars), 1) if fixed_tables else None
         self.seek(epoch, start_batch)
 
     @property
@@ -241,6 +251,8 @@ class SegmentBatches(keras.utils.PyDataset):
             self.model_config,
             self.length_multiple,
             rows=self.batch_size,
+            table_beats=self.table_beats,
+            bar_count=self.bar_count,
         )
         if self.harmony_dropout > 0:
             rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -100,6 +100,14 @@ def _time_training_steps(
     }
 
 
+def median_length_batch(batches: Sequence[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The batch of median padded accompaniment length among ``batches`` (a
+    :class:`~pianoacc_utils.training.SegmentBatches`, in its current epoch's order): a
+    typical step to time, neither the shortest nor the longest."""
+    lengths = [int(batches[i][1].shape[1]) for i in range(len(batches))]
+    return batches[int(np.argsort(lengths, kind="stable")[len(lengths) // 2])]
+
+
 @contextlib.contextmanager
 def _quiet_retracing_warnings() -> Iterator[None]:
     """Silence TensorFlow's "triggered tf.function retracing" warnings: a new model per

@@ -96,6 +96,20 @@ def test_output_shape_dtype_and_parameter_counts(model):
     assert count_parameters(fnet)["decoder"] == count_parameters(transformer)["decoder"]
 
 
+def test_the_symbolic_build_creates_the_weights_a_real_pass_creates(model):
+    """``build`` traces a dummy batch instead of running it: it must create the same
+    weights, in the same order and shapes, as a real forward pass does, or saved
+    checkpoints would not load into it."""
+    built = build_model(model.config)
+    ran = AccompanimentModel(model.config)
+    dummy = np.ones((1, 2), dtype="int32")
+    ran({"melody": dummy, "decoder_input": dummy,
+         "harmony": np.zeros((1, 1, HARMONY_DIM), "float32"), "bars": np.zeros((1, 1), "int32")})
+    assert [(w.path, tuple(w.shape)) for w in built.weights] == [
+        (w.path.replace(ran.name, built.name, 1), tuple(w.shape)) for w in ran.weights
+    ]
+
+
 def test_summary_lists_the_blocks(model, capsys):
     model.summary()
     text = capsys.readouterr().out

@@ -30,7 +30,6 @@ from pianoacc_utils.generation.accompany import (
 from pianoacc_utils.generation.checkpoints import (
     PRETRAINED,
     load_checkpoint,
-    load_model,
     pretrained_dir,
     resolve_checkpoint,
 )

@@ -201,12 +201,17 @@ class AccompanimentModel(keras.Model):
         self.logits_layer = keras.layers.Dense(c.vocabulary_size, dtype="float32", name="logits")
 
     def build(self, input_shape: Any = None) -> None:
-        """Create every weight by running a two-token dummy batch (shapes are dynamic)."""
-        dummy = np.ones((1, 2), dtype="int32")
-        table = np.zeros((1, 1, HARMONY_DIM), dtype="float32")
-        bars = np.zeros((1, 1), dtype="int32")
-        self.call({"melody": dummy, "decoder_input": dummy, "harmony": table, "bars": bars},
-                  training=False)
+        """Create every weight by tracing a two-token batch symbolically (shapes are
+        dynamic). Symbolic rather than a real forward pass: under JAX a real pass compiles
+        each eager operation on its own, about a hundred small programs every time a model
+        is built or loaded."""
+        batch = {
+            "melody": keras.KerasTensor((1, 2), dtype="int32"),  # (B, Lm)
+            "decoder_input": keras.KerasTensor((1, 2), dtype="int32"),  # (B, La)
+            "harmony": keras.KerasTensor((1, 1, HARMONY_DIM), dtype="float32"),  # (B, beats, H)
+            "bars": keras.KerasTensor((1, 1), dtype="int32"),  # (B, bars)
+        }
+        self.compute_output_spec(batch, training=False)
 
     def get_build_config(self) -> dict[str, Any]:
         return {"dummy": True}

@@ -28,6 +28,7 @@ from pianoacc_utils.models.seq2seq import (
     bar_positions,
     beat_rows,
     build_model,
+    dummy_batch,
     pad_bar_lines,
     token_times,
 )

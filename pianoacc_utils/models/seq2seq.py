@@ -201,17 +201,14 @@ class AccompanimentModel(keras.Model):
         self.logits_layer = keras.layers.Dense(c.vocabulary_size, dtype="float32", name="logits")
 
     def build(self, input_shape: Any = None) -> None:
-        """Create every weight by tracing a two-token batch symbolically (shapes are
-        dynamic). Symbolic rather than a real forward pass: under JAX a real pass compiles
+        """Create every weight from a two-token dummy batch (the model's shapes are
+        dynamic). Under JAX the batch is traced symbolically: a real pass there compiles
         each eager operation on its own, about a hundred small programs every time a model
-        is built or loaded."""
-        batch = {
-            "melody": keras.KerasTensor((1, 2), dtype="int32"),  # (B, Lm)
-            "decoder_input": keras.KerasTensor((1, 2), dtype="int32"),  # (B, La)
-            "harmony": keras.KerasTensor((1, 1, HARMONY_DIM), dtype="float32"),  # (B, beats, H)
-            "bars": keras.KerasTensor((1, 1), dtype="int32"),  # (B, bars)
-        }
-        self.compute_output_spec(batch, training=False)
+        is built or loaded. Under TensorFlow running the batch is cheaper than tracing it."""
+        if keras.config.backend() == "jax":
+            self.compute_output_spec(dummy_batch(symbolic=True), training=False)
+        else:
+            self.call(dummy_batch(), training=False)
 
     def get_build_config(self) -> dict[str, Any]:
         return {"dummy": True}
@@ -300,6 +297,23 @@ class AccompanimentModel(keras.Model):
             x = block(x, encoder_output, decoder_padding_mask=decoder_mask,
                       encoder_padding_mask=melody_mask, training=training)  # (B, La, D)
         return self.logits_layer(x)  # (B, La, V) float32
+
+
+def dummy_batch(symbolic: bool = False) -> dict[str, Any]:
+    """The batch :meth:`AccompanimentModel.build` creates the weights from: two melody and
+    two decoder tokens, one beat of harmony, one bar line; ``symbolic`` gives
+    ``keras.KerasTensor`` specs of the same shapes instead of arrays."""
+    shapes = {
+        "melody": ((1, 2), "int32"),  # (B, Lm)
+        "decoder_input": ((1, 2), "int32"),  # (B, La)
+        "harmony": ((1, 1, HARMONY_DIM), "float32"),  # (B, beats, H)
+        "bars": ((1, 1), "int32"),  # (B, bars)
+    }
+    if symbolic:
+        return {name: keras.KerasTensor(shape, dtype=dtype) for name, (shape, dtype) in shapes.items()}
+    tokens = ("melody", "decoder_input")  # token 1 (start) in both; zeros elsewhere
+    return {name: (np.ones if name in tokens else np.zeros)(shape, dtype)
+            for name, (shape, dtype) in shapes.items()}
 
 
 def _extend_with_zeros(x: Any, length: int) -> Any:

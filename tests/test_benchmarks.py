@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny
 
 import pianoacc_utils
 from pianoacc_utils import cli
@@ -28,7 +29,7 @@ from accompany_wait import write_melody
 
 
 def test_gpu_epoch_tiny_run_writes_every_field(tmp_path):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, **tiny.JAX_TINY_ENV}
     run = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_epoch.py"), "--tiny", "--out", str(tmp_path),
          "--precisions", "float32", "--warmup", "1", "--steps", "2"],

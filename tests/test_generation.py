@@ -354,7 +354,7 @@ def test_cached_decoding_equals_naive_decoding_under_jax():
         tiny=TINY, start=TOKENIZER.start_id, end=TOKENIZER.end_id, penalty=END_PENALTY,
         scale=LOGIT_SCALE, vocab=VOCAB, buffer=GENERATED + 1, limit=NO_LIMIT, margin=MIN_MARGIN,
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, **tiny.JAX_TINY_ENV}
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
         timeout=300,

@@ -268,7 +268,7 @@ JAX_SCRIPT = textwrap.dedent(
 
 
 def test_jax_backend_builds_trains_saves_loads_and_caches(tmp_path):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, **tiny.JAX_TINY_ENV}
     result = subprocess.run(
         [sys.executable, "-c", JAX_SCRIPT, str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,

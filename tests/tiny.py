@@ -23,6 +23,16 @@ TINY = dict(
 )
 """``ModelConfig`` keywords (all but ``kind``) of a tiny model."""
 
+JAX_TINY_ENV = {
+    "KERAS_BACKEND": "jax",
+    "JAX_PLATFORMS": "cpu",
+    "XLA_FLAGS": "--xla_backend_optimization_level=0",
+}
+"""Environment of a fresh process that runs tiny models under JAX. Their time goes to
+compiling a few hundred small programs (every eager operation is one), which XLA does
+in about two thirds of the time without LLVM's optimisation passes; the values they
+compute, which the tests check, do not depend on those passes beyond float round-off."""
+
 
 def on(pitch: int) -> int:
     """Token id of a note-on."""

@@ -180,7 +180,7 @@ Path(FIGURES_DIR, "02_second.txt").write_text(f"{PROFILE} {SONG_ID} {cwd} {pop90
 """
 
 
-def test_run_notebooks_injects_parameters_and_runs_in_order(tmp_path, monkeypatch):
+def test_run_notebooks_injects_parameters_and_runs_in_order(tmp_path, monkeypatch, capfd):
     folder = tmp_path / "notebooks"
     folder.mkdir()
     write_notebook(folder / "01_tiny.ipynb", SAVE_FIGURE)
@@ -196,6 +196,8 @@ def test_run_notebooks_injects_parameters_and_runs_in_order(tmp_path, monkeypatc
     )
 
     assert executed == [tmp_path / "out" / "01_tiny.ipynb", tmp_path / "out" / "02_second.ipynb"]
+    kernel_log = capfd.readouterr().err  # the kernels write to this process's stderr
+    assert "IPKernelApp" not in kernel_log and "WARNING" not in kernel_log, kernel_log
     assert (tmp_path / "figs" / "01_tiny_quick.png").stat().st_size > 1000
     # PROFILE and SONG_ID injected; cwd = the notebooks folder; POP909_DIR made absolute
     assert (tmp_path / "figs" / "02_second.txt").read_text() == f"quick 042 {folder} {pop909}"

@@ -127,6 +127,9 @@ def _execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Pat
             cwd=str(notebook.parent),
             log_output=False,
             progress_bar=sys.stderr.isatty(),
+            # The kernel's own start-up warnings (ipykernel warns that its local TCP
+            # sockets are unencrypted) are not the notebook's output.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError as error:
         raise PianoaccError(_failure_message(notebook, output, error)) from error

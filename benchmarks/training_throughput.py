@@ -56,7 +56,12 @@ def median_batch(batch_size: int, model_config) -> tuple[dict, object, dict]:
     import numpy as np
 
     from pianoacc_utils.prepare import load_split, prepare
-    from pianoacc_utils.training import PROFILES, SegmentBatches, median_length_batch
+    from pianoacc_utils.training import (
+        PROFILES,
+        SegmentBatches,
+        median_length_batch,
+        padded_lengths,
+    )
 
     profile = PROFILES[DATA_PROFILE]
     split = load_split(prepare(profile.prepare, progress=False), "train")
@@ -64,8 +69,8 @@ def median_batch(batch_size: int, model_config) -> tuple[dict, object, dict]:
         split, model_config, batch_size, shuffle=True, seed=profile.train.seed,
         length_multiple=profile.train.length_multiple,
     )
-    inputs, target = median_length_batch(batches)
-    lengths = [int(batches[i][1].shape[1]) for i in range(len(batches))]  # padded
+    lengths = padded_lengths(batches)
+    inputs, target = median_length_batch(batches, lengths)
     shape = {
         "melody_tokens": int(inputs["melody"].shape[1]),
         "accompaniment_tokens": int(target.shape[1]),
@@ -143,8 +148,8 @@ def loss_run(precision: str, seed: int, steps: int) -> dict:
     config, settings = profile.model_config("fnet"), profile.train
     folder = prepare(profile.prepare, progress=False)
     full = max(config.melody_length, config.accompaniment_length)
-    batches = {"model_config": config, "batch_size": settings.batch_size, "length_multiple": full}
-    batches = {**batches, "fixed_tables": True}
+    batches = {"model_config": config, "batch_size": settings.batch_size, "length_multiple": full,
+               "fixed_tables": True}
     train = SegmentBatches(load_split(folder, "train"), shuffle=True, seed=seed,
                            max_segments=settings.max_train_segments,
                            harmony_dropout=settings.harmony_dropout, **batches)

@@ -76,20 +76,11 @@ def load_songs() -> dict:
                     song.chords,
                 ),
                 "tonic": learned.melody_tonic(song.melody),
-                "annotated_tonic": annotated_tonic(song.key),
+                "annotated_tonic": learned.key_tonic(song.key),
             }
     stored = {"splits": splits, "songs": songs}
     write_atomic(path, pickle.dumps(stored))
     return stored
-
-
-def annotated_tonic(key: str | None) -> tuple[int, bool] | None:
-    """A POP909 key label as :func:`learned.melody_tonic` gives an estimated key: (tonic
-    of the key or of its relative major, key is minor); ``None`` when unannotated."""
-    if key is None:
-        return None
-    tonic, mode = harmony.parse_key(key)
-    return ((tonic + 3) % 12, True) if mode == "min" else (tonic, False)
 
 
 def key_check(split: str, parameters: dict) -> dict:

@@ -35,6 +35,7 @@ from pianoacc_utils.harmony import (
     choose_vocabulary,
     fit_harmoniser,
     harmonise,
+    key_tonic,
     label_state,
     learned_chords,
     load_parameters,
@@ -323,6 +324,9 @@ def test_key_labels_in_any_spelling():
     assert parse_key("Fb:min") == (4, "min")
     with pytest.raises(PianoaccError, match="unknown tonic"):
         parse_key("H:maj")
+    # The harmoniser's frame: a minor key is read from its relative major's tonic.
+    assert key_tonic("A:min") == (0, True) and key_tonic("D:maj") == (2, False)
+    assert key_tonic(None) is None
 
 
 def test_fit_save_and_read_a_tiny_harmoniser(tmp_path):

@@ -16,6 +16,7 @@ from keras import ops  # noqa: E402  (after models: the backend default is set t
 from tiny import TINY, off, on, shift
 
 from pianoacc_utils import cli
+from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data import Note, Span
 from pianoacc_utils.generation import (
     BAR_BUCKET,
@@ -69,6 +70,9 @@ def test_pad_bar_lines_and_default_lines():
     np.testing.assert_array_equal(padded[0], [0, 24, NO_BAR, NO_BAR])
     np.testing.assert_array_equal(padded[1], [0, 36, 72, NO_BAR])
     assert (padded[2] == NO_BAR).all()
+    assert pad_bar_lines([[0, 24], [0]], width=5).shape == (2, 5)  # a fixed width
+    with pytest.raises(PianoaccError, match="does not fit"):
+        pad_bar_lines([[0, 24, 48]], width=2)
     lines = default_bar_lines(2, 70)  # 70 steps: bars at 0, 32, 64
     assert lines.shape == (2, BAR_BUCKET)
     np.testing.assert_array_equal(lines[1, :4], [0, 32, 64, NO_BAR])

@@ -46,6 +46,7 @@ from pianoacc_utils.harmony.learned import (
     emission_scores,
     frame_features,
     harmonise,
+    key_tonic,
     learned_chords,
     load_parameters,
     melody_frames,

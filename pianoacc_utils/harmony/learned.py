@@ -77,14 +77,19 @@ def state_label(state: int, tonic: int, qualities: Sequence[str]) -> str:
     return f"{PITCH_NAMES[(tonic + state % 12) % 12]}:{qualities[state // 12]}"
 
 
-def melody_tonic(melody: Sequence[Note]) -> tuple[int, bool]:
-    """(tonic pitch class of the melody's key or of its relative major, key is minor)
-    from :func:`estimate_key`; (0, False) when no note sounds."""
-    label = estimate_key(melody)
+def key_tonic(label: str | None) -> tuple[int, bool] | None:
+    """(tonic pitch class of the key ``label`` or of its relative major, key is minor),
+    the frame the harmoniser reads a melody in; ``None`` for no key."""
     if label is None:
-        return 0, False
+        return None
     tonic, mode = parse_key(label)
     return ((tonic + 3) % 12, True) if mode == "min" else (tonic, False)
+
+
+def melody_tonic(melody: Sequence[Note]) -> tuple[int, bool]:
+    """:func:`key_tonic` of the key :func:`estimate_key` finds; (0, False) when no note
+    sounds."""
+    return key_tonic(estimate_key(melody)) or (0, False)
 
 
 # --------------------------------------------------------------------------- frames and features

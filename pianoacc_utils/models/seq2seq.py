@@ -59,11 +59,14 @@ def bar_positions(times: Any, bars: Any = None) -> Any:
     return times - ops.max(ops.where(before, lines, ops.zeros_like(lines)), axis=-1)  # (B, L)
 
 
-def pad_bar_lines(bar_lines: Any, rows: int | None = None, multiple: int = 1) -> np.ndarray:
-    """Bar-line lists -> ``(rows, K)`` int32 padded with :data:`NO_BAR`
-    (K the longest list rounded up to ``multiple``; extra rows are all padding)."""
+def pad_bar_lines(bar_lines: Any, rows: int | None = None, multiple: int = 1,
+                  width: int | None = None) -> np.ndarray:
+    """Bar-line lists -> ``(rows, K)`` int32 padded with :data:`NO_BAR` (K the longest
+    list rounded up to ``multiple``, or ``width`` when given; extra rows are all padding)."""
     longest = max((len(b) for b in bar_lines), default=0)
-    width = max(1, -(-longest // multiple) * multiple)
+    if width is not None and width < longest:
+        raise PianoaccError(f"a bar-line list of {longest} bars does not fit in {width}")
+    width = width or max(1, -(-longest // multiple) * multiple)
     out = np.full((rows or len(bar_lines), width), NO_BAR, dtype=np.int32)
     for i, lines in enumerate(bar_lines):
         out[i, : len(lines)] = lines

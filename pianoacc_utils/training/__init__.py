@@ -57,4 +57,5 @@ from pianoacc_utils.training.profiles import (
 from pianoacc_utils.training.speed import (
     measure_step_time,
     median_length_batch,
+    padded_lengths,
 )

@@ -103,7 +103,7 @@ def collate(
         "melody": pad_batch(melodies, melody_length, rows),
         "decoder_input": pad_batch(decoder_inputs, decoder_length, rows),
         "harmony": harmony.pad_tables(harmony_tables, table_beats, rows=rows),
-        "bars": pad_bar_lines(bar_lines, rows, multiple=bar_count or 1),
+        "bars": pad_bar_lines(bar_lines, rows, width=bar_count),
     }
     return inputs, pad_batch(targets, decoder_length, rows)
 

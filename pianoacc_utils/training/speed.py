@@ -100,11 +100,19 @@ def _time_training_steps(
     }
 
 
-def median_length_batch(batches: Sequence[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def padded_lengths(batches: Sequence[Any]) -> list[int]:
+    """Each batch's padded accompaniment length (tokens), in ``batches``' order."""
+    return [int(batches[i][1].shape[1]) for i in range(len(batches))]
+
+
+def median_length_batch(
+    batches: Sequence[Any], lengths: Sequence[int] | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The batch of median padded accompaniment length among ``batches`` (a
     :class:`~pianoacc_utils.training.SegmentBatches`, in its current epoch's order): a
-    typical step to time, neither the shortest nor the longest."""
-    lengths = [int(batches[i][1].shape[1]) for i in range(len(batches))]
+    typical step to time, neither the shortest nor the longest. ``lengths``: their
+    :func:`padded_lengths`, when the caller has them already."""
+    lengths = padded_lengths(batches) if lengths is None else lengths
     return batches[int(np.argsort(lengths, kind="stable")[len(lengths) // 2])]
 
 

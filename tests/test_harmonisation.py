@@ -50,7 +50,11 @@ from pianoacc_utils.harmony.key import parse_key
 from pianoacc_utils.harmony.learned import (
     PARAMETERS_FILE,
     Frames,
+    PreparedMelody,
     loop_silent_bars,
+    state_posteriors,
+    transition_matrices,
+    viterbi,
     vocabulary_tones,
 )
 
@@ -188,6 +192,40 @@ def test_short_melody_and_notes_outside_the_bars():
     # A note before step 0 and one past the end: the spans still cover [0, num_steps].
     melody = [Note(-4, 6, 60, 80)] + notes(64, 67, start=8) + [Note(30, 50, 72, 80)]
     check_spans(learned_chords(melody, [0, 16], 32), 32)
+
+
+def test_state_posteriors_are_the_sums_over_every_path():
+    """Forward-backward against enumerating all 3^5 paths of a tiny model, a frozen frame
+    (which keeps the state before it) included; the best path is Viterbi's."""
+    rng = np.random.default_rng(0)
+    states, count = 3, 5
+    change = np.log(rng.dirichlet(np.ones(states), size=states))
+    parameters = {
+        "log_change": change,
+        "log_stay": np.log(rng.uniform(0.2, 0.8, size=(2, states))),
+        "log_prior": np.log(rng.dirichlet(np.ones(states))),
+    }
+    scores = rng.normal(size=(count, states))
+    position = np.array([0, 1, 0, 1, 0])
+    frozen = np.array([False, False, True, False, False])
+    frames = Frames(np.zeros((count, 2), np.int64), position, np.zeros(count, np.int64), frozen)
+    transitions = transition_matrices(parameters)
+    expected, best, best_path = np.zeros((count, states)), -np.inf, None
+    for path in np.ndindex(*(states,) * count):
+        if path[2] != path[1]:  # the frozen frame keeps its state
+            continue
+        log_weight = parameters["log_prior"][path[0]] + sum(scores[f, s] for f, s in enumerate(path))
+        log_weight += sum(
+            transitions[position[f], path[f - 1], path[f]] for f in range(1, count) if not frozen[f]
+        )
+        expected[np.arange(count), path] += np.exp(log_weight)
+        if log_weight > best:
+            best, best_path = log_weight, path
+    expected /= expected.sum(axis=1, keepdims=True)
+    prepared = PreparedMelody(frames, np.zeros((count, 1)), np.zeros((count, 1)), 0)
+    np.testing.assert_allclose(state_posteriors(prepared, scores, parameters), expected, atol=1e-10)
+    path = viterbi(scores, transitions, position, frozen, parameters["log_prior"])
+    assert tuple(path) == best_path
 
 
 def test_silent_bars_loop_the_progression_around_them():

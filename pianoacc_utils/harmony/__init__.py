@@ -43,6 +43,7 @@ from pianoacc_utils.harmony.learned import (
     Frames,
     PreparedMelody,
     decode,
+    decode_path,
     emission_scores,
     frame_features,
     harmonise,
@@ -54,6 +55,7 @@ from pianoacc_utils.harmony.learned import (
     prepare_melody,
     read_parameters,
     state_label,
+    state_posteriors,
     transition_matrices,
     viterbi,
 )

@@ -303,14 +303,12 @@ def prepare_melody(
     return PreparedMelody(frames, features, counts, key)
 
 
-def decode(
+def decode_path(
     prepared: PreparedMelody, scores: np.ndarray, parameters: Mapping[str, Any]
-) -> list[Span]:
-    """Chord spans of the best state path (:func:`viterbi`) through ``scores`` ``(F, S)``.
-
-    Every frame gets a chord; bars where no melody sounds loop the progression around
-    them (:func:`loop_silent_bars`).
-    """
+) -> np.ndarray:
+    """Each frame's state ``(F,)``: the best path (:func:`viterbi`) through ``scores``
+    ``(F, S)``, with bars where no melody sounds looping the progression around them
+    (:func:`loop_silent_bars`)."""
     frames = prepared.frames
     path = viterbi(
         scores,
@@ -319,7 +317,43 @@ def decode(
         frames.silent_bar,
         parameters["log_prior"],
     )
-    path = loop_silent_bars(path, frames)
+    return loop_silent_bars(path, frames)
+
+
+def state_posteriors(
+    prepared: PreparedMelody, scores: np.ndarray, parameters: Mapping[str, Any]
+) -> np.ndarray:
+    """Each frame's probability of each state given the whole melody, ``(F, S)``, rows
+    summing to 1: the forward-backward sums over the paths :func:`viterbi` maximises
+    over (same scores, transitions and frozen frames). Where the decoder is unsure
+    (C major or A minor over C and E), the mass is shared."""
+    transitions, frames = _transitions(parameters), prepared.frames
+    forward, backward = np.zeros_like(scores), np.zeros_like(scores)
+    forward[0] = parameters["log_prior"] + scores[0]
+    for f in range(1, len(scores)):
+        if frames.silent_bar[f]:  # frozen: the state before holds
+            forward[f] = forward[f - 1] + scores[f]
+        else:
+            step = forward[f - 1][:, None] + transitions[frames.position[f]]
+            forward[f] = np.logaddexp.reduce(step, axis=0) + scores[f]
+    for f in range(len(scores) - 2, -1, -1):
+        ahead = scores[f + 1] + backward[f + 1]
+        if frames.silent_bar[f + 1]:
+            backward[f] = ahead
+        else:
+            step = transitions[frames.position[f + 1]] + ahead[None, :]
+            backward[f] = np.logaddexp.reduce(step, axis=1)
+    joint = forward + backward
+    return np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True))
+
+
+def decode(
+    prepared: PreparedMelody, scores: np.ndarray, parameters: Mapping[str, Any]
+) -> list[Span]:
+    """Chord spans of the state path :func:`decode_path` gives: every frame gets a
+    chord; consecutive frames with the same chord merge into one span."""
+    frames = prepared.frames
+    path = decode_path(prepared, scores, parameters)
     qualities = [str(q) for q in parameters["qualities"]]
     spans: list[Span] = []
     for (start, end), state in zip(frames.bounds, path):

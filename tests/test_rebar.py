@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -146,7 +148,9 @@ def test_evaluate_meter_option(monkeypatch, capsys):
     assert "invalid choice: '7/8'" in capsys.readouterr().err
 
 
-def test_split_segments_are_rebarred(test_environment):
+def test_split_segments_are_rebarred(test_environment, monkeypatch):
+    # Both calls read the same 91 songs: parse each once.
+    monkeypatch.setattr(data, "load_song", functools.lru_cache(maxsize=None)(data.load_song))
     config = evaluation.EvaluationConfig(split="validation", bars_per_segment=8, segments=6)
     plain, tempos = evaluation.split_segments(config)
     three, same_tempos = evaluation.split_segments(

@@ -319,6 +319,26 @@ def test_train_resume_continues_epochs_and_schedule(quick_data, tmp_path):
         atol=1e-6,
     )
 
+    # A longer run continued from the shipped weights (saved without their optimizer):
+    # it starts from exactly those weights, with a fresh optimizer.
+    class FirstWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+
+    seen = FirstWeights()
+    short = small_quick(train_segments=16, validation_segments=16)
+    train(short, "fnet", tmp_path / "continued", epochs=1, progress=False, data=quick_data,
+          callbacks=[seen], init_weights=shipped / "model.keras")
+    for start, shipped_weight in zip(seen.weights, exported.get_weights(), strict=True):
+        np.testing.assert_array_equal(start, shipped_weight)
+    continued = json.loads((tmp_path / "continued" / "config.json").read_text())
+    assert continued["init_weights"] == str(shipped / "model.keras")
+    state = json.loads((tmp_path / "continued" / "training_state.json").read_text())
+    assert state["optimizer_iterations"] == 1
+    with pytest.raises(PianoaccError, match="model.keras: its model is not the one"):
+        train(short, "transformer", tmp_path / "other", epochs=1, progress=False,
+              data=quick_data, init_weights=shipped / "model.keras")
+
 
 def test_one_device_uses_the_default_strategy():
     strategy = pick_strategy()

@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from pianoacc_utils.common import PianoaccError, write_json
+from pianoacc_utils.models.config import ModelConfig
 from pianoacc_utils.models.seq2seq import build_model
 from pianoacc_utils.prepare import load_split, prepare
 from pianoacc_utils.training.batches import SegmentBatches
@@ -124,6 +125,7 @@ def train(
     data: str | Path | None = None,
     checkpoint_steps: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    init_weights: str | Path | None = None,
 ) -> dict[str, list[float]]:
     """Train one model and return the whole run's history (all epochs so far).
 
@@ -132,7 +134,10 @@ def train(
     folder (default: the profile's data, prepared and cached on first use).
     ``checkpoint_steps``: save a step checkpoint every so many optimizer steps
     (default: the profile's ``checkpoint_steps``). ``callbacks``: more Keras callbacks,
-    run after the run's own. Writes into ``out_dir``: ``config.json`` (profile +
+    run after the run's own. ``init_weights``: a checkpoint of the same model
+    configuration whose weights a new run starts from, instead of random ones (a longer
+    run continued from a model saved without its optimizer: the optimizer and the
+    schedule start afresh). Writes into ``out_dir``: ``config.json`` (profile +
     kind), ``history.csv`` (one row per epoch), ``logs/`` (TensorBoard), ``best.keras``
     (lowest val_loss), ``last.keras`` (with optimizer state), ``step.keras`` (the latest
     step checkpoint of an unfinished epoch) and ``training_state.json`` (epochs done,
@@ -156,6 +161,7 @@ def train(
     state: dict[str, Any] = {"kind": kind, "profile": profile.name, "best_val_loss": math.inf}
     if resume:
         state = check_resume(out, profile, kind)
+        init_weights = None  # the run's own checkpoint has them
     elif (out / LAST).exists() or (out / STATE).exists():
         raise PianoaccError(
             f"{out}: already holds a training run; resume it or choose another folder"
@@ -188,6 +194,7 @@ def train(
             "profile": profile.to_dict(),
             "data": str(folder),
             "strategy": strategy.describe(),
+            **({"init_weights": str(init_weights)} if init_weights else {}),
         },
     )
     batches = {
@@ -216,7 +223,10 @@ def train(
         if resume:
             model = load_checkpoint(checkpoint)
         else:
-            model = compile_model(build_model(model_config), settings)
+            model = build_model(model_config)
+            if init_weights:
+                model.set_weights(_checkpoint_weights(init_weights, model_config))
+            model = compile_model(model, settings)
         # The commit comes before the TensorBoard scalars: a crash in between loses one
         # epoch's scalars rather than writing those of an epoch that is then redone.
         run_callbacks = [_LearningRateLogger(), commits, _EpochSummaries(out / "logs"), *callbacks]
@@ -236,6 +246,18 @@ def train(
             _fit(model, train_batches, validation_batches, first_epoch, end_epoch,
                  run_callbacks, progress)
     return read_history(out)
+
+
+def _checkpoint_weights(path: str | Path, config: ModelConfig) -> list[np.ndarray]:
+    """The weights of the checkpoint at ``path``, which must have model configuration
+    ``config`` (:class:`PianoaccError` naming the file otherwise)."""
+    source = load_checkpoint(Path(path))
+    if source.config != config:
+        raise PianoaccError(
+            f"{path}: its model is not the one this run trains "
+            f"({source.config} against {config})"
+        )
+    return source.get_weights()
 
 
 # --------------------------------------------------------------------------- runs, speed

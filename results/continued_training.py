@@ -1,0 +1,126 @@
+"""More epochs for a shipped model: does training on lower its validation loss?
+
+    .venv/bin/python results/continued_training.py [--kind fnet] [--epochs 4]
+
+The shipped runs (``pretrained/<kind>``) trained the ``small`` profile for 16 epochs and
+were saved without their optimizer state, so they cannot be resumed. This run starts from
+their weights (``training.train(init_weights=...)``) with a fresh AdamW: the learning rate
+warms up over ``--warmup`` steps to the shipped run's last one and falls to zero by a
+cosine over ``--epochs`` epochs, on the same data, batches and validation split (all of
+it, as in the shipped ``history.csv``). The run lives in ``runs/continued/<kind>`` with a
+step checkpoint every 50 optimizer steps: run the script again to resume an interrupted
+run. Writes ``results/continued_training.json``: both histories, the best validation loss
+of each, and the wall seconds of this sitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+from pianoacc_utils import training
+from pianoacc_utils.common import project_root, write_json
+from pianoacc_utils.prepare import load_split, prepare
+
+OUT = Path("results/continued_training.json")
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch: its validation loss and the minutes since the start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        print(
+            f"epoch {epoch}: loss {logs.get('loss', float('nan')):.4f}, val_loss "
+            f"{logs.get('val_loss', float('nan')):.4f} ({(time.time() - self.started) / 60:.1f} min)",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", default="fnet", choices=("fnet", "transformer"))
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up steps of the fresh optimizer")
+    args = parser.parse_args(argv)
+
+    root = project_root()
+    shipped = root / "pretrained" / args.kind
+    base = training.Profile.from_dict(json.loads((shipped / "config.json").read_text())["profile"])
+    shipped_history = training.read_history(shipped)
+    folder = prepare(base.prepare, progress=False)
+    settings = base.train
+    steps_per_epoch = training.SegmentBatches(
+        load_split(folder, "train"),
+        base.model_config(args.kind),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        seed=settings.seed,
+        length_multiple=settings.length_multiple,
+        pool_batches=settings.pool_batches,
+        harmony_dropout=settings.harmony_dropout,
+    ).batches_per_epoch
+    profile = dataclasses.replace(
+        base,
+        name=f"{base.name}-continued",
+        description=f"{base.description}; continued from the shipped {args.kind} weights",
+        train=dataclasses.replace(
+            settings,
+            epochs=args.epochs,
+            learning_rate=float(shipped_history["lr"][-1]),
+            warmup_steps=args.warmup,
+            decay="cosine",
+            decay_steps=args.epochs * steps_per_epoch,
+            checkpoint_steps=50,
+        ),
+    )
+    out = root / "runs" / "continued" / args.kind
+    began = time.time()
+    if not training.is_finished_run(out, profile, args.kind):
+        resume = (out / "training_state.json").is_file()
+        training.train(
+            profile, args.kind, out, resume=resume, progress=False, data=folder,
+            callbacks=[EpochLog()], init_weights=None if resume else shipped / "model.keras",
+        )
+    history = training.read_history(out)
+    report = {
+        "command": f"python results/continued_training.py --kind {args.kind} --epochs {args.epochs}",
+        "kind": args.kind,
+        "steps_per_epoch": steps_per_epoch,
+        "settings": dataclasses.asdict(profile.train),
+        "finished": training.is_finished_run(out, profile, args.kind),
+        "seconds_this_sitting": round(time.time() - began, 1),
+        "shipped": {
+            "epochs": len(shipped_history["epoch"]),
+            "val_loss": shipped_history["val_loss"],
+            "best_val_loss": min(shipped_history["val_loss"]),
+        },
+        "continued": {
+            "epochs": len(history["epoch"]),
+            "loss": history["loss"],
+            "val_loss": history["val_loss"],
+            "lr": history["lr"],
+            "best_val_loss": min(history["val_loss"], default=None),
+        },
+    }
+    write_json(root / OUT, report)
+    print(
+        f"shipped best val_loss {report['shipped']['best_val_loss']:.4f}; continued "
+        f"{report['continued']['best_val_loss']} after {report['continued']['epochs']} of "
+        f"{args.epochs} epochs; wrote {OUT}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

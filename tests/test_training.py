@@ -335,6 +335,10 @@ def test_train_resume_continues_epochs_and_schedule(quick_data, tmp_path):
     assert continued["init_weights"] == str(shipped / "model.keras")
     state = json.loads((tmp_path / "continued" / "training_state.json").read_text())
     assert state["optimizer_iterations"] == 1
+    train(short, "fnet", tmp_path / "continued", epochs=1, resume=True, progress=False,
+          data=quick_data)  # a resume keeps the record of where the weights came from
+    continued = json.loads((tmp_path / "continued" / "config.json").read_text())
+    assert continued["init_weights"] == str(shipped / "model.keras")
     with pytest.raises(PianoaccError, match="model.keras: its model is not the one"):
         train(short, "transformer", tmp_path / "other", epochs=1, progress=False,
               data=quick_data, init_weights=shipped / "model.keras")

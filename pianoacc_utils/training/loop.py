@@ -161,7 +161,6 @@ def train(
     state: dict[str, Any] = {"kind": kind, "profile": profile.name, "best_val_loss": math.inf}
     if resume:
         state = check_resume(out, profile, kind)
-        init_weights = None  # the run's own checkpoint has them
     elif (out / LAST).exists() or (out / STATE).exists():
         raise PianoaccError(
             f"{out}: already holds a training run; resume it or choose another folder"
@@ -187,6 +186,9 @@ def train(
             f"batch size {settings.batch_size} does not split evenly over "
             f"{strategy.replicas} devices"
         )
+    origin = init_weights
+    if resume:  # the run's own checkpoint has the weights; keep where they first came from
+        origin = json.loads((out / "config.json").read_text()).get("init_weights")
     write_json(
         out / "config.json",
         {
@@ -194,7 +196,7 @@ def train(
             "profile": profile.to_dict(),
             "data": str(folder),
             "strategy": strategy.describe(),
-            **({"init_weights": str(init_weights)} if init_weights else {}),
+            **({"init_weights": str(origin)} if origin else {}),
         },
     )
     batches = {
@@ -224,8 +226,8 @@ def train(
             model = load_checkpoint(checkpoint)
         else:
             model = build_model(model_config)
-            if init_weights:
-                model.set_weights(_checkpoint_weights(init_weights, model_config))
+            if origin:
+                model.set_weights(_checkpoint_weights(origin, model_config))
             model = compile_model(model, settings)
         # The commit comes before the TensorBoard scalars: a crash in between loses one
         # epoch's scalars rather than writing those of an epoch that is then redone.

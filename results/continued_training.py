@@ -9,8 +9,8 @@ warms up over ``--warmup`` steps to the shipped run's last one and falls to zero
 cosine over ``--epochs`` epochs, on the same data, batches and validation split (all of
 it, as in the shipped ``history.csv``). The run lives in ``runs/continued/<kind>`` with a
 step checkpoint every 50 optimizer steps: run the script again to resume an interrupted
-run. Writes ``results/continued_training.json``: both histories, the best validation loss
-of each, and the wall seconds of this sitting.
+run. Writes its entry (``fnet`` or ``transformer``) of ``results/continued_training.json``:
+both histories, the best validation loss of each, and the wall seconds of this sitting.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             "best_val_loss": min(history["val_loss"], default=None),
         },
     }
-    write_json(root / OUT, report)
+    previous = json.loads((root / OUT).read_text()) if (root / OUT).is_file() else {}
+    write_json(root / OUT, {**previous, args.kind: report})
     print(
         f"shipped best val_loss {report['shipped']['best_val_loss']:.4f}; continued "
         f"{report['continued']['best_val_loss']} after {report['continued']['epochs']} of "

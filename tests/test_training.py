@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import keras
@@ -339,6 +340,33 @@ def test_train_resume_continues_epochs_and_schedule(quick_data, tmp_path):
           data=quick_data)  # a resume keeps the record of where the weights came from
     continued = json.loads((tmp_path / "continued" / "config.json").read_text())
     assert continued["init_weights"] == str(shipped / "model.keras")
+
+    # Shipping the continued run over the folder it came from: the history, the config
+    # and the card tell both stages; the weights are the continued run's.
+    first_config = json.loads((shipped / "config.json").read_text())
+    first, second = read_history(shipped), read_history(tmp_path / "continued")
+    export_run(tmp_path / "continued", shipped, wall_seconds=30.0, continued_from=shipped)
+    merged = read_history(shipped)
+    assert merged["epoch"] == list(range(len(first["epoch"]) + len(second["epoch"])))
+    assert merged["val_loss"] == first["val_loss"] + second["val_loss"]
+    config = json.loads((shipped / "config.json").read_text())
+    assert config["continued_from"] == first_config and "init_weights" not in config
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "### Stage 1: quick profile" in card and "### Stage 2:" in card
+    assert "wall time: 1.5 min" in card and "wall time: 0.5 min" in card
+    assert card.count("best epoch") == 1
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.models.load_model(shipped / "model.keras")(inputs)),
+        keras.ops.convert_to_numpy(
+            keras.models.load_model(tmp_path / "continued" / "best.keras")(inputs)),
+        atol=1e-6,
+    )
+    other = tmp_path / "other-kind"
+    shutil.copytree(shipped, other)
+    (other / "config.json").write_text(json.dumps({**first_config, "kind": "transformer"}))
+    with pytest.raises(PianoaccError, match="other-kind: its model is not the one"):
+        export_run(tmp_path / "continued", tmp_path / "x", continued_from=other)
+    assert not (tmp_path / "x").exists()
     with pytest.raises(PianoaccError, match="model.keras: its model is not the one"):
         train(short, "transformer", tmp_path / "other", epochs=1, progress=False,
               data=quick_data, init_weights=shipped / "model.keras")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402  (after models: the backend default is set there)
 
-from pianoacc_utils.common import write_json  # noqa: E402
+from pianoacc_utils.common import processor_name, write_json  # noqa: E402
 from pianoacc_utils.models import KINDS  # noqa: E402
 from pianoacc_utils.training import PROFILES, measure_step_time  # noqa: E402
 
@@ -46,7 +46,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "keras": keras.__version__,
-        "processor": _processor_name(),
+        "processor": processor_name(),
     }
     if info["backend"] == "tensorflow":
         import tensorflow as tf
@@ -62,16 +62,6 @@ def machine_info() -> dict:
         info["jax"] = jax.__version__
         info["device"] = ", ".join(str(d.device_kind) for d in jax.devices())
     return info
-
-
-def _processor_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def plot(rows: list[dict], info: dict, path: Path) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,6 +51,18 @@ def config_hash(config: Any) -> str:
     written for another."""
     text = json.dumps(config_dict(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def processor_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), for records of speed."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def write_json(path: str | Path, payload: Any) -> None:

@@ -1,16 +1,21 @@
 """More epochs for a shipped model: does training on lower its validation loss?
 
-    .venv/bin/python results/continued_training.py [--kind fnet] [--epochs 4]
+    .venv/bin/python results/continued_training.py [--kind fnet] [--epochs 4] [--export]
 
-The shipped runs (``pretrained/<kind>``) trained the ``small`` profile for 16 epochs and
-were saved without their optimizer state, so they cannot be resumed. This run starts from
+A shipped run (``pretrained/<kind>``) was saved without its optimizer state, so it cannot
+be resumed. This run starts from
 their weights (``training.train(init_weights=...)``) with a fresh AdamW: the learning rate
 warms up over ``--warmup`` steps to the shipped run's last one and falls to zero by a
 cosine over ``--epochs`` epochs, on the same data, batches and validation split (all of
-it, as in the shipped ``history.csv``). The run lives in ``runs/continued/<kind>`` with a
-step checkpoint every 50 optimizer steps: run the script again to resume an interrupted
-run. Writes its entry (``fnet`` or ``transformer``) of ``results/continued_training.json``:
-both histories, the best validation loss of each, and the wall seconds of this sitting.
+it, as in the shipped ``history.csv``). The run lives in
+``runs/continued/<kind>-from-epoch-<N>`` (N: the shipped run's epochs) with a step
+checkpoint every 50 optimizer steps: run the script again to resume an interrupted run.
+Writes its entry (``fnet`` or ``transformer``) of ``results/continued_training.json``:
+both histories, the best validation loss of each, and the wall seconds of training.
+
+``--export`` then ships the finished run in place of ``pretrained/<kind>``
+(``training.export_run(..., continued_from=...)``: the history, configuration and model
+card keep the earlier stage). Ship only what the quality bar accepts (``docs/results.md``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ from pathlib import Path
 import keras
 
 from pianoacc_utils import training
-from pianoacc_utils.common import project_root, write_json
+from pianoacc_utils.common import processor_name, project_root, write_json
 from pianoacc_utils.prepare import load_split, prepare
 
 OUT = Path("results/continued_training.json")
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", default="fnet", choices=("fnet", "transformer"))
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=200, help="warm-up steps of the fresh optimizer")
+    parser.add_argument("--export", action="store_true",
+                        help="ship the finished run as pretrained/<kind> (after the quality bar)")
     args = parser.parse_args(argv)
 
     root = project_root()
@@ -84,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_steps=50,
         ),
     )
-    out = root / "runs" / "continued" / args.kind
+    out = root / "runs" / "continued" / f"{args.kind}-from-epoch-{len(shipped_history['epoch'])}"
+    previous = json.loads((root / OUT).read_text()) if (root / OUT).is_file() else {}
+    earlier = previous.get(args.kind, {})
+    seconds = earlier.get("training_seconds", 0.0) if earlier.get("run") == out.name else 0.0
     began = time.time()
     if not training.is_finished_run(out, profile, args.kind):
         resume = (out / "training_state.json").is_file()
@@ -92,14 +103,16 @@ def main(argv: list[str] | None = None) -> int:
             profile, args.kind, out, resume=resume, progress=False, data=folder,
             callbacks=[EpochLog()], init_weights=None if resume else shipped / "model.keras",
         )
+        seconds += time.time() - began
     history = training.read_history(out)
     report = {
         "command": f"python results/continued_training.py --kind {args.kind} --epochs {args.epochs}",
         "kind": args.kind,
+        "run": out.name,
         "steps_per_epoch": steps_per_epoch,
         "settings": dataclasses.asdict(profile.train),
         "finished": training.is_finished_run(out, profile, args.kind),
-        "seconds_this_sitting": round(time.time() - began, 1),
+        "training_seconds": round(seconds, 1),
         "shipped": {
             "epochs": len(shipped_history["epoch"]),
             "val_loss": shipped_history["val_loss"],
@@ -113,13 +126,23 @@ def main(argv: list[str] | None = None) -> int:
             "best_val_loss": min(history["val_loss"], default=None),
         },
     }
-    previous = json.loads((root / OUT).read_text()) if (root / OUT).is_file() else {}
     write_json(root / OUT, {**previous, args.kind: report})
     print(
         f"shipped best val_loss {report['shipped']['best_val_loss']:.4f}; continued "
         f"{report['continued']['best_val_loss']} after {report['continued']['epochs']} of "
         f"{args.epochs} epochs; wrote {OUT}"
     )
+    if args.export:
+        if not report["finished"]:
+            raise SystemExit(f"{out}: not finished; run the script again without --export first")
+        card = (shipped / "MODEL_CARD.md").read_text()
+        evaluation = card.split("## Evaluation", 1)[1] if "## Evaluation" in card else None
+        training.export_run(
+            out, shipped, wall_seconds=seconds, continued_from=shipped,
+            hardware=f"{os.cpu_count()} CPU cores ({processor_name()}), no GPU",
+            evaluation_markdown=evaluation,
+        )
+        print(f"shipped {out} as {shipped}: re-run the evaluation and the result tables")
     return 0
 
 

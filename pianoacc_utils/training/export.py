@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from pianoacc_utils.common import PianoaccError, config_dict, write_atomic
+from pianoacc_utils.common import PianoaccError, config_dict, processor_name, write_atomic
 from pianoacc_utils.training.checkpoints import history_rows, read_history, write_history
 from pianoacc_utils.training.profiles import Profile
 
@@ -60,12 +59,12 @@ def export_run(
     saved = json.loads((run / "config.json").read_text())
     state = json.loads((run / "training_state.json").read_text())
     profile = Profile.from_dict(saved["profile"])
-    hardware = hardware or f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    hardware = hardware or f"{processor_name()}, {os.cpu_count()} CPU cores"
     stage = [
         (
             f"- epochs: {state['epochs_done']}, optimizer steps: {state['optimizer_iterations']}, "
             f"batch size {profile.train.batch_size}, peak learning rate "
-            f"{profile.train.learning_rate} after {profile.train.warmup_steps} warm-up steps "
+            f"{profile.train.learning_rate:.3g} after {profile.train.warmup_steps} warm-up steps "
             f"({profile.train.decay} decay)"
         ),
         f"- hardware: {hardware}",
@@ -185,15 +184,15 @@ class _EarlierStage:
                    if not line.startswith((_BEST, _VALIDATION)) and line.strip()]
         stages: list[list[str]] = []
         names: list[str] = []
-        if not any(line.startswith("### ") for line in section):  # a single stage
-            stages, names = [[line for line in section if line.startswith("- ")]], [
-                f"{config['profile']['name']} profile"]
         for line in section:
-            if line.startswith("### "):
+            if line.startswith("### "):  # an earlier export of several stages
                 names.append(line.split(": ", 1)[-1])
                 stages.append([])
             elif stages and line.startswith("- "):
                 stages[-1].append(line)
+        if not stages:  # a run trained in one go
+            names = [f"{config['profile']['name']} profile"]
+            stages = [[line for line in section if line.startswith("- ")]]
         return cls(config, history_rows(folder), description, stages, names)
 
     def stages_markdown(self) -> list[str]:

@@ -35,6 +35,7 @@ from pianoacc_utils.common import processor_name, project_root, write_json
 from pianoacc_utils.prepare import load_split, prepare
 
 OUT = Path("results/continued_training.json")
+REPORT = Path("results/continued_training.md")
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -53,6 +54,68 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
+COLUMNS = (
+    ("pianist", "evaluation", "ground_truth"),
+    ("FNet, shipped", "evaluation", "fnet"),
+    ("FNet, trained on", "continued_evaluation", "fnet"),
+    ("Transformer, shipped", "evaluation", "transformer"),
+    ("Transformer, trained on", "continued_evaluation", "transformer"),
+    ("FNet, no rules, shipped", "evaluation_no_rules", "fnet"),
+    ("FNet, no rules, trained on", "continued_evaluation_no_rules", "fnet"),
+)
+"""(heading, report under results/, system): the shipped models' evaluation beside that of
+the models trained on (``pianoacc evaluate`` of the runs' ``best.keras``, same settings)."""
+
+
+def report_markdown(root: Path) -> str:
+    """``results/continued_training.md``: the validation loss of each continued run by epoch,
+    then the test-split metrics of the shipped models beside the continued ones (the
+    reports of :data:`COLUMNS` that exist)."""
+    import result_tables  # beside this script
+
+    runs = json.loads((root / OUT).read_text())
+    lines = [
+        "# Training the shipped models on",
+        "",
+        (
+            "Written by `python results/continued_training.py --report` from "
+            "`results/continued_training.json` and the evaluation reports named below."
+        ),
+        "",
+        "## Validation loss (whole validation split, nats per token)",
+        "",
+        "| model | shipped (best of its epochs) | "
+        + " | ".join(f"+{i + 1} epoch{'s' * (i > 0)}" for i in range(4)) + " | training |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, run in sorted(runs.items()):
+        losses = [f"{v:.4f}" for v in run["continued"]["val_loss"]] + ["–"] * 4
+        minutes = f"{run['training_seconds'] / 60:.0f} min" if run.get("training_seconds") else "–"
+        lines.append(
+            f"| {kind} | {run['shipped']['best_val_loss']:.4f} | " + " | ".join(losses[:4])
+            + f" | {minutes} |"
+        )
+    available = tuple(c for c in COLUMNS if (root / "results" / f"{c[1]}.json").is_file())
+    forced = []
+    for heading, name, system in available[1:5]:
+        model = json.loads((root / "results" / f"{name}.json").read_text())["details"]["models"]
+        if system in model:
+            forced.append(f"{heading} {model[system]['teacher_forced']['loss']:.3f}")
+    lines += ["", "Teacher-forced loss on the test split: " + ", ".join(forced) + "."]
+    lines += [
+        "",
+        "## Test split, default generation (96 segments, seeds 0, 1 and 2)",
+        "",
+        "Median over the seeds [min, max] (`results/result_tables.py`); *no rules*: no chord "
+        "mask, no note release. Reports: "
+        + ", ".join(sorted({f"`results/{c[1]}.json`" for c in available})) + ".",
+        "",
+        result_tables.table(available, result_tables.README_ROWS).rstrip(),
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", default="fnet", choices=("fnet", "transformer"))
@@ -60,9 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200, help="warm-up steps of the fresh optimizer")
     parser.add_argument("--export", action="store_true",
                         help="ship the finished run as pretrained/<kind> (after the quality bar)")
+    parser.add_argument("--report", action="store_true",
+                        help="only write results/continued_training.md from the reports")
     args = parser.parse_args(argv)
 
     root = project_root()
+    if args.report:
+        (root / REPORT).write_text(report_markdown(root))
+        print(f"wrote {REPORT}")
+        return 0
     shipped = root / "pretrained" / args.kind
     base = training.Profile.from_dict(json.loads((shipped / "config.json").read_text())["profile"])
     shipped_history = training.read_history(shipped)

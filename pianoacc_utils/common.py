@@ -53,16 +53,27 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def processor_name() -> str:
-    """The processor's model name (``/proc/cpuinfo`` on Linux), for records of speed."""
+def _cpuinfo(field: str) -> str:
+    """The first value of ``field`` in ``/proc/cpuinfo`` ("" when absent or not Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
+            if key.strip() == field:
                 return value.strip()
-    except OSError:  # not Linux
+    except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return ""
+
+
+def processor_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), for records of speed."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def processor_flags() -> frozenset[str]:
+    """The processor's instruction-set flags (``/proc/cpuinfo``; empty elsewhere): whether
+    it has, for instance, bfloat16 matrix units (``amx_bf16``)."""
+    return frozenset(_cpuinfo("flags").split())
 
 
 def write_json(path: str | Path, payload: Any) -> None:

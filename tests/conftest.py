@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PIANOACC_CPU_PRECISION", "float32")  # the same numbers on any processor
 os.environ["MPLBACKEND"] = "Agg"
 
 settings.register_profile(

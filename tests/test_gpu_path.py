@@ -21,10 +21,17 @@ import keras
 import numpy as np
 import pytest
 
+from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.harmony.chords import HARMONY_DIM
 from pianoacc_utils.models import build_model
 from pianoacc_utils.prepare import PrepareConfig, prepare
-from pianoacc_utils.training import PROFILES, compile_model, precision_policy
+from pianoacc_utils.training import (
+    CPU_PRECISION_VARIABLE,
+    PROFILES,
+    compile_model,
+    cpu_precision,
+    precision_policy,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = PROFILES["full"]
@@ -58,6 +65,28 @@ def test_full_profile_model_trains_two_steps():
     assert all(math.isfinite(loss) and 3.0 < loss < 8.0 for loss in losses), losses
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()[:4]))
+
+
+def test_cpu_precision_follows_the_processor(monkeypatch):
+    """bfloat16 compute on CPU cores only where the processor has bfloat16 matrix units
+    (AMX) and the backend is TensorFlow; the environment variable fixes it either way."""
+    monkeypatch.delenv(CPU_PRECISION_VARIABLE, raising=False)
+    amx = frozenset({"avx2", "fma", "amx_tile", "amx_bf16"})
+    plain = frozenset({"avx2", "fma", "avx512f"})
+    assert cpu_precision("tensorflow", amx) == "mixed_bfloat16"
+    assert cpu_precision("tensorflow", plain) == "float32"
+    assert cpu_precision("tensorflow", frozenset({"avx512_bf16"})) == "float32"  # no AMX
+    assert cpu_precision("jax", amx) == "float32"
+    monkeypatch.setenv(CPU_PRECISION_VARIABLE, "float32")
+    assert cpu_precision("tensorflow", amx) == "float32"
+    monkeypatch.setenv(CPU_PRECISION_VARIABLE, "mixed_bfloat16")
+    assert cpu_precision("jax", plain) == "mixed_bfloat16"
+    with precision_policy(False) as policy:  # a CPU-only run takes the choice
+        assert policy == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    monkeypatch.setenv(CPU_PRECISION_VARIABLE, "bf16")
+    with pytest.raises(PianoaccError, match="PIANOACC_CPU_PRECISION='bf16': expected one of"):
+        cpu_precision()
 
 
 def test_mixed_bfloat16_trains_a_step_with_float32_logits():

@@ -27,9 +27,12 @@ from pianoacc_utils.training.checkpoints import (
     settings_difference,
 )
 from pianoacc_utils.training.devices import (
+    CPU_PRECISION_VARIABLE,
     StrategyInfo,
+    cpu_precision,
     pick_strategy,
     precision_policy,
+    training_precision,
 )
 from pianoacc_utils.training.export import (
     export_run,

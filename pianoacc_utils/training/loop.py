@@ -41,7 +41,7 @@ from pianoacc_utils.training.checkpoints import (
     resume_checkpoint,
     settings_difference,
 )
-from pianoacc_utils.training.devices import pick_strategy, precision_policy
+from pianoacc_utils.training.devices import pick_strategy, precision_policy, training_precision
 from pianoacc_utils.training.loss import compile_model
 from pianoacc_utils.training.profiles import Profile, get_profile
 
@@ -196,6 +196,7 @@ def train(
             "profile": profile.to_dict(),
             "data": str(folder),
             "strategy": strategy.describe(),
+            "precision": training_precision(settings.mixed_precision),
             **({"init_weights": str(origin)} if origin else {}),
         },
     )

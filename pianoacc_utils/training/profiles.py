@@ -31,7 +31,8 @@ class TrainConfig:
     ``"inverse_sqrt"`` or ``"cosine"`` (cosine reaches 0 at ``decay_steps``).
     ``max_train_segments``/``max_validation_segments`` take a fixed random subset
     (``None``: all). ``length_multiple`` rounds padded batch lengths up (tokens).
-    ``mixed_precision`` applies on a GPU only (float16 compute, float32 logits).
+    ``mixed_precision`` applies on a GPU only (float16 compute, float32 logits); on CPU
+    cores the processor chooses (``devices.cpu_precision``).
     ``harmony_dropout``: share of training segments whose chords are hidden (an
     all-zero harmony table), so that the model also accompanies a melody alone.
     ``checkpoint_steps``: save a step checkpoint every so many optimizer steps, so that

@@ -3,8 +3,8 @@
     .venv/bin/python results/continued_training.py [--kind fnet] [--epochs 4] [--export]
 
 A shipped run (``pretrained/<kind>``) was saved without its optimizer state, so it cannot
-be resumed. This run starts from
-their weights (``training.train(init_weights=...)``) with a fresh AdamW: the learning rate
+be resumed. This run starts from its weights (``training.train(init_weights=...)``) with
+a fresh AdamW: the learning rate
 warms up over ``--warmup`` steps to the shipped run's last one and falls to zero by a
 cosine over ``--epochs`` epochs, on the same data, batches and validation split (all of
 it, as in the shipped ``history.csv``). The run lives in
@@ -12,6 +12,20 @@ it, as in the shipped ``history.csv``). The run lives in
 checkpoint every 50 optimizer steps: run the script again to resume an interrupted run.
 Writes its entry (``fnet`` or ``transformer``) of ``results/continued_training.json``:
 both histories, the best validation loss of each, and the wall seconds of training.
+
+The finished runs are evaluated as the shipped models are (``docs/results.md``; under
+``KERAS_BACKEND=jax``), and ``--report`` writes ``results/continued_training.md`` from
+those reports::
+
+    R=runs/continued
+    pianoacc evaluate --checkpoint $R/fnet-from-epoch-16/best.keras \\
+      --checkpoint $R/transformer-from-epoch-16/best.keras --segments 96 --seeds 0 1 2 \\
+      --json results/continued_evaluation.json --markdown results/continued_evaluation.md
+    pianoacc evaluate --checkpoint $R/fnet-from-epoch-16/best.keras --segments 96 \\
+      --seeds 0 1 2 --no-chord-mask --no-release \\
+      --json results/continued_evaluation_no_rules.json \\
+      --markdown results/continued_evaluation_no_rules.md
+    python results/continued_training.py --report
 
 ``--export`` then ships the finished run in place of ``pretrained/<kind>``
 (``training.export_run(..., continued_from=...)``: the history, configuration and model

@@ -71,7 +71,7 @@ def export_run(
         f"- wall time: {wall_seconds / 60:.1f} min" if wall_seconds else "- wall time: not recorded",
     ]
     rows = history_rows(run)
-    config = {key: value for key, value in saved.items() if key != "init_weights"}
+    config = dict(saved)
     description = f"{profile.description}."
     training_lines = stage
     if continued_from is not None:  # read the earlier stage before dest (maybe it) is replaced
@@ -79,6 +79,7 @@ def export_run(
         rows = earlier.rows + [
             {**row, "epoch": str(int(float(row["epoch"])) + len(earlier.rows))} for row in rows
         ]
+        config.pop("init_weights", None)  # the earlier stage, described whole, replaces it
         config["continued_from"] = earlier.config
         description = (
             f"{earlier.description} Then {state['epochs_done']} more epochs from those weights "

@@ -88,6 +88,7 @@ def report_markdown(root: Path) -> str:
     import result_tables  # beside this script
 
     runs = json.loads((root / OUT).read_text())
+    epochs = max(len(run["continued"]["val_loss"]) for run in runs.values())
     lines = [
         "# Training the shipped models on",
         "",
@@ -99,17 +100,18 @@ def report_markdown(root: Path) -> str:
         "## Validation loss (whole validation split, nats per token)",
         "",
         "| model | shipped (best of its epochs) | "
-        + " | ".join(f"+{i + 1} epoch{'s' * (i > 0)}" for i in range(4)) + " | training |",
-        "|---|---|---|---|---|---|---|",
+        + " | ".join(f"+{i + 1} epoch{'s' * (i > 0)}" for i in range(epochs)) + " | training |",
+        "|---|---|" + "---|" * (epochs + 1),
     ]
     for kind, run in sorted(runs.items()):
-        losses = [f"{v:.4f}" for v in run["continued"]["val_loss"]] + ["–"] * 4
+        losses = [f"{v:.4f}" for v in run["continued"]["val_loss"]] + ["–"] * epochs
         minutes = f"{run['training_seconds'] / 60:.0f} min" if run.get("training_seconds") else "–"
         lines.append(
-            f"| {kind} | {run['shipped']['best_val_loss']:.4f} | " + " | ".join(losses[:4])
+            f"| {kind} | {run['shipped']['best_val_loss']:.4f} | " + " | ".join(losses[:epochs])
             + f" | {minutes} |"
         )
     available = tuple(c for c in COLUMNS if (root / "results" / f"{c[1]}.json").is_file())
+    setting = json.loads((root / "results" / "evaluation.json").read_text())["details"]["config"]
     forced = []
     for heading, name, system in available[1:5]:
         model = json.loads((root / "results" / f"{name}.json").read_text())["details"]["models"]
@@ -118,7 +120,10 @@ def report_markdown(root: Path) -> str:
     lines += ["", "Teacher-forced loss on the test split: " + ", ".join(forced) + "."]
     lines += [
         "",
-        "## Test split, default generation (96 segments, seeds 0, 1 and 2)",
+        (
+            f"## Test split, default generation ({setting['segments']} segments, seeds "
+            f"{', '.join(map(str, setting['seeds']))})"
+        ),
         "",
         "Median over the seeds [min, max] (`results/result_tables.py`); *no rules*: no chord "
         "mask, no note release. Reports: "

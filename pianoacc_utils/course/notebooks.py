@@ -127,9 +127,11 @@ def _execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Pat
             cwd=str(notebook.parent),
             log_output=False,
             progress_bar=sys.stderr.isatty(),
-            # The kernel's own start-up warnings (ipykernel warns that its local TCP
-            # sockets are unencrypted) are not the notebook's output.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # The kernel's own log is not the notebook's output: at start-up ipykernel warns
+            # that its local TCP sockets are unencrypted, and at shutdown jupyter_client
+            # interrupts the kernel, which logs an ERROR when the signal lands in a message
+            # handler. A cell's error reaches the notebook; a dead kernel raises here.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except papermill.PapermillExecutionError as error:
         raise PianoaccError(_failure_message(notebook, output, error)) from error

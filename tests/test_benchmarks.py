@@ -138,3 +138,26 @@ def test_the_accompany_process_loads_a_model_under_jax_without_unused_modules(tm
              "decoder_input": rng.integers(3, 300, (2, 40)).astype("int32")}
     expected = np.asarray(model(batch))
     np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), expected, atol=1e-4)
+
+
+def test_suite_time_clones_beside_shared_and_reads_pytest_summary(tmp_path):
+    """benchmarks/suite_time.py times a clone laid out as CI's (POP909 in ../shared) and
+    records pytest's summary line, whether the run was quiet (-q) or not."""
+    import suite_time
+
+    assert suite_time.pytest_summary(
+        "....\n==== 401 passed, 4 warnings in 638.44s (0:10:38) ====\n"
+    ) == "401 passed, 4 warnings in 638.44s (0:10:38)"
+    assert suite_time.pytest_summary(
+        "F.\n1 failed, 527 passed, 4 warnings in 340.33s (0:05:40)\n"
+    ) == "1 failed, 527 passed, 4 warnings in 340.33s (0:05:40)"
+    assert suite_time.pytest_summary("make: *** [Makefile:23: setup] Error 1\n") == ""
+    shared = tmp_path / "shared"
+    (shared / "pop909").mkdir(parents=True)
+    clone = suite_time.fresh_clone("HEAD", tmp_path / "scratch", shared)
+    assert (clone / ".ci" / "run").is_file()
+    assert (clone.parent / "shared" / "pop909").resolve() == (shared / "pop909").resolve()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True,
+                          text=True, check=True).stdout
+    assert head == subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                                  text=True, check=True).stdout

@@ -9,7 +9,9 @@ processes slow every run, so the load average is recorded with each.
 
 Writes ``benchmarks/results/suite_time.json``: per revision the wall seconds of each
 step, the CPU seconds (user + system) of all the processes they started, pytest's
-summary line, and the machine; each run's output goes to ``build/suite_time/``.
+summary line, the date and the machine; the file keeps the runs of other revisions, so
+revisions timed on different days stay side by side (compare rows of one machine). Each
+run's output goes to ``build/suite_time/``.
 
     python benchmarks/suite_time.py HEAD             # about 7 min on 2 AMD EPYC cores
     python benchmarks/suite_time.py 8237818 HEAD     # against an earlier revision
@@ -66,7 +68,8 @@ def time_revision(revision: str, shared: Path, log: Path) -> dict:
                          capture_output=True, text=True).stdout.strip()
     subject = subprocess.run(["git", "log", "-1", "--format=%s", sha], cwd=REPO, check=True,
                              capture_output=True, text=True).stdout.strip()
-    row = {"revision": sha, "subject": subject[:120], "load_average_before": load_average()}
+    row = {"revision": sha, "subject": subject[:120], "date": time.strftime("%Y-%m-%d %H:%M"),
+           "machine": processor(), "load_average_before": load_average()}
     env = {key: value for key, value in os.environ.items() if key not in ("POP909_DIR", "VIRTUAL_ENV")}
     with tempfile.TemporaryDirectory(prefix="suite-time-") as scratch:
         clone = fresh_clone(sha, Path(scratch), shared)
@@ -95,15 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.shared / "pop909").is_dir():
         parser.error(f"{args.shared}: no pop909/ folder in it (see --shared)")
+    earlier = json.loads(args.out.read_text())["runs"] if args.out.is_file() else []
     rows = []
     for revision in args.revisions:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = LOGS / f"{revision.replace('/', '_')}.log"
         rows.append(time_revision(revision, args.shared, log))
         print(json.dumps(rows[-1]), flush=True)
+    timed = {row["revision"] for row in rows}
+    kept = [row for row in earlier if row["revision"] not in timed]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": processor(), "runs": rows}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps({"runs": kept + rows}, indent=2) + "\n")
     return 1 if any(row.get("test_returncode", 1) for row in rows) else 0
 
 

@@ -177,13 +177,19 @@ def broken_melody_files(folder: Path) -> dict[str, Path]:
     """The broken inputs every melody reader must reject, plus one good file.
 
     Keys: ``good`` (a valid 8-bar melody), ``missing`` (no such file), ``not_midi``
-    (a text file named .mid), ``empty`` (0 bytes), ``truncated`` (the good file cut
+    (a text file named .mid), ``short_text`` (five bytes of text), ``riff`` (a MIDI file
+    wrapped in RIFF, as .rmi files are), ``empty`` (0 bytes), ``truncated`` (the good file cut
     in half), ``no_notes`` (a MELODY track without notes), ``drums_only``.
     """
     folder.mkdir(parents=True, exist_ok=True)
     good = simple_melody(folder / "good.mid", bars=8)
     text = folder / "notes.mid"
     text.write_text("C D E F G\n")
+    short = folder / "hello.mid"
+    short.write_text("hello")  # shorter than a MIDI header
+    riff = folder / "song.rmi"
+    riff.write_bytes(b"RIFF" + (len(good.read_bytes()) + 12).to_bytes(4, "little") + b"RMIDdata"
+                     + good.read_bytes())
     empty = folder / "empty.mid"
     empty.write_bytes(b"")
     half = folder / "half.mid"
@@ -193,6 +199,8 @@ def broken_melody_files(folder: Path) -> dict[str, Path]:
         "good": good,
         "missing": folder / "missing.mid",
         "not_midi": text,
+        "short_text": short,
+        "riff": riff,
         "empty": empty,
         "truncated": half,
         "no_notes": write_midi(folder / "silent.mid", [Track([], "MELODY")]),

@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -100,9 +99,14 @@ def compute_pins() -> dict[str, object]:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Compute the behaviour pins and write them.")
+    parser.add_argument("out", nargs="?", type=Path, default=PINS_PATH,
+                        help="where to write them (default: tests/fixtures/pins.json)")
+    target = parser.parse_args().out
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     pins = compute_pins()
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else PINS_PATH
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
     print(f"wrote {target}")

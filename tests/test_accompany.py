@@ -152,6 +152,8 @@ def bad_inputs(folder: Path) -> dict[str, tuple[Path, tuple]]:
     return {
         "missing": (files["missing"], ()),
         "not MIDI": (files["not_midi"], ()),
+        "short text": (files["short_text"], ()),
+        "RIFF MIDI": (files["riff"], ()),
         "empty": (files["empty"], ()),
         "truncated": (files["truncated"], ()),
         "no notes": (files["no_notes"], ()),

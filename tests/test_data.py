@@ -316,8 +316,12 @@ def test_missing_midi_file(song_folder):
 
 
 def test_broken_midi_file(song_folder):
+    """POP909 songs are read by the same reader as users' melodies (``data.read_midi``)."""
     (song_folder / "001.mid").write_bytes(b"MThd this is not a MIDI file")
-    with pytest.raises(PianoaccError, match=r"001\.mid: not a readable MIDI file"):
+    with pytest.raises(PianoaccError, match=r"001\.mid: truncated MIDI file"):
+        data.load_song(song_folder)
+    (song_folder / "001.mid").write_text("C D E F G")
+    with pytest.raises(PianoaccError, match=r"001\.mid: not a MIDI file"):
         data.load_song(song_folder)
 
 

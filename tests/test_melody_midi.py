@@ -294,6 +294,8 @@ def bad_inputs(folder: Path) -> dict[str, tuple[Path, dict]]:
     return {
         "missing": (files["missing"], {}),
         "text": (files["not_midi"], {}),
+        "short_text": (files["short_text"], {}),
+        "riff": (files["riff"], {}),
         "empty": (files["empty"], {}),
         "truncated": (files["truncated"], {}),
         "no_notes": (files["no_notes"], {}),
@@ -308,7 +310,9 @@ def bad_inputs(folder: Path) -> dict[str, tuple[Path, dict]]:
 def test_every_bad_input_names_the_file(tmp_path):
     expected = {
         "missing": "missing",
-        "text": "not a readable MIDI",
+        "text": "not a MIDI file",
+        "short_text": "not a MIDI file",
+        "riff": "save it as a standard MIDI file",
         "empty": "empty",
         "truncated": "truncated",
         "no_notes": "no notes",

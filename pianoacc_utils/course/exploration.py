@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from pianoacc_utils import data
-from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data.notes import BeatGrid, Note, Span
 from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
 from pianoacc_utils.prepare import SPLITS, load_split
@@ -229,15 +228,6 @@ def _track_onsets(midi: Any, names: Sequence[str]) -> np.ndarray:
     return np.array([note.start for track in tracks for note in track.notes])
 
 
-def _read_midi(path: Path) -> Any:
-    import pretty_midi
-
-    try:
-        return pretty_midi.PrettyMIDI(str(path))
-    except Exception as error:  # pretty_midi/mido raise many kinds on broken files
-        raise PianoaccError(f"{path}: not a readable MIDI file ({error})") from error
-
-
 def _tempo_and_meter(grid: BeatGrid, midi: Any) -> dict[str, Any]:
     """Annotated tempo and bar lengths beside the MIDI file's tempo events and time signatures."""
     bars = beats_per_bar(grid)
@@ -320,7 +310,7 @@ def song_statistics(folder: str | Path) -> dict[str, Any]:
     """
     folder = Path(folder)
     song = data.load_song(folder)
-    midi = _read_midi(folder / f"{folder.name}.mid")
+    midi = data.read_midi(folder / f"{folder.name}.mid")
     qualities = (span._replace(label=chord_quality(span.label)) for span in song.chords)
     return {
         "song_id": song.song_id,

@@ -7,6 +7,7 @@ package stops at notes, bars, chords and keys (:class:`Note`, :class:`Song`,
 :mod:`pianoacc_utils.prepare`.
 
 - :mod:`~pianoacc_utils.data.notes`: the note, span and beat-grid types;
+- :mod:`~pianoacc_utils.data.midi_file`: reading a MIDI file, errors naming the file;
 - :mod:`~pianoacc_utils.data.pop909`: POP909 songs, segments, transposition, splits;
 - :mod:`~pianoacc_utils.data.rebar`: 4/4 segments re-barred into 3/4 or 2/4;
 - :mod:`~pianoacc_utils.data.melody_midi`: a melody from any MIDI file in, an arrangement out;
@@ -24,6 +25,9 @@ from pianoacc_utils.data.notes import (
     normalize_notes,
     notes_in,
     note_arrays,
+)
+from pianoacc_utils.data.midi_file import (
+    read_midi,
 )
 from pianoacc_utils.data.pop909 import (
     POP909_URL,
@@ -53,7 +57,6 @@ from pianoacc_utils.data.melody_midi import (
     ARRANGEMENT_TRACK_NAME,
     MeterGrid,
     Melody,
-    read_midi,
     choose_melody_track,
     midi_grid,
     load_melody,

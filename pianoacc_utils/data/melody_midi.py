@@ -22,6 +22,7 @@ import numpy as np
 import pretty_midi
 from pianoacc_utils.common import PianoaccError, write_atomic
 from pianoacc_utils.data.notes import BeatGrid, Note, normalize_notes
+from pianoacc_utils.data.midi_file import read_midi
 from pianoacc_utils.data.pop909 import Segment, Song, quantize_notes
 from pianoacc_utils.defaults import STEPS_PER_BEAT
 
@@ -108,34 +109,11 @@ class Melody:
         """
         name = self.track_name.strip() or "(unnamed)"
         why = f"; {self.reason}" if self.reason else ""
+        notes, bars = len(self.instrument.notes), self.num_bars
         return (
-            f'track {self.track_index} "{name}" '
-            f"({len(self.instrument.notes)} notes, {self.num_bars} bars{why})"
+            f'track {self.track_index} "{name}" ({notes} note{"s" * (notes != 1)}, '
+            f'{bars} bar{"s" * (bars != 1)}{why})'
         )
-
-
-def read_midi(path: str | Path):
-    """Parse a MIDI file with pretty_midi; every failure becomes a :class:`PianoaccError`.
-
-    Missing paths, folders, empty files, files that are not MIDI and truncated
-    files are reported with the file name instead of a library traceback.
-    """
-    import pretty_midi
-
-    path = Path(path)
-    if not path.exists():
-        raise PianoaccError(f"{path}: file missing")
-    if not path.is_file():
-        raise PianoaccError(f"{path}: not a file (a MIDI file was expected)")
-    if path.stat().st_size == 0:
-        raise PianoaccError(f"{path}: empty file (0 bytes), not a MIDI file")
-    try:
-        return pretty_midi.PrettyMIDI(str(path))
-    except EOFError as error:
-        raise PianoaccError(f"{path}: truncated MIDI file (data ends early)") from error
-    except Exception as error:  # mido/pretty_midi raise many kinds on broken files
-        detail = str(error) or type(error).__name__
-        raise PianoaccError(f"{path}: not a readable MIDI file ({detail})") from error
 
 
 def _track_list(midi) -> str:

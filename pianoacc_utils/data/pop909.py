@@ -19,13 +19,13 @@ from typing import Sequence
 import hashlib
 import numpy as np
 import os
-import pretty_midi
 import random
 import shutil
 import tempfile
 import urllib.request
 import zipfile
 from pianoacc_utils.common import PianoaccError, project_root
+from pianoacc_utils.data.midi_file import read_midi
 from pianoacc_utils.data.notes import BeatGrid, Note, PIANO_RANGE, Span, normalize_notes, notes_in
 
 
@@ -250,20 +250,13 @@ def _instrument(midi, name: str, path: Path):
 
 def load_song(song: str | int | Path, *, include_bridge: bool = False, root: Path | None = None) -> Song:
     """Load one POP909 song (id like ``"001"``/``1`` or its folder) onto its beat grid."""
-    import pretty_midi
-
     if isinstance(song, Path) or (isinstance(song, str) and os.sep in song):
         folder = Path(song)
     else:
         folder = (root or find_pop909_dir()) / f"{int(song):03d}"
     song_id = folder.name
     midi_path = folder / f"{song_id}.mid"
-    if not midi_path.is_file():
-        raise PianoaccError(f"{midi_path}: file missing")
-    try:
-        midi = pretty_midi.PrettyMIDI(str(midi_path))
-    except Exception as error:  # pretty_midi/mido raise many kinds on broken files
-        raise PianoaccError(f"{midi_path}: not a readable MIDI file ({error})") from error
+    midi = read_midi(midi_path)
     grid = read_beats(folder / "beat_midi.txt")
     keys_path = folder / "key_audio.txt"
     return Song(

@@ -90,6 +90,9 @@ MELODIES = {
         ("--top-k", 20, "--top-p", 1),
     ),
     "2-2": (lambda p: simple_melody(p, 8, numerator=2, denominator=2), "meter 2/2", ()),
+    # meters POP909 never has (nor the re-barred training segments)
+    "5-4": (lambda p: simple_melody(p, 6, numerator=5, denominator=4), "meter 5/4", ()),
+    "7-8": (lambda p: simple_melody(p, 6, numerator=7, denominator=8), "meter 7/8", ()),
     # The model is untrained, so at some seeds it plays no note at all: seed 1 is one
     # at which it plays (the outputs are checked for timing, not for music).
     "pickup": (pickup_melody, "meter 1/4 -> 4/4", ("--seed", 1)),

@@ -4,7 +4,9 @@ The processor's name and the instruction-set flags that decide how fast low-prec
 arithmetic can be (``amx_bf16``, ``avx512_bf16``: native bfloat16 matrix units), the
 cores, the load average (other processes on a shared machine slow every measurement),
 and the versions of the libraries a run has already imported (nothing is imported here,
-so that recording them cannot change what a run measures).
+so that recording them cannot change what a run measures; that is also why the processor
+is read here and not through ``pianoacc_utils.common.processor_name`` and
+``processor_flags``, which read the same ``/proc/cpuinfo`` but load Keras with the package).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def fresh_clone(revision: str, folder: Path, shared: Path) -> Path:
 
 def pytest_summary(output: str) -> str:
     """pytest's last summary line (``528 passed, 4 warnings in 348.23s``), or ``""``."""
-    lines = re.findall(r"^=*\s*(\d+ (?:passed|failed)\b.*? in [\d.]+s\b.*?)\s*=*$", output, re.M)
+    lines = re.findall(r"^=*\s*(\d+ (?:passed|failed)\b.*? in [\d.]+s\b.*?)\s*=*$", output, re.MULTILINE)
     return lines[-1] if lines else ""
 
 
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.shared}: no pop909/ folder in it (see --shared)")
     earlier = json.loads(args.out.read_text())["runs"] if args.out.is_file() else []
     rows = []
+    LOGS.mkdir(parents=True, exist_ok=True)
     for revision in args.revisions:
-        LOGS.mkdir(parents=True, exist_ok=True)
         log = LOGS / f"{revision.replace('/', '_')}.log"
         rows.append(time_revision(revision, args.shared, log))
         print(json.dumps(rows[-1]), flush=True)

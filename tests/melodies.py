@@ -188,8 +188,9 @@ def broken_melody_files(folder: Path) -> dict[str, Path]:
     short = folder / "hello.mid"
     short.write_text("hello")  # shorter than a MIDI header
     riff = folder / "song.rmi"
-    riff.write_bytes(b"RIFF" + (len(good.read_bytes()) + 12).to_bytes(4, "little") + b"RMIDdata"
-                     + good.read_bytes())
+    midi = good.read_bytes()  # RIFF header, form type RMID, one "data" chunk holding the MIDI
+    size = len(midi).to_bytes(4, "little")
+    riff.write_bytes(b"RIFF" + (len(midi) + 12).to_bytes(4, "little") + b"RMIDdata" + size + midi)
     empty = folder / "empty.mid"
     empty.write_bytes(b"")
     half = folder / "half.mid"

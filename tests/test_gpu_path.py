@@ -188,10 +188,10 @@ def test_two_devices_give_the_loss_of_one(backend, name, tiny_data, tmp_path):
     metrics and update as one device; and, under JAX (the backend of the GPU machines,
     which have no TensorFlow), `train` runs, checkpoints inside the epoch and resumes
     under the strategy."""
-    env = {**os.environ, **(tiny.JAX_TINY_ENV if backend == "jax" else {}), "KERAS_BACKEND": backend}
-    env["XLA_FLAGS"] = " ".join(
-        filter(None, [env.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=2"])
-    )
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    if backend == "jax":
+        env.update(tiny.JAX_TINY_ENV)
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
     result = subprocess.run(
         [sys.executable, "-c", TWO_DEVICES, str(tmp_path / "run"), str(tiny_data)],
         check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600,

@@ -52,7 +52,8 @@ def fresh_clone(revision: str, folder: Path, shared: Path) -> Path:
 
 def pytest_summary(output: str) -> str:
     """pytest's last summary line (``528 passed, 4 warnings in 348.23s``), or ``""``."""
-    lines = re.findall(r"^=*\s*(\d+ (?:passed|failed)\b.*? in [\d.]+s\b.*?)\s*=*$", output, re.MULTILINE)
+    summary = r"^=*\s*(\d+ (?:passed|failed)\b.*? in [\d.]+s\b.*?)\s*=*$"
+    lines = re.findall(summary, output, re.MULTILINE)
     return lines[-1] if lines else ""
 
 
@@ -70,7 +71,9 @@ def time_revision(revision: str, shared: Path, log: Path) -> dict:
                              capture_output=True, text=True).stdout.strip()
     row = {"revision": sha, "subject": subject[:120], "date": time.strftime("%Y-%m-%d %H:%M"),
            "machine": processor(), "load_average_before": load_average()}
-    env = {key: value for key, value in os.environ.items() if key not in ("POP909_DIR", "VIRTUAL_ENV")}
+    # .ci/run finds POP909 beside the clone, and make builds the clone's own .venv
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("POP909_DIR", "VIRTUAL_ENV")}
     with tempfile.TemporaryDirectory(prefix="suite-time-") as scratch:
         clone = fresh_clone(sha, Path(scratch), shared)
         with log.open("w") as handle:

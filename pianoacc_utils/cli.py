@@ -45,7 +45,8 @@ from pianoacc_utils.generation import (
     load_checkpoint,
     resolve_checkpoint,
 )
-from pianoacc_utils.harmony import chord_coverage, learned_chords, read_chords
+from pianoacc_utils.harmony import chord_coverage, learned_chords
+from pianoacc_utils.harmony.chords import read_chord_file
 from pianoacc_utils.prepare import PrepareConfig, load_stats, prepare
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
@@ -260,9 +261,12 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--chords", default="auto", metavar="FILE|auto|none",
-        help="the chords to play: a text file of 'start end label' lines (seconds, POP909 "
-        "labels such as C:maj, A:min7), auto (default: chosen for the melody by the "
-        "harmoniser learned from POP909) or none",
+        help="the chords to play: a text file of 'start end label' lines (seconds; columns "
+        "separated by spaces or tabs; POP909 labels such as C:maj, F#:min7, Bb:7/3, "
+        "C:maj/#4, G:7(#9), read with their sharps and flats; a '#' at the start of a line "
+        "or after a space or tab starts a comment; chords starting at or after the "
+        "melody's end are dropped and chords running past it cut there, with a notice), "
+        "auto (default: chosen for the melody by the harmoniser learned from POP909) or none",
     )
     _harmony_rule_arguments(parser)
     _compound_argument(parser)
@@ -296,7 +300,10 @@ def _accompany(args: argparse.Namespace) -> None:
         chords = []
         print("chords: none (the model hears the melody only)")
     else:
-        chords = read_chords(args.chords, melody.grid, melody.end_step)
+        annotation = read_chord_file(args.chords, melody.grid, melody.end_step)
+        chords = annotation.spans
+        if annotation.notice():
+            print(annotation.notice())  # chords past the melody's end: dropped or cut
         share = chord_coverage(chords, melody.end_step)
         print(f"chords: {len(chords)} from {args.chords}, covering {share:.0%} of the melody")
 

@@ -10,8 +10,9 @@ whatever the annotation's timing.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -74,8 +75,6 @@ def chord_vector(label: str) -> np.ndarray:
 def transpose_spans(chords: Sequence[Span], semitones: int) -> list[Span]:
     """Chord spans with their roots moved by ``semitones`` (``"A:min7/b3"`` up 2 is
     ``"B:min7/b3"``: the bass of a slash chord is an interval, so it moves along)."""
-    import re
-
     if semitones % 12 == 0:
         return list(chords)
     moved = []
@@ -91,15 +90,64 @@ def transpose_spans(chords: Sequence[Span], semitones: int) -> list[Span]:
     return moved
 
 
-def read_chords(path: str | Path, grid: BeatGrid, end_step: int | None = None) -> list[Span]:
-    """Chords from a text file onto a melody's grid: one ``start end label`` line per
-    chord, times in seconds, labels as in POP909's ``chord_midi.txt`` (``C:maj``,
-    ``A:min7``, ``G:7/3``, ``N``); blank lines and ``#`` comments are skipped.
+COMMENT = re.compile(r"(?:^|\s)#")
+"""Where a comment begins in a chord file: a ``#`` at the start of a line or after a
+space or tab. A ``#`` inside a label is a sharp (``F#:maj``, ``C:maj/#4``, ``G:7(#9)``)."""
 
-    Every other line must be a chord: a line with another number of columns, a time
-    that is not a finite number of seconds >= 0, an end not after its start, an unknown
-    label, a chord shorter than one grid step, or (given the melody's ``end_step``) a
-    chord starting after the melody ends is an error naming the file and the line.
+
+class ChordFile(NamedTuple):
+    """What :func:`read_chord_file` kept of a chord file, and how much it left out.
+
+    ``spans`` are the chords in grid steps; ``chords`` counts the chord lines of the
+    file; ``after_end`` the chords dropped because they start at or after the
+    melody's end (an outro the melody does not reach); ``clipped`` the chords kept
+    but cut at the melody's end; ``melody_end`` is that end in seconds (``None``
+    when no end was given).
+    """
+
+    path: Path
+    spans: list[Span]
+    chords: int
+    after_end: int
+    clipped: int
+    melody_end: float | None
+
+    def notice(self) -> str:
+        """One line saying how many chords lie past the melody's end (dropped or cut
+        there), ``""`` when none does: the run goes on, and the musician learns that
+        the file holds more than the melody reaches."""
+        if not (self.after_end or self.clipped):
+            return ""
+        where = f"the melody's end ({self.melody_end:.3f} s)"
+        if self.after_end:
+            line = f"chords: {self.after_end} of {self.chords} in {self.path.name} start at or "
+            line += f"after {where}: dropped"
+            if self.clipped:
+                line += f"; {self.clipped} more run past it: cut there"
+            return line
+        return (
+            f"chords: {self.clipped} of {self.chords} in {self.path.name} run past {where}: "
+            "cut there"
+        )
+
+
+def read_chord_file(path: str | Path, grid: BeatGrid, end_step: int | None = None) -> ChordFile:
+    """Chords from a text file onto a melody's grid, with counts of what was left out.
+
+    One ``start end label`` line per chord: times in seconds, columns separated by
+    spaces or tabs, labels as in POP909's ``chord_midi.txt`` (``C:maj``, ``F#:min7``,
+    ``Bb:7/3``, ``C:maj/#4``, ``G:7(#9)``, ``N`` for none). Sharps and flats are read
+    as spelled in the root, the bass and the extensions. Blank lines are skipped, and
+    so is a comment: from a ``#`` that starts the line or follows a space or tab
+    (:data:`COMMENT`) to the end of the line.
+
+    Given the melody's ``end_step``, a chord starting at or after it is dropped and a
+    chord running past it is cut there: annotations of whole songs (POP909's among
+    them) go on past the last melody note. Every other line must be a chord: a line
+    with another number of columns, a time that is not a finite number of seconds
+    >= 0, an end not after its start, an unknown label, or a chord inside the melody
+    shorter than one grid step is an error naming the file and the line, and so is
+    a file with no chord that the melody reaches.
     """
     path = Path(path)
     try:
@@ -110,14 +158,17 @@ def read_chords(path: str | Path, grid: BeatGrid, end_step: int | None = None) -
         raise PianoaccError(f"{path}: cannot read the chord file ({error.strerror})") from error
     melody_end = None if end_step is None else float(grid.to_seconds(np.array([end_step]))[0])
     spans: list[Span] = []
+    chords = after_end = clipped = 0
     for number, line in enumerate(lines, 1):
-        fields = line.split("#")[0].split()
+        fields = COMMENT.split(line, maxsplit=1)[0].split()
         if not fields:
             continue
-        where = f"{path}:{number}: chord {len(spans) + 1}"
+        chords += 1
+        where = f"{path}:{number}: chord {chords}"
         if len(fields) != 3:
             raise PianoaccError(
-                f"{where}: expected 3 columns (start end label), got {len(fields)}: {line.strip()!r}"
+                f"{where}: expected 3 columns (start end label), got {len(fields)}: "
+                f"{line.strip()!r}"
             )
         try:
             start, end = float(fields[0]), float(fields[1])
@@ -131,17 +182,30 @@ def read_chords(path: str | Path, grid: BeatGrid, end_step: int | None = None) -
             chord_tones(fields[2])
         except PianoaccError as error:
             raise PianoaccError(f"{where}: {error}") from error
-        if melody_end is not None and start >= melody_end:
-            raise PianoaccError(
-                f"{where}: starts at {start} s, after the melody ends ({melody_end:.3f} s)"
-            )
         s, e = (int(v) for v in grid.to_steps(np.array([start, end])))
+        if end_step is not None and s >= end_step:
+            after_end += 1
+            continue
+        if end_step is not None and e > end_step:
+            e = int(end_step)
+            clipped += 1
         if e <= s:
             raise PianoaccError(f"{where}: shorter than one grid step (a 32nd note)")
         spans.append(Span(s, e, fields[2]))
+    if not spans and after_end:
+        raise PianoaccError(
+            f"{path}: all {after_end} chords start after the melody ends ({melody_end:.3f} s): "
+            "is it the chord file of another song?"
+        )
     if not spans:
         raise PianoaccError(f"{path}: no chord inside the file")
-    return spans
+    return ChordFile(path, spans, chords, after_end, clipped, melody_end)
+
+
+def read_chords(path: str | Path, grid: BeatGrid, end_step: int | None = None) -> list[Span]:
+    """The chords of a chord file onto a melody's grid, in grid steps: the spans of
+    :func:`read_chord_file` (which says what the file holds and how it is read)."""
+    return read_chord_file(path, grid, end_step).spans
 
 
 def chord_coverage(chords: Sequence[Span], end_step: int) -> float:
@@ -204,7 +268,9 @@ def transpose_table(table: np.ndarray, semitones: int) -> np.ndarray:
     return np.concatenate([np.roll(tones, semitones, -1), np.roll(bass, semitones, -1)], -1)
 
 
-def pad_tables(tables: Sequence[np.ndarray], beats: int | None = None, rows: int | None = None) -> np.ndarray:
+def pad_tables(
+    tables: Sequence[np.ndarray], beats: int | None = None, rows: int | None = None
+) -> np.ndarray:
     """Stack harmony tables into ``(rows, beats, 24)`` float32, padding with zeros (no
     chord) and cutting longer tables. ``beats`` defaults to the longest table."""
     beats = max((len(t) for t in tables), default=1) if beats is None else beats

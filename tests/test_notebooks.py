@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,14 @@ import pytest
 
 from pianoacc_utils import cli
 from pianoacc_utils.common import PianoaccError, project_root
-from pianoacc_utils.course.notebooks import list_notebooks, run_notebooks, select_notebooks
+from pianoacc_utils.course.notebooks import (
+    COMMITTED_NOTE,
+    list_notebooks,
+    refresh_notebooks,
+    run_notebooks,
+    select_notebooks,
+)
+from pianoacc_utils.training import PROFILES
 
 REPO = project_root()
 NOTEBOOKS = list_notebooks()
@@ -35,6 +43,18 @@ def error_outputs(notebook: Path) -> list[str]:
     ]
 
 
+def figures_without_image(cells: list) -> list[str]:
+    """Figure outputs drawn only as text (``<Figure size 1800x350 with 4 Axes>``), no PNG."""
+    missing = []
+    for number, cell in enumerate(cells):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            text = "".join(data.get("text/plain", ""))
+            if text.startswith("<Figure") and "image/png" not in data:
+                missing.append(f"cell {number}: {text}")
+    return missing
+
+
 # --------------------------------------------------------------------------- project notebooks
 
 
@@ -45,9 +65,20 @@ CHECK_TAG = "nbval-check-output"
 """Cell tag: nbval compares this cell's output with the committed one (``--nbval-lax``)."""
 
 
+FIGURES_AS_PICTURES = """\
+from matplotlib.figure import Figure
+shown = [value for value in Out.values() if isinstance(value, Figure)]
+drawn = [get_ipython().display_formatter.format(figure)[0] for figure in shown]
+assert all("image/png" in data for data in drawn), "a figure shows as text, not as a picture"
+"""
+"""Last cell of a quick copy: every figure that ended a cell was drawn as a PNG (nbval keeps no
+executed copy to read the outputs from, so the kernel checks its own)."""
+
+
 def quick_copy(notebook: Path, root: Path) -> Path:
     """A copy of a committed notebook, its injected parameters set to the quick profile and to
-    folders under ``root``, placed in ``root/notebooks`` beside links to :data:`LINKED`."""
+    folders under ``root``, placed in ``root/notebooks`` beside links to :data:`LINKED`, with
+    :data:`FIGURES_AS_PICTURES` as its last cell."""
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     for name in LINKED:
         if not (root / name).exists():
@@ -68,6 +99,7 @@ def quick_copy(notebook: Path, root: Path) -> Path:
     else:
         first = next(i for i, cell_tags in enumerate(tags) if "parameters" in cell_tags)
         nb.cells.insert(first + 1, injected)
+    nb.cells.append(nbformat.v4.new_code_cell(FIGURES_AS_PICTURES))
     copy = root / "notebooks" / notebook.name
     nbformat.write(nb, copy)
     return copy
@@ -96,7 +128,8 @@ def notebook_param(notebook: Path) -> object:
 def test_notebook_runs_quick_and_keeps_its_checked_outputs(notebook: Path, course_folder: Path):
     """The committed notebook runs top to bottom in the quick profile without an error, its
     cells tagged ``nbval-check-output`` print what the committed notebook shows (nbval), it
-    saves its figures to FIGURES_DIR, and the checkout's notebooks and figures stay as they are."""
+    saves its figures to FIGURES_DIR, draws them as pictures under ``MPLBACKEND=Agg``, and the
+    checkout's notebooks and figures stay as they are."""
     committed = snapshot(REPO / "notebooks", "*.ipynb")
     committed_figures = snapshot(REPO / "figures")
     cells = nbformat.read(notebook, as_version=4).cells
@@ -119,6 +152,31 @@ def test_notebook_runs_quick_and_keeps_its_checked_outputs(notebook: Path, cours
     assert all(p.stat().st_size > 1000 for p in saved)
     assert snapshot(REPO / "notebooks", "*.ipynb") == committed
     assert snapshot(REPO / "figures") == committed_figures
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_committed_figures_are_pictures(notebook: Path):
+    """Every figure a committed notebook shows is a PNG, not the text ``<Figure ...>``."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    assert sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+    assert not figures_without_image(cells), notebook.name
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_committed_parameters_are_one_cell_and_the_injected_one_says_why(notebook: Path):
+    """One ``parameters`` cell whose PROFILE comment lists every profile of
+    ``training.PROFILES``; the cell papermill injected after it (the committed run's
+    parameters) opens with :data:`COMMITTED_NOTE`, naming the profile it set."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    tagged = {tag: [c for c in cells if tag in c.metadata.get("tags", [])]
+              for tag in ("parameters", "injected-parameters")}
+    assert len(tagged["parameters"]) == 1 and len(tagged["injected-parameters"]) <= 1
+    profile_line = next(line for line in tagged["parameters"][0].source.splitlines()
+                        if line.startswith("PROFILE ="))
+    assert " | ".join(PROFILES) in profile_line, profile_line
+    for cell in tagged["injected-parameters"]:
+        profile = re.search(r'^PROFILE = "(\w+)"$', cell.source, flags=re.M).group(1)
+        assert cell.source.startswith(COMMITTED_NOTE.format(profile=profile)), notebook.name
 
 
 def test_nbval_fails_when_a_checked_output_drifts(tmp_path):
@@ -210,6 +268,48 @@ def test_run_notebooks_injects_parameters_and_runs_in_order(tmp_path, monkeypatc
     assert os.environ["POP909_DIR"] == "pop909"  # restored after the run
 
 
+DRAW_FIGURE = """\
+from pianoacc_utils.course import plotting
+from pianoacc_utils.course.setup import lesson
+L = lesson(PROFILE, FIGURES_DIR, OUTPUT_DIR)
+plotting.bar_chart({"a": 1, "b": 2})
+"""
+
+
+@pytest.mark.parametrize("backend", ["Agg", None])
+def test_a_figure_ending_a_cell_is_a_picture(tmp_path, monkeypatch, backend):
+    """A plotting figure is drawn as a PNG in the executed notebook, whether the kernel's
+    environment names a backend (``MPLBACKEND=Agg``, as scripts and tests set it) or not
+    (a kernel that JupyterLab starts)."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "01_figure.ipynb", DRAW_FIGURE)
+    if backend is None:
+        monkeypatch.delenv("MPLBACKEND", raising=False)
+    else:
+        monkeypatch.setenv("MPLBACKEND", backend)
+    executed = run_notebooks(out=tmp_path / "out", figures=tmp_path / "figs", folder=folder)
+    cells = nbformat.read(executed[0], as_version=4).cells
+    assert "image/png" in cells[-1].outputs[-1].data
+    assert not figures_without_image(cells)
+    assert figures_without_image([{"outputs": [{"data": {"text/plain": "<Figure size 1x1>"}}]}])
+
+
+def test_refresh_writes_the_committed_notebooks_back_with_relative_folders(tmp_path):
+    """``pianoacc notebooks --refresh``: the notebooks run and are written back in place, the
+    injected cell explained, the figures in the checkout's figures/ (relative paths)."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "01_tiny.ipynb", SAVE_FIGURE)
+    written = refresh_notebooks("small", folder=folder)
+    assert written == [folder / "01_tiny.ipynb"]
+    assert (tmp_path / "figures" / "01_tiny_small.png").stat().st_size > 1000
+    cells = nbformat.read(written[0], as_version=4).cells
+    assert cells[2].source.startswith(COMMITTED_NOTE.format(profile="small"))
+    assert 'FIGURES_DIR = "../figures"' in cells[2].source
+    assert cells[3].execution_count == 3  # parameters, injected parameters, then this cell
+
+
 def test_a_failing_cell_names_the_notebook_and_the_line(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
@@ -254,3 +354,11 @@ def test_notebooks_command_rejects_an_unknown_profile(capsys):
     with pytest.raises(SystemExit) as exited:
         cli.main(["notebooks", "--profile", "fast"])
     assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("command", ["notebooks", "train"])
+def test_every_list_of_profiles_is_training_profiles(command, capsys):
+    """The commands offer exactly the profiles of ``training.PROFILES``, in their order."""
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert "{" + ",".join(PROFILES) + "}" in capsys.readouterr().out

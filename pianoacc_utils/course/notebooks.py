@@ -1,16 +1,20 @@
 """Run the numbered notebooks top to bottom with papermill (``make run`` and the notebook tests).
 
 Each notebook ``notebooks/NN_name.ipynb`` has a first code cell tagged ``parameters``;
-papermill injects, after it, ``PROFILE`` (``quick``/``cpu``/``full``: how much data and
-training the notebook uses), ``FIGURES_DIR`` (where it saves its PNG figures) and
-``OUTPUT_DIR`` (a scratch folder for the files it generates), both as absolute paths.
+papermill injects, after it, ``PROFILE`` (a key of :data:`~pianoacc_utils.training.PROFILES`:
+how much data and training the notebook uses), ``FIGURES_DIR`` (where it saves its PNG
+figures) and ``OUTPUT_DIR`` (a scratch folder for the files it generates), both as
+absolute paths. The injected cell opens with a comment that says where it came from.
 The committed notebooks are only read: executed copies go to ``out/NN_name.ipynb``.
+:func:`refresh_notebooks` is the one exception: it re-executes the committed notebooks
+and writes them back, with the figures in the checkout's ``figures/``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -29,6 +33,23 @@ NOTEBOOK_NAME = re.compile(r"^\d{2}_.+\.ipynb$")
 
 PATH_VARIABLES = ("POP909_DIR", "PIANOACC_CACHE")
 """Environment variables holding paths: made absolute before the kernel starts in notebooks/."""
+
+
+INJECTED_NOTE = (
+    "# Parameters injected by `pianoacc notebooks --profile {profile}`: they replace the\n"
+    "# defaults of the cell above.\n"
+)
+"""First lines of the injected cell of an executed copy."""
+
+COMMITTED_NOTE = (
+    "# The parameters the committed outputs were run with (`pianoacc notebooks --refresh\n"
+    "# --profile {profile}` injects them): they replace the defaults of the cell above.\n"
+    "# Delete this cell to run the notebook at those defaults.\n"
+)
+"""First lines of the injected cell of a committed notebook (:func:`refresh_notebooks`)."""
+
+COMMITTED_PARAMETERS = {"FIGURES_DIR": "../figures", "OUTPUT_DIR": "../build/output"}
+"""Folders of a committed run, relative to ``notebooks/`` (the figures are committed too)."""
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -77,13 +98,15 @@ def run_notebooks(
     *,
     folder: str | Path | None = None,
     verbose: bool = False,
+    note: str = INJECTED_NOTE,
 ) -> list[Path]:
     """Execute the notebooks in order; returns the executed copies ``out/NN_name.ipynb``.
 
     Relative ``out`` and ``figures`` are taken from the current folder. Generated
     files go to ``out/output`` (``OUTPUT_DIR``). ``parameters`` adds or overrides
-    injected parameters. Stops at the first failing notebook with a
-    :class:`PianoaccError` naming it, the cell and its error line.
+    injected parameters; ``note`` (formatted with ``profile``) opens the injected cell.
+    Stops at the first failing notebook with a :class:`PianoaccError` naming it, the
+    cell and its error line.
     """
     if profile not in PROFILES:
         raise PianoaccError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
@@ -106,10 +129,56 @@ def run_notebooks(
         for notebook in notebooks:
             began = time.perf_counter()
             executed.append(_execute(notebook, out_dir / notebook.name, injected))
+            explain_injected_cell(executed[-1], note.format(profile=profile))
             if verbose:
                 seconds = time.perf_counter() - began
                 print(f"{notebook.name}: ok ({seconds:.1f} s) -> {executed[-1]}", flush=True)
     return executed
+
+
+def refresh_notebooks(
+    profile: str,
+    only: Sequence[str] | None = None,
+    *,
+    folder: str | Path | None = None,
+    verbose: bool = False,
+) -> list[Path]:
+    """Re-execute the committed notebooks at ``profile`` and write them back in place.
+
+    The figures go to the checkout's ``figures/``, the generated files to
+    ``build/output``; each notebook is written back only once it has run without an
+    error (the executed copies are kept in ``build/notebooks/refreshed``). ``folder``
+    replaces the checkout's ``notebooks/`` (its parent then holds ``figures/`` and
+    ``build/``). Returns the committed notebooks written.
+    """
+    source = Path(folder).resolve() if folder is not None else notebooks_dir()
+    out = source.parent / "build" / "notebooks" / "refreshed"
+    for relative in COMMITTED_PARAMETERS.values():
+        (source / relative).resolve().mkdir(parents=True, exist_ok=True)
+    executed = run_notebooks(
+        profile, out, source.parent / "figures", only, COMMITTED_PARAMETERS,
+        folder=source, verbose=verbose, note=COMMITTED_NOTE,
+    )
+    written = []
+    for copy in executed:
+        shutil.copyfile(copy, source / copy.name)
+        written.append(source / copy.name)
+    return written
+
+
+def explain_injected_cell(notebook: str | Path, note: str) -> None:
+    """Open the cell papermill injected into ``notebook`` with ``note`` (comment lines),
+    replacing papermill's own ``# Parameters`` line or an earlier note."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            lines = cell.source.splitlines(keepends=True)
+            while lines and lines[0].startswith("#"):
+                lines.pop(0)
+            cell.source = note + "".join(lines)
+    nbformat.write(nb, str(notebook))
 
 
 def _execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Path:

@@ -2,9 +2,9 @@
 
 It checks the notebook's ``PROFILE`` against the one list of profiles
 (:data:`pianoacc_utils.training.PROFILES`), makes the figure and output folders,
-and quiets what would otherwise clutter a notebook: TensorFlow's notices that a
-compiled function was traced again (the decoding loop meets windows of new shapes by
-design). Jupyter's widget warning is quieted by the package itself, when it loads.
+has figures drawn as pictures, and quiets what would otherwise clutter a notebook:
+TensorFlow's notices that a compiled function was traced again (the decoding loop
+meets windows of new shapes by design). Jupyter's widget warning is quieted by the package itself, when it loads.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from IPython import get_ipython
 from IPython.display import Code
 
 from pianoacc_utils.common import PianoaccError
@@ -49,6 +50,28 @@ def _quiet_retracing(record: logging.LogRecord) -> bool:
     return "retracing" not in record.getMessage()
 
 
+def quiet_retracing() -> None:
+    """Drop TensorFlow's notices that a compiled function was traced again: the decoding
+    loop meets windows of new shapes by design, and the notice is no error."""
+    tf_logger = logging.getLogger("tensorflow")
+    if _quiet_retracing not in tf_logger.filters:
+        tf_logger.addFilter(_quiet_retracing)
+
+
+def show_figures_inline() -> None:
+    """Make a notebook draw a :class:`~matplotlib.figure.Figure` that ends a cell as a picture.
+
+    The plotting functions build figures without pyplot, so nothing else registers
+    the kernel's PNG formatter for them: without it a figure shows as the text
+    ``<Figure size 1800x350 with 4 Axes>``. This is ``%matplotlib inline``, which also
+    holds when ``MPLBACKEND`` (``Agg`` in scripts and tests) is set for the kernel.
+    Outside IPython it does nothing.
+    """
+    shell = get_ipython()
+    if shell is not None:
+        shell.enable_matplotlib("inline")
+
+
 def lesson(profile: str, figures_dir: str | Path, output_dir: str | Path) -> Lesson:
     """Check ``profile``, create the folders, set display options; returns the :class:`Lesson`.
 
@@ -60,9 +83,8 @@ def lesson(profile: str, figures_dir: str | Path, output_dir: str | Path) -> Les
     figures, output = Path(figures_dir), Path(output_dir)
     figures.mkdir(parents=True, exist_ok=True)
     output.mkdir(parents=True, exist_ok=True)
-    tf_logger = logging.getLogger("tensorflow")
-    if _quiet_retracing not in tf_logger.filters:
-        tf_logger.addFilter(_quiet_retracing)
+    quiet_retracing()
+    show_figures_inline()
     pd.set_option("display.precision", 3)
     pd.set_option("display.width", 120)
     pd.set_option("display.max_colwidth", 90)

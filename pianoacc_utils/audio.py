@@ -5,7 +5,8 @@ Renders with a SoundFont: the General MIDI SoundFont that pretty_midi ships
 libfluidsynth are installed, else by symusic's synthesizer (a pinned dependency, so a
 plain ``pip install`` always has it). pretty_midi's sine waves are only a last resort,
 announced once on stderr. Audio is mono, normalised to a peak of :data:`PEAK` (no
-clipping), written as 16-bit PCM WAV with the standard library ``wave`` module.
+clipping), written as 16-bit PCM WAV with the standard library ``wave`` module, or as
+MP3 (:func:`mp3_bytes`, through libsndfile) where a web page plays it.
 """
 
 from __future__ import annotations
@@ -129,6 +130,25 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
         out.setsampwidth(2)
         out.setframerate(int(sample_rate))
         out.writeframes(samples.tobytes())
+    return buffer.getvalue()
+
+
+MP3_QUALITY = 0.6
+"""libsndfile's MP3 compression level (0: best quality, 1: smallest): about 35 kbit/s for
+mono piano at 22,050 Hz, which keeps a page of many clips small."""
+
+
+def mp3_bytes(audio: np.ndarray, sample_rate: int, compression: float = MP3_QUALITY) -> bytes:
+    """Mono float audio in [-1, 1] -> the bytes of an MP3 file (MPEG layer III), a format
+    every browser plays. ``compression`` as :data:`MP3_QUALITY`."""
+    import soundfile  # loads libsndfile: imported only when MP3 is written
+
+    buffer = io.BytesIO()
+    samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    soundfile.write(
+        buffer, samples, int(sample_rate), format="MP3", subtype="MPEG_LAYER_III",
+        compression_level=compression,
+    )
     return buffer.getvalue()
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from pianoacc_utils import STARTED, generation, training
 from pianoacc_utils.audio import render_wav
 from pianoacc_utils.common import PianoaccError, check_outputs, write_atomic, write_json
-from pianoacc_utils.course.notebooks import run_notebooks
+from pianoacc_utils.course.notebooks import refresh_notebooks, run_notebooks
 from pianoacc_utils.data.compound import bar_units
 from pianoacc_utils.data.melody_midi import load_melody, write_arrangement
 from pianoacc_utils.defaults import (
@@ -114,13 +114,13 @@ def _prepare(args: argparse.Namespace) -> None:
         print(f"skipped {song_id}: {reason}")
 
 
-# --------------------------------------------------------------------------- notebooks
+# --------------------------------------------------------------------------- notebooks, page
 
 
 @command("notebooks", "execute the notebooks in order with papermill (make run)")
 def _notebooks_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--profile", default="quick", choices=("quick", "small", "cpu", "full"), help="default quick"
+        "--profile", default="quick", choices=tuple(training.PROFILES), help="default quick"
     )
     parser.add_argument(
         "--out", type=Path, default=Path("build/notebooks"), help="executed copies go here"
@@ -129,27 +129,44 @@ def _notebooks_arguments(parser: argparse.ArgumentParser) -> None:
         "--figures", type=Path, default=Path("figures"), help="where notebooks save figures"
     )
     parser.add_argument("--only", help="comma-separated notebooks, e.g. 01,02 (default: all)")
+    parser.add_argument("--refresh", action="store_true", help="re-run the committed notebooks")
     parser.set_defaults(func=_notebooks)
 
 
 def _notebooks(args: argparse.Namespace) -> None:
     only = [name for name in args.only.split(",") if name.strip()] if args.only else None
+    if args.refresh:  # the committed notebooks, run again and written back
+        return print(f"refreshed: {len(refresh_notebooks(args.profile, only, verbose=True))}")
     executed = run_notebooks(
         profile=args.profile, out=args.out, figures=args.figures, only=only, verbose=True
     )
     print(f"executed {len(executed)} notebook(s) with profile {args.profile} into {args.out}")
 
 
+@command("report", "the listening page: test songs and folk tunes to hear (HTML, MP3)")
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="build/listen", help="the page's folder")
+    parser.add_argument("--songs", help="POP909 test songs (default 186,002,004,010)")
+    parser.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> None:
+    options = ["--out", args.out] + (["--songs", args.songs] if args.songs else [])
+    # In its own process: the page loads matplotlib and pandas, which no other command needs
+    if subprocess.run([sys.executable, "-m", "pianoacc_utils.course.report", *options]).returncode:
+        raise SystemExit(1)  # the page's process printed the error
+
+
 # --------------------------------------------------------------------------- train
 
 
-@command("train", "train an FNet or Transformer model for a profile (quick/cpu/full)")
+@command("train", f"train an FNet or Transformer model ({'/'.join(training.PROFILES)} profile)")
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, choices=("fnet", "transformer"), help="encoder kind"
     )
     parser.add_argument(
-        "--profile", default="quick", choices=("quick", "small", "cpu", "full"), help="size (default quick)"
+        "--profile", default="quick", choices=tuple(training.PROFILES), help="size (default quick)"
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, history)")
     parser.add_argument("--epochs", type=int, help="epochs to run now (default: the profile's)")
@@ -477,11 +494,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # skip the teardown of Keras and JAX (seconds of the user's wait)
         os._exit(0)
     return 0
-
-
-def print_json(payload: object) -> None:
-    """Pretty-print a JSON-ready object (used by subcommands that report results)."""
-    print(json.dumps(payload, indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ It checks the notebook's ``PROFILE`` against the one list of profiles
 (:data:`pianoacc_utils.training.PROFILES`), makes the figure and output folders,
 has figures drawn as pictures, and quiets what would otherwise clutter a notebook:
 TensorFlow's notices that a compiled function was traced again (the decoding loop
-meets windows of new shapes by design). Jupyter's widget warning is quieted by the package itself, when it loads.
+meets windows of new shapes by design). Jupyter's widget warning is quieted by the
+package itself, when it loads.
 """
 
 from __future__ import annotations

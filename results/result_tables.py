@@ -1,24 +1,27 @@
-"""The results tables of the README and of the model cards, built from the committed
-evaluation reports.
+"""The results tables of the README, of docs/results.md and of the model cards, built from
+the committed evaluation reports.
 
     .venv/bin/python results/result_tables.py            # print them
     .venv/bin/python results/result_tables.py --write    # replace them in the files
 
 Columns are systems of three reports (``results/evaluation.json``: annotated chords;
 ``evaluation_estimated_chords.json``: the melody alone; ``evaluation_no_rules.json``: no
-chord mask, no note release); rows are metrics (``docs/metrics.md``). A cell is the
-metric's value over segments (a median, key agreement and the copy check a mean) at the
-median seed, followed by its [min, max] across the seeds where those differ at three
-significant digits; "–" where a report has no such system. The last row counts the
-quality bar's checks passed at each seed. ``tests/test_readme.py`` checks that the files
-hold these tables as written here.
+chord mask, no note release); rows are metrics (``docs/metrics.md``). The README holds
+a short table (:data:`README_ROWS`), ``docs/results.md`` every row (:data:`RESULTS_ROWS`).
+A cell is the metric's value over segments (a median, key agreement and the copy check a
+mean) at the median seed, followed by its [min, max] across the seeds where those differ
+at three significant digits; "–" where a report has no such system
+(:mod:`pianoacc_utils.evaluation.tables`). The last row counts the quality bar's checks
+passed at each seed. ``tests/test_readme.py`` checks that the files hold these tables as
+written here.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from pianoacc_utils.evaluation.tables import markdown_table, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +36,7 @@ README_COLUMNS = (
 )
 """(heading, report under results/, system in it)."""
 
-README_ROWS = (
+RESULTS_ROWS = (
     ("bars off the beat by ⅛ beat or more", "bars_off_share"),
     ("chord-tone ratio (annotated chords)", "chord_tone_ratio"),
     ("consonance with the melody", "melody_consonance"),
@@ -51,7 +54,16 @@ README_ROWS = (
     ("4-bar windows found in train", "copied_4_bar_share"),
     ("longest run found in train (bars)", "longest_copied_bars"),
 )
-"""(row heading, metric)."""
+"""(row heading, metric): every row, in ``docs/results.md``."""
+
+README_ROWS = tuple(
+    row for row in RESULTS_ROWS
+    if row[1] in {
+        "bars_off_share", "chord_tone_ratio", "melody_consonance", "key_agreement",
+        "rhythm_distance", "notes_per_bar", "copied_2_bar_share",
+    }
+)
+"""The README's short table: timing, harmony, rhythm, density and the copy check."""
 
 CARD_ROWS = (
     ("bars off the beat", "bars_off_share"),
@@ -82,31 +94,11 @@ def tables() -> dict[Path, str]:
         )
         for kind in ("fnet", "transformer")
     }
-    return {ROOT / "README.md": table(README_COLUMNS, README_ROWS), **cards}
-
-
-def number(value: float) -> str:
-    return f"{value:.3g}"
-
-
-def cell(seeds: dict, system: str, metric: str) -> str:
-    """Median over seeds, with [min, max] when they differ as printed."""
-    if system not in seeds["median"]:
-        return "–"
-    low, high = (number(v) for v in seeds["spread"][system][metric])
-    middle = number(seeds["median"][system][metric])
-    return middle if low == high else f"{middle} [{low}, {high}]"
-
-
-def quality_cell(seeds: dict, system: str) -> str:
-    """Checks passed at each seed, ``"19 / 19 / 18 of 19"``; empty for the pianist."""
-    if system not in seeds["median"]:
-        return "–"
-    rows = seeds.get("quality_bar", {}).get(system)
-    if not rows:
-        return ""
-    passed = " / ".join(str(row["passed"]) for row in rows)
-    return f"{passed} of {rows[0]['checks']}"
+    return {
+        ROOT / "README.md": table(README_COLUMNS, README_ROWS),
+        ROOT / "docs" / "results.md": table(README_COLUMNS, RESULTS_ROWS),
+        **cards,
+    }
 
 
 def table(
@@ -116,24 +108,7 @@ def table(
     results: Path = ROOT / "results",
 ) -> str:
     """A table in Markdown, ending with a newline."""
-    reports = {
-        name: json.loads((results / f"{name}.json").read_text())["seeds"]
-        for name in {report for _, report, _ in columns}
-    }
-    seeds = {tuple(r["seeds"]) for r in reports.values()}
-    if len(seeds) != 1:
-        raise SystemExit(f"the reports were run at different seeds: {sorted(seeds)}")
-    lines = [
-        "| metric | " + " | ".join(heading for heading, _, _ in columns) + " |",
-        "|---|" + "---|" * len(columns),
-    ]
-    for heading, metric in rows:
-        cells = [cell(reports[report], system, metric) for _, report, system in columns]
-        lines.append(f"| {heading} | " + " | ".join(cells) + " |")
-    cells = [quality_cell(reports[report], system) for _, report, system in columns]
-    heading = quality_heading or f"quality bar, seeds {' / '.join(map(str, next(iter(seeds))))}"
-    lines.append(f"| {heading} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(table_rows(columns, rows, results, quality_heading))
 
 
 def table_span(text: str, table_text: str) -> tuple[int, int]:

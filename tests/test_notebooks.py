@@ -276,18 +276,14 @@ plotting.bar_chart({"a": 1, "b": 2})
 """
 
 
-@pytest.mark.parametrize("backend", ["Agg", None])
-def test_a_figure_ending_a_cell_is_a_picture(tmp_path, monkeypatch, backend):
-    """A plotting figure is drawn as a PNG in the executed notebook, whether the kernel's
-    environment names a backend (``MPLBACKEND=Agg``, as scripts and tests set it) or not
-    (a kernel that JupyterLab starts)."""
+def test_a_figure_ending_a_cell_is_a_picture_without_mplbackend(tmp_path, monkeypatch):
+    """A plotting figure is drawn as a PNG in a kernel whose environment names no backend, as
+    in one that JupyterLab starts (under ``MPLBACKEND=Agg``, as scripts and tests set it:
+    the refresh test below)."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
     write_notebook(folder / "01_figure.ipynb", DRAW_FIGURE)
-    if backend is None:
-        monkeypatch.delenv("MPLBACKEND", raising=False)
-    else:
-        monkeypatch.setenv("MPLBACKEND", backend)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     executed = run_notebooks(out=tmp_path / "out", figures=tmp_path / "figs", folder=folder)
     cells = nbformat.read(executed[0], as_version=4).cells
     assert "image/png" in cells[-1].outputs[-1].data
@@ -297,10 +293,12 @@ def test_a_figure_ending_a_cell_is_a_picture(tmp_path, monkeypatch, backend):
 
 def test_refresh_writes_the_committed_notebooks_back_with_relative_folders(tmp_path):
     """``pianoacc notebooks --refresh``: the notebooks run and are written back in place, the
-    injected cell explained, the figures in the checkout's figures/ (relative paths)."""
+    injected cell explained, the figures in the checkout's figures/ (relative paths) and,
+    under ``MPLBACKEND=Agg``, in the notebook as pictures."""
+    assert os.environ["MPLBACKEND"] == "Agg"  # conftest.py
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    write_notebook(folder / "01_tiny.ipynb", SAVE_FIGURE)
+    write_notebook(folder / "01_tiny.ipynb", SAVE_FIGURE, DRAW_FIGURE)
     written = refresh_notebooks("small", folder=folder)
     assert written == [folder / "01_tiny.ipynb"]
     assert (tmp_path / "figures" / "01_tiny_small.png").stat().st_size > 1000
@@ -308,6 +306,7 @@ def test_refresh_writes_the_committed_notebooks_back_with_relative_folders(tmp_p
     assert cells[2].source.startswith(COMMITTED_NOTE.format(profile="small"))
     assert 'FIGURES_DIR = "../figures"' in cells[2].source
     assert cells[3].execution_count == 3  # parameters, injected parameters, then this cell
+    assert "image/png" in cells[-1].outputs[-1].data and not figures_without_image(cells)
 
 
 def test_a_failing_cell_names_the_notebook_and_the_line(tmp_path):

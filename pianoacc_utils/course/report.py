@@ -129,7 +129,8 @@ def _stem(text: str) -> str:
 
 
 def middle_segment(song: data.Song, bars: int) -> data.Segment:
-    """The ``bars``-bar segment in the middle of a song (most often in a chorus)."""
+    """The ``bars``-bar segment in the middle of a song: away from its intro and ending,
+    and chosen by position alone, not by how the models play it."""
     segments = data.segment(song, bars)
     if not segments:
         raise PianoaccError(f"POP909 song {song.song_id}: shorter than {bars} bars")

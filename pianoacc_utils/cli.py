@@ -387,6 +387,11 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "the index is built once, then cached)",
     )
     parser.add_argument(
+        "--critic", action=argparse.BooleanOptionalAction, default=True,
+        help="train classifiers to tell each system from the pianist in 2-bar windows "
+        "(default on; at the first seed)",
+    )
+    parser.add_argument(
         "--chords", default="annotated", choices=("annotated", "estimated", "none"),
         help="chords the models play to: the annotation (default), estimated from the "
         "melody, or none",
@@ -430,6 +435,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         meter=args.meter,
         seeds=tuple(args.seeds or ()),
         copy_check=args.copy_check,
+        critic=args.critic,
     )
     melody_paths = []
     if args.melodies is not None:
@@ -455,6 +461,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     for name, rows in report["seeds"]["quality_bar"].items():
         passed = ", ".join(f"{row['passed']}/{row['checks']} (seed {row['seed']})" for row in rows)
         print(f"{name}: quality bar {passed} checks passed")
+    if "seconds" in details.get("critic", {}):
+        print(f"critic: {details['critic']['seconds']} s")
     if "melodies" in report:
         print(f"\n{len(melody_paths)} melodies from {args.melodies} (no ground truth)\n")
         print(melodies_markdown(report["melodies"]))

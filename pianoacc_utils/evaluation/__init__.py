@@ -5,7 +5,9 @@
 test segments; ``summary`` aggregates per-segment values with bootstrap intervals;
 ``reports`` checks the quality bar and assembles what ``pianoacc evaluate`` writes;
 ``melodies`` judges accompaniments of melodies from outside POP909, which have no
-ground truth. Definitions and reasons: ``docs/metrics.md``.
+ground truth; ``critic`` trains classifiers to tell a system from the pianist
+(``critic_features``: what they hear, ``critic_network``: the learned one).
+Definitions and reasons: ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from pianoacc_utils.evaluation.runs import (
     EvaluationConfig,
     block_chord_baseline,
     estimated_chord_agreement,
+    evaluation_critic,
     evaluate_checkpoints,
     evaluate_systems,
     generate_for_segments,
@@ -122,6 +125,30 @@ from pianoacc_utils.evaluation.reports import (
     seed_statistic,
     seed_summary,
 )
+from pianoacc_utils.evaluation.critic_features import (
+    CRITIC_BARS,
+    ROLL_CHANNELS,
+    CriticWindow,
+    critic_windows,
+    feature_matrix,
+    feature_names,
+    window_features,
+    window_roll,
+)
+from pianoacc_utils.evaluation.critic import (
+    CONTROLS,
+    CRITICS,
+    CriticConfig,
+    CriticPiece,
+    critic_markdown,
+    critic_report,
+    feature_aucs,
+    grouped_folds,
+    segment_piece,
+    song_bootstrap_ci,
+    two_sample_test,
+)
+from pianoacc_utils.evaluation.critic_network import RollCritic, roll_critic_model
 from pianoacc_utils.evaluation.harmonisation import (
     HARMONISATION_METRICS,
     PCS_SCORES,

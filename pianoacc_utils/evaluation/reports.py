@@ -19,6 +19,7 @@ import numpy as np
 
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.evaluation.copying import COPY_METRICS
+from pianoacc_utils.evaluation.critic import critic_markdown, critic_row
 from pianoacc_utils.evaluation.melodies import evaluate_melodies
 from pianoacc_utils.evaluation.metrics import METRICS
 from pianoacc_utils.evaluation.runs import EvaluationConfig, evaluate_checkpoints
@@ -241,13 +242,13 @@ def evaluation_report(
     sampling as ``config`` at the first seed. :func:`report_result` turns ``summary``
     back into an :class:`EvaluationResult`. ``teacher_forced=False`` leaves the
     teacher-forced metrics out (``None``); they do not depend on the seed and are
-    computed at the first one only.
+    computed at the first one only, as is the critic (``details["critic"]``).
     """
     seeds = list(dict.fromkeys(config.seeds)) or [config.seed]
     runs: dict[int, tuple[EvaluationResult, dict[str, list[dict[str, Any]]]]] = {}
     details: dict[str, Any] = {}
     for position, seed in enumerate(seeds):
-        run_config = replace(config, seed=seed)
+        run_config = replace(config, seed=seed, critic=config.critic and position == 0)
         result, run_details = evaluate_checkpoints(
             checkpoints, run_config, progress=progress,
             teacher_forced=teacher_forced and position == 0,
@@ -298,10 +299,20 @@ def report_result(report: Mapping[str, Any]) -> EvaluationResult:
 
 def report_markdown(report: Mapping[str, Any]) -> str:
     """The tables of a report of :func:`evaluation_report`: the metrics at the first seed
-    (:meth:`EvaluationResult.to_markdown`), the quality bar per system and seed, and,
-    for several seeds, each metric's median over seeds with its [min, max] spread."""
+    (:meth:`EvaluationResult.to_markdown`) with the critic's accuracy per system when it
+    ran, the quality bar per system and seed, for several seeds each metric's median over
+    seeds with its [min, max] spread, and the critic's comparisons and the features that
+    give each model away (:func:`~pianoacc_utils.evaluation.critic.critic_markdown`)."""
     result = report_result(report)
     parts = [result.to_markdown()]
+    critic = (report.get("details") or {}).get("critic") or {}
+    if "systems" in critic:
+        parts.append(
+            f"| critic ([95% CI], {critic['settings']['config']['folds']} folds by song) | "
+            "unit | " + " | ".join(result.systems) + " |\n"
+            "|---|---|" + "---|" * len(result.systems) + "\n"
+            + critic_row(critic, result.systems) + "\n"
+        )
     seeds = report.get("seeds") or {}
     bar_rows = seeds.get("quality_bar") or {
         name: [{"seed": None, "passed": sum(r["passed"] for r in rows), "checks": len(rows),
@@ -335,6 +346,10 @@ def report_markdown(report: Mapping[str, Any]) -> str:
             unit = units.get(metric, "")
             lines.append(f"| {metric} | {statistic} | {unit} | " + " | ".join(cells) + " |")
         parts.append("\n".join(lines) + "\n")
+    if "systems" in critic:
+        parts.append(critic_markdown(critic, features_of=list(critic["systems"])))
+    elif "skipped" in critic:
+        parts.append(f"Critic: skipped ({critic['skipped']}).\n")
     return "\n".join(parts)
 
 

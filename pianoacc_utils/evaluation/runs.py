@@ -34,6 +34,7 @@ from pianoacc_utils.defaults import (
     STEPS_PER_BEAT,
 )
 from pianoacc_utils.evaluation.copying import COPY_METRICS, copy_metrics, load_copy_index
+from pianoacc_utils.evaluation.critic import critic_report, segment_piece
 from pianoacc_utils.evaluation.metrics import (
     DEFAULT_BEAT_SECONDS,
     METRICS,
@@ -228,6 +229,10 @@ class EvaluationConfig:
     another (empty: ``seed`` alone); each run samples with its own seed as ``seed``.
     ``copy_check``: also look every system's bars up in the train split
     (:mod:`~pianoacc_utils.evaluation.copying`; the index is built once, then cached).
+    ``critic``: run the critic (:func:`~pianoacc_utils.evaluation.critic.critic_report`:
+    can a classifier tell each model, and the controls, from the pianist?) on the
+    segments; :func:`~pianoacc_utils.evaluation.evaluation_report` runs it at the first
+    seed only.
     """
 
     split: str = "test"
@@ -248,6 +253,7 @@ class EvaluationConfig:
     meter: str = "4/4"
     seeds: tuple[int, ...] = ()
     copy_check: bool = True
+    critic: bool = True
 
     def sampling(self) -> SamplingConfig:
         """The ``generation.SamplingConfig`` of these settings."""
@@ -357,6 +363,7 @@ def evaluate_checkpoints(
     plus the configuration and segment count. With ``config.copy_check`` the result
     has the :data:`~pianoacc_utils.evaluation.copying.COPY_METRICS` of every system
     against the train split (:func:`~pianoacc_utils.evaluation.copying.load_copy_index`).
+    With ``config.critic`` the dict has ``critic``: :func:`evaluation_critic` of the models.
     """
     import time
 
@@ -389,7 +396,25 @@ def evaluate_checkpoints(
         segments, systems, tempos, progress=progress, extra=extra, extra_units=units
     )
     details["estimated_chords"] = estimated_chord_agreement(segments)
+    if config.critic:
+        models = {name: [systems[name](seg) for seg in segments] for name in details["models"]}
+        details["critic"] = evaluation_critic(segments, models)
     return result, details
+
+
+def evaluation_critic(
+    segments: Sequence[Segment], models: Mapping[str, Sequence[Sequence[Note]]]
+) -> dict[str, Any]:
+    """:func:`~pianoacc_utils.evaluation.critic.critic_report` of models' accompaniments
+    of segments (one list of notes per segment), with block chords
+    (:func:`block_chord_baseline`) among the controls; ``{"skipped": reason}`` when the
+    segments come from fewer than two songs (folds are grouped by song)."""
+    songs = {seg.song_id for seg in segments}
+    if len(songs) < 2:
+        return {"skipped": f"the critic needs segments of at least 2 songs, got {len(songs)}"}
+    pieces = [segment_piece(seg) for seg in segments]
+    blocks = [block_chord_baseline(seg) for seg in segments]
+    return critic_report(pieces, models, {"block_chords": blocks})
 
 
 def estimated_chord_agreement(segments: Sequence[Segment]) -> dict[str, float]:

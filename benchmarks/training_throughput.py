@@ -22,7 +22,13 @@ optimizer: :func:`loss_run`) in float32 and in mixed bfloat16 from the same seed
 along the way and at the end are compared.
 
 Run: ``.venv/bin/python benchmarks/training_throughput.py --loss-check`` (about 12
-minutes on 2 CPU cores); writes ``benchmarks/results/training_throughput.json``.
+minutes on 2 CPU cores); writes ``benchmarks/results/training_throughput.json`` (``--out``
+for another file). The committed results, one file per processor
+(``training_throughput.json``: AMD EPYC; ``training_throughput_xeon_small.json``: an Intel
+Xeon with AMX, ``--profiles small``, under load), are set side by side, with the Intel Xeon
+figures reported in issue 32, in ``benchmarks/results/training_throughput.md``. Training
+itself does not read them: it times its own model in both precisions
+(``pianoacc_utils.training.precision``).
 """
 
 from __future__ import annotations

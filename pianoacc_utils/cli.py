@@ -171,14 +171,14 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, history)")
     parser.add_argument("--epochs", type=int, help="epochs to run now (default: the profile's)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument(
-        "--data", type=Path, help="prepared folder (default: prepare the profile's)"
-    )
+    parser.add_argument("--data", type=Path, help="prepared folder (default: the profile's)")
     parser.add_argument(
         "--checkpoint-steps", type=int, metavar="N",
         help="also save a step checkpoint every N optimizer steps, for resuming inside an "
         "epoch (default: the profile's; 0: only at epoch ends)",
     )
+    parser.add_argument("--loss-check", action="store_true", help="on CPU cores, allow "
+                        "bfloat16 only after a short run shows it keeps the validation loss")
     parser.set_defaults(func=_train)
 
 
@@ -187,7 +187,7 @@ def _train(args: argparse.Namespace) -> None:
         raise PianoaccError(f"--checkpoint-steps: expected 0 or more, got {args.checkpoint_steps}")
     history = training.train(
         args.profile, args.model, args.out, epochs=args.epochs, resume=args.resume,
-        data=args.data, checkpoint_steps=args.checkpoint_steps,
+        data=args.data, checkpoint_steps=args.checkpoint_steps, loss_check=args.loss_check,
     )
     last = {key: values[-1] for key, values in history.items() if values}
     summary = ", ".join(f"{key} {last[key]:.4g}" for key in ("loss", "val_loss") if key in last)

@@ -31,6 +31,7 @@ from pianoacc_utils.training import (
     PROFILES,
     compile_model,
     cpu_precision,
+    has_bfloat16_units,
     precision_policy,
 )
 
@@ -68,21 +69,21 @@ def test_full_profile_model_trains_two_steps():
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()[:4]))
 
 
-def test_cpu_precision_follows_the_processor(monkeypatch):
-    """bfloat16 compute on CPU cores only where the processor has bfloat16 matrix units
-    (AMX) and the backend is TensorFlow; the environment variable fixes it either way."""
+def test_cpu_precision_without_a_measurement_is_float32_or_the_variable(monkeypatch):
+    """Where nothing was measured (``training.precision`` times a run's own steps) CPU
+    cores compute in float32; the environment variable fixes it either way; bfloat16
+    units are the processor flags AVX-512 BF16 or AMX BF16."""
     monkeypatch.delenv(CPU_PRECISION_VARIABLE, raising=False)
-    amx = frozenset({"avx2", "fma", "amx_tile", "amx_bf16"})
-    plain = frozenset({"avx2", "fma", "avx512f"})
-    assert cpu_precision("tensorflow", amx) == "mixed_bfloat16"
-    assert cpu_precision("tensorflow", plain) == "float32"
-    assert cpu_precision("tensorflow", frozenset({"avx512_bf16"})) == "float32"  # no AMX
-    assert cpu_precision("jax", amx) == "float32"
-    monkeypatch.setenv(CPU_PRECISION_VARIABLE, "float32")
-    assert cpu_precision("tensorflow", amx) == "float32"
+    assert cpu_precision() == "float32"
+    assert has_bfloat16_units(frozenset({"avx2", "fma", "amx_tile", "amx_bf16"}))
+    assert has_bfloat16_units(frozenset({"avx512f", "avx512_bf16"}))
+    assert not has_bfloat16_units(frozenset({"avx2", "fma", "avx512f"}))
+    with precision_policy(False, cpu="mixed_bfloat16") as policy:  # a measured choice
+        assert policy == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
     monkeypatch.setenv(CPU_PRECISION_VARIABLE, "mixed_bfloat16")
-    assert cpu_precision("jax", plain) == "mixed_bfloat16"
-    with precision_policy(False) as policy:  # a CPU-only run takes the choice
+    assert cpu_precision() == "mixed_bfloat16"
+    with precision_policy(False) as policy:  # a CPU-only run takes the variable's
         assert policy == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == "float32"
     monkeypatch.setenv(CPU_PRECISION_VARIABLE, "bf16")

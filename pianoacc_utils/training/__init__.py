@@ -2,7 +2,8 @@
 
 ``profiles`` (settings per machine size), ``batches`` (teacher-forced, padded batches),
 ``loss`` (masked cross-entropy, metrics, learning-rate schedule), ``devices``
-(distribution strategy, mixed precision), ``checkpoints`` (what a run folder commits
+(distribution strategy, mixed precision), ``precision`` (the CPU precision, chosen by
+timing the run's own steps), ``checkpoints`` (what a run folder commits
 and how a resume recovers it), ``loop`` (train, resume, read a run back),
 ``export`` (ship a run with its model card) and ``speed`` (training-step timing).
 """
@@ -30,6 +31,7 @@ from pianoacc_utils.training.devices import (
     CPU_PRECISION_VARIABLE,
     StrategyInfo,
     cpu_precision,
+    has_bfloat16_units,
     pick_strategy,
     precision_policy,
     training_precision,
@@ -49,6 +51,13 @@ from pianoacc_utils.training.loss import (
     Perplexity,
     WarmupSchedule,
     compile_model,
+)
+from pianoacc_utils.training.precision import (
+    LossCheck,
+    PrecisionChoice,
+    bfloat16_keeps_the_loss,
+    choose_cpu_precision,
+    loss_check,
 )
 from pianoacc_utils.training.profiles import (
     PROFILES,

@@ -239,6 +239,11 @@ class SegmentBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return len(self._plan) - self.start_batch
 
+    def longest_lengths(self) -> np.ndarray:
+        """Each item's longest accompaniment (tokens, before padding), in item order:
+        which batch is typical, without collating any."""
+        return np.array([int(self.lengths[m].max()) for m in self._plan[self.start_batch :]])
+
     def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         index += self.start_batch  # the batch's place in the whole epoch
         members = self._plan[index]

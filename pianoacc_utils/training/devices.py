@@ -6,9 +6,10 @@ CPUs when several are configured and there is no GPU (data parallelism: TensorFl
 averaged before each update), and uses the default strategy on a single device.
 :func:`precision_policy` sets the compute precision. On a GPU, a profile's
 ``mixed_precision`` means float16 compute with float32 weights and logits (tensor cores).
-On CPU cores the processor decides (:func:`cpu_precision`): bfloat16 compute only where
-the processor multiplies bfloat16 in hardware and the backend uses it; elsewhere bfloat16
-is emulated and slower than float32 (``benchmarks/training_throughput.py`` measures both).
+On CPU cores the precision is measured, not assumed: :mod:`~pianoacc_utils.training.precision`
+times the run's own steps in float32 and mixed bfloat16 where the processor has bfloat16
+units (:func:`has_bfloat16_units`) and passes its choice in; without one,
+:func:`cpu_precision` gives float32 or what :data:`CPU_PRECISION_VARIABLE` fixes.
 A policy named explicitly (``mixed_bfloat16``) applies on any device, so that the
 mixed-precision code path also runs on a CPU.
 """
@@ -87,7 +88,8 @@ def pick_strategy() -> StrategyInfo:
     return StrategyInfo("default", names, backend)
 
 
-def _has_gpu() -> bool:
+def has_gpu() -> bool:
+    """Whether the running backend sees a GPU."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -100,52 +102,65 @@ def _has_gpu() -> bool:
 
 CPU_PRECISION_VARIABLE = "PIANOACC_CPU_PRECISION"
 """Environment variable that fixes the CPU training precision (``float32`` or
-``mixed_bfloat16``) instead of :func:`cpu_precision`'s choice."""
+``mixed_bfloat16``) instead of the measured choice (no timing then)."""
 
 CPU_PRECISIONS = ("float32", "mixed_bfloat16")
 
+BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+"""Processor flags (``/proc/cpuinfo``) of bfloat16 arithmetic in hardware: AVX-512 BF16
+dot products, AMX bfloat16 tiles. Without either, bfloat16 is emulated in float32."""
 
-def cpu_precision(backend: str | None = None, flags: frozenset[str] | None = None) -> str:
-    """The compute precision for training on CPU cores, chosen by the processor.
 
-    ``mixed_bfloat16`` (bfloat16 compute, float32 weights and logits) when the processor
-    has bfloat16 matrix units (Intel AMX, flag ``amx_bf16``) and the backend is
-    TensorFlow, whose oneDNN kernels use them; JAX's CPU backend does not gain from them.
-    Otherwise ``float32``: without those units bfloat16 is emulated and slower, and in a
-    short run it did not change the validation loss (``docs/training.md``, "Speed"), so the
-    choice is one of speed only. ``backend``: default the running Keras backend;
-    ``flags``: default this processor's (:func:`~pianoacc_utils.common.processor_flags`).
-    :data:`CPU_PRECISION_VARIABLE` overrides the choice.
-    """
+def forced_cpu_precision() -> str | None:
+    """The precision :data:`CPU_PRECISION_VARIABLE` fixes, or ``None`` when it is unset."""
     forced = os.environ.get(CPU_PRECISION_VARIABLE)
-    if forced:
-        if forced not in CPU_PRECISIONS:
-            raise PianoaccError(
-                f"{CPU_PRECISION_VARIABLE}={forced!r}: expected one of {', '.join(CPU_PRECISIONS)}"
-            )
-        return forced
-    backend = backend or keras.backend.backend()
+    if not forced:
+        return None
+    if forced not in CPU_PRECISIONS:
+        raise PianoaccError(
+            f"{CPU_PRECISION_VARIABLE}={forced!r}: expected one of {', '.join(CPU_PRECISIONS)}"
+        )
+    return forced
+
+
+def has_bfloat16_units(flags: frozenset[str] | None = None) -> bool:
+    """Whether the processor computes bfloat16 in hardware (:data:`BFLOAT16_FLAGS`).
+    ``flags``: default this processor's (:func:`~pianoacc_utils.common.processor_flags`)."""
     flags = processor_flags() if flags is None else flags
-    return "mixed_bfloat16" if backend == "tensorflow" and "amx_bf16" in flags else "float32"
+    return bool(flags & BFLOAT16_FLAGS)
 
 
-def training_precision(mixed: bool, policy: str | None = None) -> str:
+def cpu_precision() -> str:
+    """The CPU compute precision where none was measured: what
+    :data:`CPU_PRECISION_VARIABLE` fixes, else ``float32``.
+
+    Training measures instead (:func:`~pianoacc_utils.training.precision.choose_cpu_precision`):
+    on a processor with AMX, mixed bfloat16 was 0.71x float32's speed on the ``small``
+    profile's model and 2.56x on the ``cpu`` profile's (``docs/training.md``, "Speed"),
+    so no rule on the processor's flags alone picks right.
+    """
+    return forced_cpu_precision() or "float32"
+
+
+def training_precision(mixed: bool, policy: str | None = None, cpu: str | None = None) -> str:
     """The policy :func:`precision_policy` sets: ``policy`` when given with ``mixed`` (on
     any device); on a GPU ``mixed_float16`` with ``mixed``, else the current policy; on
-    CPU cores :func:`cpu_precision`."""
+    CPU cores ``cpu`` (a measured choice) or else :func:`cpu_precision`."""
     if mixed and policy is not None:
         return policy
-    if _has_gpu():
+    if has_gpu():
         return "mixed_float16" if mixed else keras.mixed_precision.global_policy().name
-    return cpu_precision()
+    return cpu or cpu_precision()
 
 
 @contextlib.contextmanager
-def precision_policy(mixed: bool, policy: str | None = None) -> Iterator[str]:
+def precision_policy(
+    mixed: bool, policy: str | None = None, cpu: str | None = None
+) -> Iterator[str]:
     """Inside the block, the policy of :func:`training_precision`. Restores the previous
     global policy afterwards. Yields the policy name."""
     previous = keras.mixed_precision.global_policy().name
-    name = training_precision(mixed, policy)
+    name = training_precision(mixed, policy, cpu)
     keras.mixed_precision.set_global_policy(name)
     try:
         yield name

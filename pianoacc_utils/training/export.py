@@ -29,6 +29,7 @@ import numpy as np
 
 from pianoacc_utils.common import PianoaccError, config_dict, processor_name, write_atomic
 from pianoacc_utils.training.checkpoints import history_rows, read_history, write_history
+from pianoacc_utils.training.precision import PrecisionChoice
 from pianoacc_utils.training.profiles import Profile
 
 
@@ -68,6 +69,7 @@ def export_run(
             f"({profile.train.decay} decay)"
         ),
         f"- hardware: {hardware}",
+        f"- compute precision: {_precision_line(saved)}",
         f"- wall time: {wall_seconds / 60:.1f} min" if wall_seconds else "- wall time: not recorded",
     ]
     rows = history_rows(run)
@@ -152,6 +154,13 @@ def export_run(
         lines += ["## Evaluation", "", evaluation_markdown.strip(), ""]
     write_atomic(dest / "MODEL_CARD.md", "\n".join(lines).encode())
     return dest
+
+
+def _precision_line(saved: dict) -> str:
+    """The card's account of the run's compute precision (``config.json``)."""
+    if "precision_choice" in saved:
+        return PrecisionChoice.from_dict(saved["precision_choice"]).summary()
+    return f"{saved.get('precision', 'float32')} (how it was chosen was not recorded)"
 
 
 _BEST = "- best epoch (lowest validation loss, the shipped weights):"

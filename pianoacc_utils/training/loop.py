@@ -8,9 +8,11 @@ and ``training_state.json`` (epochs done, optimizer steps, best validation loss)
 step checkpoint every N optimizer steps when asked. That is enough to resume an
 interrupted run exactly where it stopped (epoch numbering, learning-rate schedule,
 shuffling, and inside an epoch the batches left); how the files are committed so that a
-crash never leaves them inconsistent is :mod:`pianoacc_utils.training.checkpoints`. :func:`train_or_reuse` is what the notebooks call: train, resume or
-read back, so that running a notebook twice does not train twice. Shipping a finished run
-is :mod:`pianoacc_utils.training.export`.
+crash never leaves them inconsistent is :mod:`pianoacc_utils.training.checkpoints`.
+:func:`train_or_reuse` is what the notebooks call: train, resume or read back, so that
+running a notebook twice does not train twice. Shipping a finished run is
+:mod:`pianoacc_utils.training.export`. The compute precision on CPU cores is chosen by
+timing the run's own steps first (:mod:`pianoacc_utils.training.precision`).
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from pianoacc_utils.training.checkpoints import (
     resume_checkpoint,
     settings_difference,
 )
-from pianoacc_utils.training.devices import pick_strategy, precision_policy, training_precision
+from pianoacc_utils.training.devices import pick_strategy, precision_policy
 from pianoacc_utils.training.loss import compile_model
+from pianoacc_utils.training.precision import choose_for_run
 from pianoacc_utils.training.profiles import Profile, get_profile
 
 # --------------------------------------------------------------------------- train
@@ -126,6 +129,7 @@ def train(
     checkpoint_steps: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     init_weights: str | Path | None = None,
+    loss_check: bool = False,
 ) -> dict[str, list[float]]:
     """Train one model and return the whole run's history (all epochs so far).
 
@@ -137,11 +141,15 @@ def train(
     run after the run's own. ``init_weights``: a checkpoint of the same model
     configuration whose weights a new run starts from, instead of random ones (a longer
     run continued from a model saved without its optimizer: the optimizer and the
-    schedule start afresh). Writes into ``out_dir``: ``config.json`` (profile +
-    kind), ``history.csv`` (one row per epoch), ``logs/`` (TensorBoard), ``best.keras``
-    (lowest val_loss), ``last.keras`` (with optimizer state), ``step.keras`` (the latest
-    step checkpoint of an unfinished epoch) and ``training_state.json`` (epochs done,
-    optimizer step, best val_loss, the step checkpoint). They are committed so that a
+    schedule start afresh). ``loss_check``: on CPU cores where mixed bfloat16 times
+    faster than float32, train a short run in both first and allow bfloat16 only if it
+    keeps the validation loss (:mod:`~pianoacc_utils.training.precision`; without the
+    check such a run trains in float32). Writes into ``out_dir``: ``config.json`` (profile,
+    kind, the compute precision and how it was chosen), ``history.csv`` (one row per
+    epoch), ``logs/`` (TensorBoard), ``best.keras`` (lowest val_loss), ``last.keras``
+    (with optimizer state), ``step.keras`` (the latest step checkpoint of an unfinished
+    epoch) and ``training_state.json`` (epochs done, optimizer step, best val_loss, the
+    step checkpoint). They are committed so that a
     crash at any point leaves a consistent run (:mod:`~pianoacc_utils.training.checkpoints`).
 
     Resume continues from the latest commit: the epoch numbering, the learning-rate
@@ -151,8 +159,9 @@ def train(
 
     The compute precision is not stored in a checkpoint: a model loads in the
     global dtype policy of the process (float32 unless set), so a checkpoint
-    trained with mixed precision on a GPU runs in float32 on a CPU; resuming
-    restores the profile's policy.
+    trained with mixed precision on a GPU runs in float32 on a CPU; resuming on the
+    same processor and backend keeps the run's recorded precision, elsewhere it is
+    chosen again.
     """
     profile = get_profile(profile_or_name)
     model_config = profile.model_config(kind)
@@ -177,7 +186,6 @@ def train(
     folder = Path(data) if data else prepare(profile.prepare, progress=progress)
     train_split = load_split(folder, "train")
     validation_split = load_split(folder, "validation")
-    keras.utils.set_random_seed(settings.seed + initial_epoch)
 
     out.mkdir(parents=True, exist_ok=True)
     strategy = pick_strategy()
@@ -186,20 +194,10 @@ def train(
             f"batch size {settings.batch_size} does not split evenly over "
             f"{strategy.replicas} devices"
         )
-    origin = init_weights
+    origin, earlier = init_weights, None
     if resume:  # the run's own checkpoint has the weights; keep where they first came from
-        origin = json.loads((out / "config.json").read_text()).get("init_weights")
-    write_json(
-        out / "config.json",
-        {
-            "kind": kind,
-            "profile": profile.to_dict(),
-            "data": str(folder),
-            "strategy": strategy.describe(),
-            "precision": training_precision(settings.mixed_precision),
-            **({"init_weights": str(origin)} if origin else {}),
-        },
-    )
+        saved = json.loads((out / "config.json").read_text())
+        origin, earlier = saved.get("init_weights"), saved.get("precision_choice")
     batches = {
         "model_config": model_config,
         "batch_size": settings.batch_size,
@@ -216,13 +214,32 @@ def train(
     validation_batches = SegmentBatches(
         validation_split, shuffle=False, max_segments=settings.max_validation_segments, **batches
     )
+    choice = choose_for_run(
+        model_config, settings, train_batches, validation_batches, strategy.replicas,
+        loss_check, earlier,
+    )
+    if progress:
+        print(f"compute precision: {choice.summary()}", flush=True)
+    write_json(
+        out / "config.json",
+        {
+            "kind": kind,
+            "profile": profile.to_dict(),
+            "data": str(folder),
+            "strategy": strategy.describe(),
+            "precision": choice.precision,
+            "precision_choice": choice.describe(),
+            **({"init_weights": str(origin)} if origin else {}),
+        },
+    )
+    keras.utils.set_random_seed(settings.seed + initial_epoch)
     commits = RunCheckpoints(
         out, state, history_rows(out, initial_epoch) if resume else [],
         train_batches.batches_per_epoch,
         checkpoint_steps if checkpoint_steps is not None else settings.checkpoint_steps,
     )
     end_epoch = initial_epoch + epochs
-    with precision_policy(settings.mixed_precision), strategy.scope():
+    with precision_policy(settings.mixed_precision, cpu=choice.precision), strategy.scope():
         if resume:
             model = load_checkpoint(checkpoint)
         else:

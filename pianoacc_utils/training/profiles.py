@@ -32,7 +32,9 @@ class TrainConfig:
     ``max_train_segments``/``max_validation_segments`` take a fixed random subset
     (``None``: all). ``length_multiple`` rounds padded batch lengths up (tokens).
     ``mixed_precision`` applies on a GPU only (float16 compute, float32 logits); on CPU
-    cores the processor chooses (``devices.cpu_precision``).
+    cores the run times its own steps in float32 and mixed bfloat16 and keeps the faster
+    (:mod:`~pianoacc_utils.training.precision`), unless ``cpu_precision`` fixes one
+    (``"float32"`` or ``"mixed_bfloat16"``).
     ``harmony_dropout``: share of training segments whose chords are hidden (an
     all-zero harmony table), so that the model also accompanies a melody alone.
     ``checkpoint_steps``: save a step checkpoint every so many optimizer steps, so that
@@ -56,6 +58,7 @@ class TrainConfig:
     pool_batches: int = 32
     harmony_dropout: float = 0.1
     checkpoint_steps: int | None = None
+    cpu_precision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ PROFILES: dict[str, Profile] = {
             warmup_steps=30,
             max_train_segments=512,
             max_validation_segments=160,
+            cpu_precision="float32",  # 96 steps: timing both would be a large share
         ),
     ),
     "small": Profile(

@@ -86,11 +86,15 @@ class CachedDecoder:
         self._programs = 0  # loop programs made (traced or loaded), one per new shape
         self.timings: list[DecodeTiming] = []
 
-    def _generate(
+    def sampling_loop(
         self, melody: Any, table: Any, bars: Any, allowed: Any, prompt: Any, mask: Any,
         index: Any, limit: Any, elapsed: Any,
-    ):
-        """Traced body: prefill the caches with ``prompt[:, :index-1]``, then sample.
+    ) -> Any:
+        """The sampling loop of one batch of windows: encode the melody, prefill the
+        caches with ``prompt[:, :index-1]``, then sample token by token; returns the
+        token buffer (B, L) with the new tokens written from ``index`` on.
+
+        :meth:`decode` runs it compiled: it is the body that :meth:`_compile` traces.
 
         ``melody`` (B, Lm) token ids; ``table`` (B, beats, 24) harmony tables; ``bars``
         (B, K) bar lines; ``allowed`` (B, beats, V) the chord mask per beat; ``prompt``
@@ -155,7 +159,7 @@ class CachedDecoder:
         )
 
     def _compile(self):
-        """:meth:`_generate` compiled for the Keras backend (XLA under TensorFlow, jit
+        """:meth:`sampling_loop` compiled for the Keras backend (XLA under TensorFlow, jit
         under JAX, with the variables passed in and the sampler's seed state passed out;
         under JAX the traced program of each shape is kept on disk, see
         :func:`~pianoacc_utils.generation.exported.kept_program`)."""
@@ -163,7 +167,7 @@ class CachedDecoder:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            return tf.function(self._generate, jit_compile=True, reduce_retracing=True)
+            return tf.function(self.sampling_loop, jit_compile=True, reduce_retracing=True)
         if backend == "jax":
             import itertools
 
@@ -185,7 +189,7 @@ class CachedDecoder:
                     zip(model.non_trainable_variables, non_trainable),
                 )
                 with keras.StatelessScope(state_mapping=mapping) as scope:
-                    out = self._generate(
+                    out = self.sampling_loop(
                         melody, table, bars, allowed, prompt, mask, index, limit, elapsed
                     )
                 new_sampler_vars = [scope.get_current_value(v) for v in sampler.variables]
@@ -213,7 +217,7 @@ class CachedDecoder:
                 return out
 
             return run
-        return self._generate  # torch: eager loop (still cached)
+        return self.sampling_loop  # torch: eager loop (still cached)
 
     def decode(
         self,

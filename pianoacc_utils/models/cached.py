@@ -148,7 +148,7 @@ def decode_step(
     means 0, right only when ``index`` is 0. Returns ``(logits (B, T, V),
     cache)`` with the new keys/values written into the cache.
     """
-    x = model._embed(
+    x = model.embed(
         model.accompaniment_embedding, token_ids, index, start_time, cache.harmony, cache.bars
     )  # (B, T, D)
     length = ops.shape(cache.keys[0])[1]  # S: the cache's positions

@@ -243,12 +243,14 @@ class AccompanimentModel(keras.Model):
         """Boolean ``(B, Lm)``: True at real melody tokens, False at padding (id 0)."""
         return ops.not_equal(melody_ids, PAD_ID)
 
-    def _embed(self, embedding: Any, token_ids: Any, start_index: Any = 0,
-               start_time: Any = None, harmony: Any = None, bars: Any = None) -> Any:
+    def embed(self, embedding: Any, token_ids: Any, start_index: Any = 0,
+              start_time: Any = None, harmony: Any = None, bars: Any = None) -> Any:
         """Token + position (+ time, + harmony) embeddings of ``token_ids`` (B, L) -> (B, L, D).
 
+        ``embedding``: the melody's or the accompaniment's token-and-position embedding
+        (the encoder and the decoder embed alike, each with its own table).
         ``start_index``/``start_time``: position and time (steps) of ``token_ids[:, 0]``,
-        not 0 only in cached decoding."""
+        not 0 only in cached decoding (:mod:`~pianoacc_utils.models.cached`)."""
         x = embedding(token_ids, start_index=start_index)  # (B, L, D)
         if self.time_embedding is not None:
             x = x + ops.cast(self.time_embedding(token_ids, start_time, bars), x.dtype)
@@ -266,7 +268,7 @@ class AccompanimentModel(keras.Model):
         """
         _check_length(melody_ids, self.config.melody_length, "melody")
         mask = self.melody_padding_mask(melody_ids)  # (B, Lm)
-        x = self._embed(self.melody_embedding, melody_ids, harmony=harmony, bars=bars)  # (B, Lm, D)
+        x = self.embed(self.melody_embedding, melody_ids, harmony=harmony, bars=bars)  # (B, Lm, D)
         # FNet sums over every position and cannot mask: padding must add nothing.
         x = x * ops.cast(mask, x.dtype)[:, :, None]  # (B, Lm, D)
         x = self.melody_dropout(x, training=training)
@@ -292,7 +294,7 @@ class AccompanimentModel(keras.Model):
         and ``bars`` as in :meth:`encode`.
         """
         _check_length(decoder_ids, self.config.accompaniment_length, "accompaniment")
-        x = self._embed(self.accompaniment_embedding, decoder_ids, harmony=harmony, bars=bars)
+        x = self.embed(self.accompaniment_embedding, decoder_ids, harmony=harmony, bars=bars)
         x = self.accompaniment_dropout(x, training=training)  # (B, La, D)
         decoder_mask = ops.not_equal(decoder_ids, PAD_ID)  # (B, La)
         melody_mask = self.melody_padding_mask(melody_ids)  # (B, Lm)

@@ -51,6 +51,7 @@ from pianoacc_utils.training.loss import (
     Perplexity,
     WarmupSchedule,
     compile_model,
+    token_crossentropy,
 )
 from pianoacc_utils.training.precision import (
     LossCheck,

@@ -26,8 +26,12 @@ from pianoacc_utils.training.profiles import TrainConfig
 # --------------------------------------------------------------------------- loss, metrics
 
 
-def _token_crossentropy(y_true: Any, y_pred: Any, label_smoothing: float = 0.0) -> tuple[Any, Any]:
-    """Per-token cross-entropy (nats) and the float mask of real targets."""
+def token_crossentropy(y_true: Any, y_pred: Any, label_smoothing: float = 0.0) -> tuple[Any, Any]:
+    """Per-token cross-entropy (nats) of logits ``y_pred`` (B, L, V) against token ids
+    ``y_true`` (B, L), and the float mask (B, L) of real targets (not padding).
+
+    The loss and the perplexity both average it over the mask only, so that padding adds
+    nothing; ``label_smoothing`` mixes in the mean over the vocabulary (loss only)."""
     labels = ops.cast(y_true, "int32")
     log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
     nll = -ops.squeeze(ops.take_along_axis(log_probs, labels[..., None], axis=-1), axis=-1)
@@ -75,7 +79,7 @@ class MaskedSparseCrossentropy(keras.losses.Loss):
         self.label_smoothing = label_smoothing
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        nll, mask = _token_crossentropy(y_true, y_pred, self.label_smoothing)
+        nll, mask = token_crossentropy(y_true, y_pred, self.label_smoothing)
         size, count = _whole_batch(ops.cast(ops.size(mask), "float32"), ops.sum(mask))
         return nll * mask * ops.divide_no_nan(size, count)
 
@@ -131,7 +135,7 @@ class Perplexity(_MaskedTokenMetric):
         super().__init__(name=name, dtype=dtype)
 
     def _values(self, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
-        return _token_crossentropy(y_true, y_pred)
+        return token_crossentropy(y_true, y_pred)
 
     def result(self) -> Any:
         return ops.exp(ops.divide_no_nan(self.total, self.count))

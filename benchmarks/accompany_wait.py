@@ -92,7 +92,9 @@ def run_command(
         command = [str(Path(sys.executable).with_name("pianoacc")), *arguments, "--timings"]
     else:
         command = [sys.executable, "-c", RUNNER, str(source), *arguments]
-        if "--timings" in (source / "pianoacc_utils" / "cli.py").read_text():
+        cli = source / "pianoacc_utils" / "cli"  # a package since the evaluate command moved
+        cli = cli / "__init__.py" if cli.is_dir() else cli.with_suffix(".py")
+        if "--timings" in cli.read_text():
             command.append("--timings")
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(jax_cache), "MPLBACKEND": "Agg"}
     env.pop("KERAS_BACKEND", None)

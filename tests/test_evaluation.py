@@ -11,6 +11,7 @@ import pytest
 
 from pianoacc_utils import evaluation as ev
 from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.evaluation.reference import summarise_pianist
 from pianoacc_utils.data import (
     Note,
     Segment,
@@ -444,8 +445,42 @@ def _seeded_runs(monkeypatch) -> list[ev.EvaluationConfig]:
                  "teacher_forced": {"loss": 1.0} if teacher_forced else None}
         return result, {"segments": len(segments), "models": {"fnet": model}}
 
+    def toy_reference(config):  # the toy pianist, summarised as the validation one is
+        truth = ev.evaluate_systems(segments, {}, progress=False, resamples=1)
+        return {"split": "toy", "metrics": summarise_pianist(truth.per_segment["ground_truth"])}
+
     monkeypatch.setattr(reports, "evaluate_checkpoints", by_seed)
+    monkeypatch.setattr(reports, "load_reference", toy_reference)
     return seen
+
+
+def test_quality_bar_reads_its_thresholds_from_the_reference(toy_result):
+    own = {row["criterion"]: row for row in ev.quality_bar(toy_result, "blocks")}
+    reference = {"metrics": summarise_pianist(toy_result.per_segment["ground_truth"])}
+    same = {row["criterion"]: row for row in ev.quality_bar(toy_result, "blocks", reference)}
+    assert same == own  # the same pianist summarised: the same checks
+    sparser = json.loads(json.dumps(reference))
+    sparser["metrics"]["notes_per_bar"]["median"] = 10.0  # a pianist of 10 notes a bar
+    sparser["metrics"]["voicing_spread"].update(p10=5.0, p90=12.0)
+    moved_bar = {row["criterion"]: row for row in ev.quality_bar(toy_result, "blocks", sparser)}
+    density = "notes_per_bar median within [0.5, 2] x ground truth"
+    assert moved_bar[density]["threshold"] == [5.0, 20.0] and moved_bar[density]["passed"]
+    spread = "voicing_spread median within the pianist's 10th-90th percentiles"
+    assert moved_bar[spread]["threshold"] == [5.0, 12.0] and not moved_bar[spread]["passed"]
+
+
+def test_the_reference_is_always_the_validation_split():
+    from pianoacc_utils.evaluation.reference import reference_config, reference_path
+
+    for split in ("test", "validation", "train"):
+        config = ev.EvaluationConfig(split=split, bars_per_segment=16, meter="3/4")
+        chosen = reference_config(config)
+        assert (chosen.split, chosen.bars_per_segment, chosen.meter) == ("validation", 16, "3/4")
+        assert reference_path(config).name == "validation-96x16-3-4.json"
+    summary = summarise_pianist({"a": [1.0, 2.0, float("nan"), 3.0, 4.0], "b": [float("nan")]})
+    assert summary["a"]["median"] == 2.5 and summary["a"]["mean"] == 2.5
+    assert summary["a"]["p10"] == pytest.approx(1.3) and summary["a"]["p90"] == pytest.approx(3.7)
+    assert all(math.isnan(v) for v in summary["b"].values())
 
 
 def test_evaluation_report_summarises_every_seed(monkeypatch):
@@ -487,7 +522,7 @@ def test_evaluate_seeds_and_copy_check_options(monkeypatch, capsys):
         seen["config"] = config
         raise PianoaccError("stop here")
 
-    monkeypatch.setattr(cli, "evaluation_report", fake_report)
+    monkeypatch.setattr(cli.evaluate_command, "evaluation_report", fake_report)
     assert cli.main(["evaluate", "--seeds", "3", "1", "2"]) == 1
     assert seen["config"].seeds == (3, 1, 2) and seen["config"].seed == 3
     assert seen["config"].copy_check

@@ -139,7 +139,7 @@ def test_evaluate_meter_option(monkeypatch, capsys):
         seen["config"] = config
         raise PianoaccError("stop here")
 
-    monkeypatch.setattr(cli, "evaluation_report", fake_report)
+    monkeypatch.setattr(cli.evaluate_command, "evaluation_report", fake_report)
     assert cli.main(["evaluate", "--meter", "3/4"]) == 1
     assert seen["config"].meter == "3/4"
     assert cli.main(["evaluate"]) == 1 and seen["config"].meter == "4/4"

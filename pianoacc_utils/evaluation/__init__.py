@@ -119,8 +119,13 @@ from pianoacc_utils.evaluation.copying import (
     load_copy_index,
     window_fingerprint,
 )
-from pianoacc_utils.evaluation.reports import (
+from pianoacc_utils.evaluation.reference import (
     PIANIST_PERCENTILES,
+    REFERENCE_SPLIT,
+    load_reference,
+    pianist_reference,
+)
+from pianoacc_utils.evaluation.reports import (
     report_markdown,
     seed_statistic,
     seed_summary,

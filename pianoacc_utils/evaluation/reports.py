@@ -22,6 +22,7 @@ from pianoacc_utils.evaluation.copying import COPY_METRICS
 from pianoacc_utils.evaluation.critic import critic_markdown, critic_row
 from pianoacc_utils.evaluation.melodies import evaluate_melodies
 from pianoacc_utils.evaluation.metrics import METRICS
+from pianoacc_utils.evaluation.reference import PIANIST_PERCENTILES, load_reference
 from pianoacc_utils.evaluation.runs import EvaluationConfig, evaluate_checkpoints
 from pianoacc_utils.evaluation.summary import (
     GROUND_TRUTH,
@@ -43,11 +44,6 @@ COMPARISON_GROUPS = {
 }
 """The metrics :func:`compare_models` quotes, by aspect."""
 
-PIANIST_PERCENTILES = (10, 90)
-"""Percentiles of the pianist's per-segment values that bound the checks of how a system
-plays (pitch content, rhythm, voicing): a system's median segment must look like one of
-the middle 80% of the pianist's segments."""
-
 # --------------------------------------------------------------------------- quality bar
 
 
@@ -55,8 +51,16 @@ def _check(criterion: str, value: float, threshold: Any, passed: bool) -> dict[s
     return {"criterion": criterion, "value": value, "threshold": threshold, "passed": bool(passed)}
 
 
-def quality_bar(result: EvaluationResult, system: str = "fnet") -> list[dict[str, Any]]:
-    """Check a system against the ground truth of the same segments.
+def quality_bar(
+    result: EvaluationResult, system: str = "fnet", reference: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Check a system against a pianist's accompaniment.
+
+    ``reference``: the pianist who sets the thresholds, as
+    :func:`~pianoacc_utils.evaluation.reference.pianist_reference` summarises the
+    validation split's (what ``pianoacc evaluate`` uses, so that no threshold is fitted
+    to the segments it judges); ``None``: the ground truth of the same segments (for
+    hand-made results and controls).
 
     Each row is ``{criterion, value, threshold, passed}``; ``threshold`` is a number
     or a ``[low, high]`` range. Medians over segments are compared, except for key
@@ -81,6 +85,8 @@ def quality_bar(result: EvaluationResult, system: str = "fnet") -> list[dict[str
         return float(result.summary[system][metric][statistic])
 
     def truth(metric: str, statistic: str = "median") -> float:
+        if reference is not None:
+            return float(reference["metrics"][metric][statistic])
         return float(result.summary[GROUND_TRUTH][metric][statistic])
 
     def at_least(metric: str, factor: float, statistic: str = "median") -> dict[str, Any]:
@@ -93,6 +99,8 @@ def quality_bar(result: EvaluationResult, system: str = "fnet") -> list[dict[str
         return _check(f"{metric} {statistic} <= {limit:g}", value, limit, value <= limit)
 
     def pianist(metric: str, percentile: float) -> float:
+        if reference is not None:
+            return float(reference["metrics"][metric][f"p{percentile:g}"])
         values = np.asarray(result.per_segment[GROUND_TRUTH][metric], dtype=np.float64)
         values = values[np.isfinite(values)]
         return float(np.percentile(values, percentile)) if len(values) else math.nan
@@ -245,6 +253,7 @@ def evaluation_report(
     computed at the first one only, as is the critic (``details["critic"]``).
     """
     seeds = list(dict.fromkeys(config.seeds)) or [config.seed]
+    reference = load_reference(config)
     runs: dict[int, tuple[EvaluationResult, dict[str, list[dict[str, Any]]]]] = {}
     details: dict[str, Any] = {}
     for position, seed in enumerate(seeds):
@@ -254,7 +263,7 @@ def evaluation_report(
             teacher_forced=teacher_forced and position == 0,
         )
         systems = _bar_systems(result, run_details)
-        bars = {name: quality_bar(result, system=name) for name in systems}
+        bars = {name: quality_bar(result, name, reference) for name in systems}
         runs[seed] = (result, bars)
         details = run_details if position == 0 else details
         for name, info in run_details["models"].items():
@@ -265,6 +274,7 @@ def evaluation_report(
         "summary": result.to_dict(),
         "details": details,
         "quality_bar": bars,
+        "quality_reference": reference,
         "seeds": seed_summary(runs),
     }
     if melody_paths:

@@ -13,32 +13,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from pianoacc_utils import STARTED, generation, training
 from pianoacc_utils.audio import render_wav
-from pianoacc_utils.common import PianoaccError, check_outputs, write_atomic, write_json
+from pianoacc_utils.cli.options import (
+    COMMANDS,
+    command,
+    compound_argument,
+    harmony_rule_arguments,
+    velocity_temperature_argument,
+)
+from pianoacc_utils.common import PianoaccError, check_outputs
 from pianoacc_utils.course.notebooks import refresh_notebooks, run_notebooks
 from pianoacc_utils.data.compound import bar_units
 from pianoacc_utils.data.melody_midi import load_melody, write_arrangement
-from pianoacc_utils.defaults import (
-    COMPOUND_MODES,
-    DEFAULT_CHORD_MASK,
-    DEFAULT_COMPOUND,
-    DEFAULT_RELEASE,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    DEFAULT_VELOCITY_TEMPERATURE,
-    HANGING_BEATS,
-    MAX_HELD_BEATS,
-    REBAR_METERS,
-)
-from pianoacc_utils.evaluation import (
-    EvaluationConfig,
-    evaluation_report,
-    melodies_markdown,
-    report_markdown,
-)
+from pianoacc_utils.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from pianoacc_utils.generation import (
     SamplingConfig,
     accompany_melodies,
@@ -48,20 +38,6 @@ from pianoacc_utils.generation import (
 from pianoacc_utils.harmony import chord_coverage, learned_chords
 from pianoacc_utils.harmony.chords import read_chord_file
 from pianoacc_utils.prepare import PrepareConfig, load_stats, prepare
-
-COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
-
-
-def command(name: str, help_text: str):
-    """Register ``add_arguments(parser)`` for a subcommand; the parser's ``func`` runs it."""
-
-    def register(add_arguments: Callable[[argparse.ArgumentParser], None]):
-        add_arguments.help_text = help_text  # type: ignore[attr-defined]
-        COMMANDS[name] = add_arguments
-        return add_arguments
-
-    return register
-
 
 # --------------------------------------------------------------------------- prepare
 
@@ -202,56 +178,6 @@ def _train(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- accompany
 
 
-def _positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
-def _harmony_rule_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--chord-mask``/``--no-chord-mask``, ``--release``/``--no-release`` and
-    ``--hanging-beats``."""
-    parser.add_argument(
-        "--chord-mask", action=argparse.BooleanOptionalAction, default=DEFAULT_CHORD_MASK,
-        help="allow only note-ons of the current chord's tones when chords are known "
-        f"(default {'on' if DEFAULT_CHORD_MASK else 'off'})",
-    )
-    parser.add_argument(
-        "--release", action=argparse.BooleanOptionalAction, default=DEFAULT_RELEASE,
-        help="shorten notes at chord changes that leave them out and after "
-        f"{MAX_HELD_BEATS} beats (default {'on' if DEFAULT_RELEASE else 'off'})",
-    )
-    parser.add_argument(
-        "--hanging-beats", type=_positive_float, default=HANGING_BEATS, metavar="BEATS",
-        help="with --release, notes the model never ended last at most this many beats "
-        f"(default {HANGING_BEATS:g})",
-    )
-
-
-def _velocity_temperature_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--velocity-temperature", type=_positive_float, metavar="T",
-        default=DEFAULT_VELOCITY_TEMPERATURE,
-        help="temperature of the choice among velocity tokens (default "
-        f"{DEFAULT_VELOCITY_TEMPERATURE:g}); higher values vary the dynamics more, the "
-        "value of --temperature treats them like every other token",
-    )
-
-
-def _compound_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--compound", choices=COMPOUND_MODES, default=DEFAULT_COMPOUND,
-        help="compound meters (6/8, 9/8, 12/8): swing (default) has the model accompany "
-        "each dotted beat as a plain beat (its first two thirds as the first half) and "
-        "swings the result back; plain gives the model the bars as they are",
-    )
-
-
 @command("accompany", "melody MIDI -> melody + generated PIANO accompaniment MIDI")
 def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("melody", type=Path, help="melody MIDI file (any meter and tempo map)")
@@ -265,7 +191,7 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature", type=float, default=DEFAULT_TEMPERATURE,
         help=f"0: greedy (default {DEFAULT_TEMPERATURE})",
     )
-    _velocity_temperature_argument(parser)
+    velocity_temperature_argument(parser)
     parser.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
     parser.add_argument(
         "--top-p", type=float, default=DEFAULT_TOP_P,
@@ -285,8 +211,8 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         "melody's end are dropped and chords running past it cut there, with a notice), "
         "auto (default: chosen for the melody by the harmoniser learned from POP909) or none",
     )
-    _harmony_rule_arguments(parser)
-    _compound_argument(parser)
+    harmony_rule_arguments(parser)
+    compound_argument(parser)
     parser.add_argument("--wav", type=Path, help="also render the arrangement to this WAV file")
     parser.add_argument("--timings", action="store_true", help="print phase times (JSON, stderr)")
     parser.set_defaults(func=_accompany)
@@ -356,123 +282,7 @@ def _accompany(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------- evaluate
 
-
-@command("evaluate", "compare models, the block-chord baseline and the ground truth on the test split")
-def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="a .keras file, a training folder, or a shipped model (fnet, transformer); repeatable",
-    )
-    parser.add_argument("--segments", type=int, help="evaluate N segments spread over the split")
-    parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    parser.add_argument("--bars", type=int, default=32, help="bars per evaluated segment")
-    parser.add_argument("--primer-tokens", type=int, default=0, help="ground-truth tokens to prime with")
-    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
-    _velocity_temperature_argument(parser)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
-    seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    seeds.add_argument(
-        "--seeds", type=int, nargs="+", metavar="SEED",
-        help="evaluate every checkpoint at each of these seeds; the report gives each "
-        "metric's median over seeds and its spread, and the quality bar per seed",
-    )
-    parser.add_argument(
-        "--copy-check", action=argparse.BooleanOptionalAction, default=True,
-        help="look every system's 2- and 4-bar windows up in the train split (default on; "
-        "the index is built once, then cached)",
-    )
-    parser.add_argument(
-        "--critic", action=argparse.BooleanOptionalAction, default=True,
-        help="train classifiers to tell each system from the pianist in 2-bar windows "
-        "(default on; at the first seed)",
-    )
-    parser.add_argument(
-        "--chords", default="annotated", choices=("annotated", "estimated", "none"),
-        help="chords the models play to: the annotation (default), estimated from the "
-        "melody, or none",
-    )
-    _harmony_rule_arguments(parser)
-    _compound_argument(parser)
-    parser.add_argument(
-        "--meter", default="4/4", choices=REBAR_METERS,
-        help="re-bar the segments' four-beat bars: 3/4 cuts each one's last beat, 2/4 "
-        "splits it in two (default 4/4: as they are)",
-    )
-    parser.add_argument("--json", type=Path, help="write the full results here")
-    parser.add_argument("--markdown", type=Path, help="write the table here")
-    parser.add_argument(
-        "--melodies", type=Path, metavar="DIR",
-        help="also accompany every *.mid melody in DIR with each checkpoint (no ground truth)",
-    )
-    parser.set_defaults(func=_evaluate)
-
-
-def _evaluate(args: argparse.Namespace) -> None:
-    check_outputs(
-        {"--json": args.json, "--markdown": args.markdown},
-        {f"checkpoint {c}": Path(c) for c in args.checkpoint if Path(c).is_file()},
-    )
-    config = EvaluationConfig(
-        split=args.split,
-        bars_per_segment=args.bars,
-        segments=args.segments,
-        primer_tokens=args.primer_tokens,
-        temperature=args.temperature,
-        velocity_temperature=args.velocity_temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seeds[0] if args.seeds else args.seed,
-        chords=args.chords,
-        chord_mask=args.chord_mask,
-        release=args.release,
-        hanging_beats=args.hanging_beats,
-        compound=args.compound,
-        meter=args.meter,
-        seeds=tuple(args.seeds or ()),
-        copy_check=args.copy_check,
-        critic=args.critic,
-    )
-    melody_paths = []
-    if args.melodies is not None:
-        if not args.melodies.is_dir():
-            raise PianoaccError(f"{args.melodies}: not a folder of melody MIDI files")
-        melody_paths = sorted(args.melodies.glob("*.mid"))
-        if not melody_paths:
-            raise PianoaccError(f"{args.melodies}: no *.mid files in this folder")
-        if not args.checkpoint:
-            raise PianoaccError("--melodies needs at least one --checkpoint to accompany them")
-    report = evaluation_report(args.checkpoint, config, melody_paths, progress=sys.stderr.isatty())
-    details = report["details"]
-    table = report_markdown(report)
-    rebarred = "" if args.meter == "4/4" else f", re-barred into {args.meter}"
-    print(f"{details['segments']} segments of {args.bars} bars from the {args.split} split{rebarred}\n")
-    print(table)
-    for name, info in details["models"].items():
-        tf = info["teacher_forced"]
-        print(
-            f"\n{name}: teacher-forced loss {tf['loss']:.3f}, perplexity {tf['perplexity']:.2f}, "
-            f"token accuracy {tf['accuracy']:.3f}; generation {info['generation_seconds']} s"
-        )
-    for name, rows in report["seeds"]["quality_bar"].items():
-        passed = ", ".join(f"{row['passed']}/{row['checks']} (seed {row['seed']})" for row in rows)
-        print(f"{name}: quality bar {passed} checks passed")
-    if "seconds" in details.get("critic", {}):
-        print(f"critic: {details['critic']['seconds']} s")
-    if "melodies" in report:
-        print(f"\n{len(melody_paths)} melodies from {args.melodies} (no ground truth)\n")
-        print(melodies_markdown(report["melodies"]))
-    if args.json:
-        write_json(args.json, report)
-        print(f"wrote {args.json}")
-    if args.markdown:
-        write_atomic(args.markdown, (table + "\n").encode())
-        print(f"wrote {args.markdown}")
-
+from pianoacc_utils.cli import evaluate as evaluate_command  # noqa: E402  (registers it)
 
 # --------------------------------------------------------------------------- entry point
 

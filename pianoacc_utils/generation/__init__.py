@@ -19,10 +19,17 @@ from __future__ import annotations
 
 from pianoacc_utils.generation.accompany import (
     CHORD_SOURCES,
+    Job,
+    Window,
     WindowConfig,
     accompany,
     accompany_melodies,
     accompany_segment,
+    advance_position,
+    decode_windows,
+    keep_new_notes,
+    next_window,
+    plan_jobs,
     primer_tokens,
     release_notes,
     segment_chords,

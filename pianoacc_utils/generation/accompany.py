@@ -7,6 +7,11 @@ those bars, already final, are encoded as the decoder's primer, so that the new 
 continues them instead of starting afresh, and the result is one continuous piece. All
 melodies of a call advance together, one batched decoding per window.
 
+:func:`accompany` is a short loop over named steps: :func:`plan_jobs` (one :class:`Job`
+per melody), then, for every window, :func:`next_window` (where the window lies and what
+the model reads of it: a :class:`Window`), :func:`decode_windows` (one batched decoding),
+:func:`keep_new_notes` (the new tokens back into notes) and :func:`advance_position`.
+
 Three rules keep the accompaniment with the melody:
 
 * a window never runs past its end: the decoder masks time shifts that would overshoot
@@ -76,15 +81,27 @@ class WindowConfig:
 
 
 @dataclass
-class _Job:
+class Job:
     """Generation state of one melody: what is done and where the next window starts."""
 
     melody: list[Note]
     chords: list[Span]
     bar_starts: list[int]
     num_steps: int
-    notes: list[Note]
+    notes: list[Note]  # the accompaniment so far (final), in absolute steps
     position: int  # grid step up to which the accompaniment is final
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the model reads of one job's next window; times in steps from ``origin``."""
+
+    origin: int  # absolute step that the window's times count from
+    end: int  # absolute step where the window ends
+    melody_ids: list[int]  # the encoder's input: the window's melody notes as tokens
+    primer_ids: list[int]  # the accompaniment already final from the origin on, as tokens
+    harmony_table: np.ndarray  # one row of chord tones per beat (:func:`harmony.beat_table`)
+    bar_lines: list[int]  # the window's bar lines
 
 
 def primer_tokens(context: Sequence[Note], steps: int, budget: int) -> list[int]:
@@ -149,7 +166,25 @@ def accompany(
     """
     # One decoder for every window: it keeps its compiled sampling loop (few retracings).
     decoder = decoder or CachedDecoder(model, sampling)
-    # One job per melody: its notes, chords and bar lines, and how far it is accompanied.
+    jobs = plan_jobs(melodies, primers, chords)
+    # One pass per window: every melody not yet accompanied to its end adds one row.
+    while active := [job for job in jobs if job.position < job.num_steps]:
+        windows = [next_window(job, window, model.config) for job in active]
+        generated = decode_windows(decoder, windows)
+        for job, win, tokens in zip(active, windows, generated):
+            job.notes += keep_new_notes(job, win, tokens, release, hanging_beats)
+            job.position = advance_position(job, win, tokens, model.config.accompaniment_length)
+    # One sorted list of playable notes per melody (primer included: normalize_notes).
+    return [normalize_notes(job.notes) for job in jobs]
+
+
+def plan_jobs(
+    melodies: Sequence[tuple[Sequence[Note], Sequence[int], int]],
+    primers: Sequence[Sequence[Note]] | None = None,
+    chords: Sequence[Sequence[Span]] | None = None,
+) -> list[Job]:
+    """One :class:`Job` per melody (arguments as in :func:`accompany`): its notes, chords
+    and bar lines, its primer as the accompaniment so far, and how far that reaches."""
     jobs = []
     for i, (notes, bar_starts, num_steps) in enumerate(melodies):
         bars = sorted(int(b) for b in bar_starts) or [0]  # no bar lines: one bar from step 0
@@ -161,92 +196,110 @@ def accompany(
             position = max(position, max(n.end for n in primer))
         known = list(chords[i]) if chords else []  # no chords: all-zero harmony tables
         jobs.append(
-            _Job(list(notes), known, bars, int(num_steps), list(primer), min(position, num_steps))
+            Job(list(notes), known, bars, int(num_steps), list(primer), min(position, num_steps))
         )
-    config = model.config
-    # One pass per window: every unfinished melody contributes one row to a batch.
-    while True:
-        active = [job for job in jobs if job.position < job.num_steps]
-        if not active:
-            break  # every melody is accompanied to its end
-        melody_ids, primer_ids, limits, origins, ends, tables, lines = [], [], [], [], [], [], []
-        for job in active:
-            # Windowing: start at the bar line at or before the position, stepped back
-            # by ``overlap_bars`` bars (after the first window) whose notes prime the decoder.
-            first_bar = _bar_at_or_before(job.bar_starts, job.position)
-            first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
-            # Origin: the window's step 0 (the model reads every time from it): its first
-            # bar line, or step 0 for the first window.
-            origin = job.bar_starts[first_bar] if job.position > 0 else 0
-            # A model without bar lines counts beats from the origin: start before a
-            # pickup of part of a beat so that the first full bar falls on a beat.
-            if first_bar == 0 and not config.meter:
-                origin -= _pickup_lead(job.bar_starts)
-            # The window ends ``window.bars`` bars on (or at the melody's end), and always
-            # at least one step past the position, so that every pass makes progress.
-            last_bar = first_bar + window.bars
-            end = job.bar_starts[last_bar] if last_bar < len(job.bar_starts) else job.num_steps
-            end = max(min(end, job.num_steps), job.position + 1)
-            # The encoder's input: the window's melody notes, in tokens from the origin.
-            melody_ids.append(TOKENIZER.encode(notes_in(job.melody, origin, end))[: config.melody_length])
-            # Primer tokens: the final accompaniment from the origin to the position (the
-            # overlap bars), at most half the decoder's tokens, so that half the token
-            # budget is left for the new bars.
-            context = notes_in(job.notes, origin, job.position)
-            primer_ids.append(
-                primer_tokens(context, job.position - origin, config.accompaniment_length // 2)
-            )
-            # The decoder may not shift time past the window's end (steps from the origin).
-            limits.append(end - origin)
-            # Harmony table (one row of chord tones per beat) and bar lines, both counted
-            # from the origin: what the model reads of the window's chords and meter.
-            tables.append(harmony.beat_table(job.chords, end - origin, origin=origin))
-            lines.append([b - origin for b in job.bar_starts if origin <= b < end])
-            origins.append(origin)
-            ends.append(end)
-        # Pad the tables to a multiple of TABLE_BEATS beats and BAR_BUCKET bars, and the
-        # melodies to a multiple of MELODY_BUCKET tokens: few distinct shapes, few compilations.
-        beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
-        # Decoding: one batched, compiled sampling loop over every row's window.
-        generated = decoder.decode(
-            pad_melodies(melody_ids, config.melody_length), primer_ids, limits,
-            harmony_tables=harmony.pad_tables(tables, beats),
-            bar_tables=models.pad_bar_lines(lines, multiple=BAR_BUCKET),
-        )
-        for job, tokens, primer, origin, end in zip(active, generated, primer_ids, origins, ends):
-            # Where the decoder stopped (absolute steps): the window's end, or earlier
-            # when it ran out of tokens.
-            reached = origin + TOKENIZER.duration_steps(primer) + TOKENIZER.duration_steps(tokens)
-            # Tokens back into notes, primer included (so that a note-off in the new
-            # tokens can end a note the primer began); flags mark notes never ended.
-            new_notes, hanging = TOKENIZER.decode_hanging([*primer, *tokens])
-            start_of_new = origin + TOKENIZER.duration_steps(primer)
-            # Keep only the notes that begin after the primer (the primer's notes are
-            # already in ``job.notes``), in absolute steps, cut at the melody's end.
-            fresh, fresh_hanging = [], []
-            for note, open_end in zip(new_notes, hanging):
-                absolute = Note(note.start + origin, min(note.end + origin, job.num_steps), note.pitch, note.velocity)
-                if max(start_of_new, 0) <= absolute.start < job.num_steps:
-                    fresh.append(absolute)
-                    fresh_hanging.append(open_end)
-            # Hanging-note release: lift notes at chord changes and after at most
-            # ``hanging_beats`` beats when the decoder never ended them.
-            if release:
-                fresh = release_notes(
-                    fresh, job.chords, hanging=fresh_hanging, hanging_beats=hanging_beats
-                )
-            job.notes += fresh
-            # Advance the position: to the window's end, unless the token budget ran out.
-            if len(primer) + len(tokens) + 1 >= config.accompaniment_length:
-                # Token budget exhausted before the window's end: continue from where
-                # the decoder got to (at least one bar on, so that generation progresses).
-                next_bar = _bar_at_or_before(job.bar_starts, job.position) + 1
-                floor = job.bar_starts[next_bar] if next_bar < len(job.bar_starts) else end
-                job.position = min(max(reached, floor), job.num_steps)
-            else:
-                job.position = end
-    # One sorted list of playable notes per melody (primer included: normalize_notes).
-    return [normalize_notes(job.notes) for job in jobs]
+    return jobs
+
+
+def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> Window:
+    """The window that continues ``job`` from its position: where it starts and ends, and
+    its melody, primer, harmony table and bar lines as the model reads them."""
+    # Windowing: start at the bar line at or before the position, stepped back by
+    # ``overlap_bars`` bars (after the first window) whose notes prime the decoder.
+    first_bar = _bar_at_or_before(job.bar_starts, job.position)
+    first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
+    # Origin: the window's step 0 (the model reads every time from it): its first
+    # bar line, or step 0 for the first window.
+    origin = job.bar_starts[first_bar] if job.position > 0 else 0
+    # A model without bar lines counts beats from the origin: start before a
+    # pickup of part of a beat so that the first full bar falls on a beat.
+    if first_bar == 0 and not config.meter:
+        origin -= _pickup_lead(job.bar_starts)
+    # The window ends ``window.bars`` bars on (or at the melody's end), and always
+    # at least one step past the position, so that every pass makes progress.
+    last_bar = first_bar + window.bars
+    end = job.bar_starts[last_bar] if last_bar < len(job.bar_starts) else job.num_steps
+    end = max(min(end, job.num_steps), job.position + 1)
+    # The encoder's input: the window's melody notes, in tokens from the origin.
+    melody_ids = TOKENIZER.encode(notes_in(job.melody, origin, end))[: config.melody_length]
+    # Primer tokens: the final accompaniment from the origin to the position (the
+    # overlap bars), at most half the decoder's tokens, so that half the token
+    # budget is left for the new bars.
+    context = notes_in(job.notes, origin, job.position)
+    primer_ids = primer_tokens(context, job.position - origin, config.accompaniment_length // 2)
+    # Harmony table (one row of chord tones per beat) and bar lines, both counted
+    # from the origin: what the model reads of the window's chords and meter.
+    return Window(
+        origin=origin,
+        end=end,
+        melody_ids=melody_ids,
+        primer_ids=primer_ids,
+        harmony_table=harmony.beat_table(job.chords, end - origin, origin=origin),
+        bar_lines=[b - origin for b in job.bar_starts if origin <= b < end],
+    )
+
+
+def decode_windows(decoder: CachedDecoder, windows: Sequence[Window]) -> list[list[int]]:
+    """The new tokens of every window (after its primer), from one batched, compiled
+    sampling loop; no time shift may pass a window's end."""
+    config = decoder.model.config
+    # Pad the tables to a multiple of TABLE_BEATS beats and BAR_BUCKET bars, and the
+    # melodies to a multiple of MELODY_BUCKET tokens: few distinct shapes, few compilations.
+    tables = [win.harmony_table for win in windows]
+    beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
+    return decoder.decode(
+        pad_melodies([win.melody_ids for win in windows], config.melody_length),
+        [win.primer_ids for win in windows],
+        [win.end - win.origin for win in windows],  # each window's length in steps
+        harmony_tables=harmony.pad_tables(tables, beats),
+        bar_tables=models.pad_bar_lines([win.bar_lines for win in windows], multiple=BAR_BUCKET),
+    )
+
+
+def keep_new_notes(
+    job: Job,
+    win: Window,
+    tokens: Sequence[int],
+    release: bool = DEFAULT_RELEASE,
+    hanging_beats: float = HANGING_BEATS,
+) -> list[Note]:
+    """The notes that a window's new ``tokens`` add to ``job``: those that begin after
+    the primer and before the melody's end, in absolute steps, cut at the melody's end,
+    and released as :func:`accompany` says (``release``, ``hanging_beats``)."""
+    # Tokens back into notes, primer included (so that a note-off in the new
+    # tokens can end a note the primer began); flags mark notes never ended.
+    notes, hanging = TOKENIZER.decode_hanging([*win.primer_ids, *tokens])
+    start_of_new = win.origin + TOKENIZER.duration_steps(win.primer_ids)
+    # Keep only the notes that begin after the primer (the primer's notes are
+    # already in ``job.notes``), in absolute steps, cut at the melody's end.
+    fresh, fresh_hanging = [], []
+    for note, open_end in zip(notes, hanging):
+        end = min(note.end + win.origin, job.num_steps)
+        absolute = Note(note.start + win.origin, end, note.pitch, note.velocity)
+        if max(start_of_new, 0) <= absolute.start < job.num_steps:
+            fresh.append(absolute)
+            fresh_hanging.append(open_end)
+    # Hanging-note release: lift notes at chord changes and after at most
+    # ``hanging_beats`` beats when the decoder never ended them.
+    if release:
+        fresh = release_notes(fresh, job.chords, hanging=fresh_hanging, hanging_beats=hanging_beats)
+    return fresh
+
+
+def advance_position(job: Job, win: Window, tokens: Sequence[int], token_budget: int) -> int:
+    """The step up to which ``job`` is final after this window: the window's end, or,
+    when the window's primer and new ``tokens`` filled the decoder's ``token_budget``
+    (its ``accompaniment_length``) before that end, where the decoder got to."""
+    if len(win.primer_ids) + len(tokens) + 1 < token_budget:
+        return win.end
+    # Token budget exhausted before the window's end: continue from where the decoder
+    # got to (at least one bar on, so that generation progresses).
+    reached = (
+        win.origin + TOKENIZER.duration_steps(win.primer_ids) + TOKENIZER.duration_steps(tokens)
+    )
+    next_bar = _bar_at_or_before(job.bar_starts, job.position) + 1
+    floor = job.bar_starts[next_bar] if next_bar < len(job.bar_starts) else win.end
+    return min(max(reached, floor), job.num_steps)
 
 
 def accompany_melodies(
@@ -288,7 +341,8 @@ def accompany_melodies(
     for melody, time_map, notes in zip(melodies, maps, results):
         end = int(melody.end_step)  # rounding may carry a last note a step past the melody
         moved.append(
-            [n._replace(end=min(n.end, end)) for n in time_map.notes_to_melody(notes) if n.start < end]
+            [n._replace(end=min(n.end, end))
+             for n in time_map.notes_to_melody(notes) if n.start < end]
         )
     return moved
 

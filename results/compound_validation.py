@@ -18,6 +18,11 @@ import numpy as np
 from pianoacc_utils import data, evaluation, generation
 from pianoacc_utils.common import write_atomic, write_json
 
+DECIDES_ON = "validation"
+"""The split this script chooses on (the compound-meter mode (swing or plain)), ``None`` where
+it chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test
+split."""
+
 SEEDS = range(5)
 MODES = ("plain", "swing")
 MODELS = ("fnet", "transformer")

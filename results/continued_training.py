@@ -48,6 +48,11 @@ from pianoacc_utils import training
 from pianoacc_utils.common import processor_name, project_root, write_json
 from pianoacc_utils.prepare import load_split, prepare
 
+DECIDES_ON = None
+"""The split this script chooses on (reports the continued runs; nothing is chosen here),
+``None`` where it chooses nothing; ``tests/test_project.py`` checks that no script chooses on
+the test split."""
+
 OUT = Path("results/continued_training.json")
 REPORT = Path("results/continued_training.md")
 

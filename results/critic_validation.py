@@ -37,6 +37,11 @@ from pianoacc_utils.data.pop909 import Segment
 from pianoacc_utils.evaluation import block_chord_baseline, critic
 from pianoacc_utils.generation import SamplingConfig
 
+DECIDES_ON = "validation"
+"""The split this script chooses on (the critic's settings and what to change next), ``None``
+where it chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test
+split."""
+
 OUT = Path("results/critic_validation")
 SONGS = 20
 """Validation songs judged (the first of the split's order): about 20 minutes of

@@ -42,6 +42,10 @@ from pianoacc_utils.defaults import (
     HANGING_BEATS,
 )
 
+DECIDES_ON = "validation"
+"""The split this script chooses on (the sampling and generation defaults), ``None`` where it
+chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test split."""
+
 OUT = Path("results/defaults_validation")
 CHECKPOINT = "fnet"
 

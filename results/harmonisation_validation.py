@@ -31,6 +31,11 @@ from pianoacc_utils.data import load_song, song_ids, split_songs
 from pianoacc_utils.evaluation.harmonisation import bar_line_changes, harmonisation_metrics
 from pianoacc_utils.harmony import fitting, learned
 
+DECIDES_ON = "validation"
+"""The split this script chooses on (the harmoniser's decoding; test is only reported), ``None``
+where it chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test
+split."""
+
 OUT = Path("results/harmonisation_validation")
 KINDS = ("hmm", "softmax", "mlp")
 TRAINING = {
@@ -327,7 +332,8 @@ lines = [
     "`results/harmonisation_validation.json`). Whole POP909 songs; fitted on the "
     f"{len(stored['splits']['train'])} training songs, decoding tuned and the winner chosen on the "
     f"{len(stored['splits']['validation'])} validation songs, reported on both and on the "
-    f"{len(stored['splits']['test'])} test songs. Each cell: median over songs [25th–75th percentile].",
+    f"{len(stored['splits']['test'])} test songs. "  # test: reported, not chosen on
+    "Each cell: median over songs [25th–75th percentile].",
     "",
     "- *root & third*: share of annotated beats whose chord has the annotation's root and third "
     "(`harmony.beat_agreement`); *exact chord*: same pitch classes and bass as annotated; "

@@ -20,6 +20,11 @@ from pianoacc_utils import evaluation
 from pianoacc_utils.common import write_atomic, write_json
 from pianoacc_utils.defaults import REBAR_METERS
 
+DECIDES_ON = "validation"
+"""The split this script chooses on (nothing beyond validation: re-barred timing), ``None``
+where it chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test
+split."""
+
 OUT = Path("results/meter_validation")
 METRICS = (
     ("bars_off_share", "median"),

@@ -30,6 +30,10 @@ from pianoacc_utils import evaluation
 from pianoacc_utils.common import write_atomic, write_json
 from pianoacc_utils.data import Note, Segment
 
+DECIDES_ON = None
+"""The split this script chooses on (reports the baselines against the bar), ``None`` where it
+chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test split."""
+
 OUT = Path("results/quality_bar_baselines")
 NEW_METRICS = [*evaluation.PIANISM_METRICS, *evaluation.COPY_METRICS]
 SEED_RUNS = Path("results/evaluation.json")

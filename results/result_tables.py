@@ -23,6 +23,10 @@ from pathlib import Path
 
 from pianoacc_utils.evaluation.tables import markdown_table, table_rows
 
+DECIDES_ON = None
+"""The split this script chooses on (writes the tables of committed reports), ``None`` where it
+chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test split."""
+
 ROOT = Path(__file__).resolve().parents[1]
 
 README_COLUMNS = (

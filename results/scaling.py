@@ -28,6 +28,11 @@ from __future__ import annotations
 
 import os
 
+DECIDES_ON = "validation"
+"""The split this script chooses on (the scaling law's fit, on validation loss), ``None`` where
+it chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test
+split."""
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import dataclasses  # noqa: E402

@@ -122,3 +122,55 @@ def test_no_pop909_file_is_committed(pop909_dir):
     for original in pop909_dir.glob("*/*.mid"):
         for twin in midi_by_size.get(original.stat().st_size, []):
             assert twin.read_bytes() != original.read_bytes(), f"{twin} is POP909's {original}"
+
+
+def _test_split_uses(tree: ast.AST) -> list[int]:
+    """Lines where a script reads the test split: a ``"test"`` literal that is not listed
+    beside ``"validation"`` (reporting both side by side), or an ``EvaluationConfig`` /
+    ``split_segments`` call without an explicit ``split`` (its default is the test split)."""
+    lines = []
+    beside_validation = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            values = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+            if "validation" in values:
+                beside_validation |= {id(e) for e in node.elts}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value == "test":
+            if id(node) not in beside_validation:
+                lines.append(node.lineno)
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            if name == "EvaluationConfig" and not any(k.arg == "split" for k in node.keywords):
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_no_script_in_results_chooses_on_the_test_split():
+    """Every script under results/ says which split it makes its choices on
+    (``DECIDES_ON``), never the test split; one that chooses (on validation) reads the
+    test split only to report it beside validation, or on a line marked
+    ``# test: reported, not chosen on``."""
+    scripts = sorted((REPO / "results").glob("*.py"))
+    assert scripts
+    for script in scripts:
+        tree = ast.parse(script.read_text())
+        declared = [
+            node.value.value for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            and any(getattr(t, "id", "") == "DECIDES_ON" for t in node.targets)
+        ]
+        assert len(declared) == 1, f"{script}: declare DECIDES_ON (the split it chooses on)"
+        assert declared[0] in ("validation", None), f"{script}: DECIDES_ON = {declared[0]!r}"
+        if declared[0] is not None:
+            source = script.read_text().splitlines()
+            uses = [line for line in _test_split_uses(tree)
+                    if "# test: reported, not chosen on" not in source[line - 1]]
+            assert not uses, f"{script}: chooses on validation but reads test at lines {uses}"
+
+
+def test_the_split_check_finds_a_script_reading_test():
+    reads = ast.parse('c = EvaluationConfig(segments=8)\nsplit = "test"\n')
+    assert _test_split_uses(reads) == [1, 2]
+    both = ast.parse('for s in ("validation", "test"): pass\nEvaluationConfig(split=s)\n')
+    assert _test_split_uses(both) == []

@@ -60,9 +60,9 @@ def test_benchmark_melody_is_120_bars_of_4_4(tmp_path):
 def test_the_command_picks_jax_for_accompany_only():
     jax = importlib.util.find_spec("jax") is not None  # an optional dependency
     expected = "jax" if jax else "tensorflow"
-    assert pianoacc_utils.default_backend(["/venv/bin/pianoacc", "accompany"]) == expected
+    assert pianoacc_utils.backends.default_backend(["/venv/bin/pianoacc", "accompany"]) == expected
     for argv in (["/venv/bin/pianoacc", "evaluate"], ["pytest", "accompany"], ["pianoacc"]):
-        assert pianoacc_utils.default_backend(argv) == "tensorflow"
+        assert pianoacc_utils.backends.default_backend(argv) == "tensorflow"
 
 
 def test_accompany_reports_its_timings(tmp_path, capsys):
@@ -105,7 +105,7 @@ chords = learned_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
 assert chords and all(chord_vector(c.label).sum() >= 3 for c in chords)
 model, window = load_checkpoint("transformer")
 assert model.built and window.bars == 8
-unused = set(sys.modules) & {"mir_eval", "tensorflow", *pianoacc_utils.KERAS_EXTRAS}
+unused = set(sys.modules) & {"mir_eval", "tensorflow", *pianoacc_utils.backends.KERAS_EXTRAS}
 assert not unused, unused
 rng = np.random.default_rng(0)
 batch = {"melody": rng.integers(3, 300, (2, 24)).astype("int32"),

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pianoacc_utils"
 
 STAGES = (
     ("common", "defaults"),
+    ("backends",),  # backend and speed code, which models, training and generation use
     ("data",),
     ("tokenizer",),
     ("harmony",),

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from pianoacc_utils import STARTED, generation, training
 from pianoacc_utils.audio import render_wav
+from pianoacc_utils.backends.timings import Stopwatch
 from pianoacc_utils.cli.options import (
     COMMANDS,
     command,
@@ -219,7 +220,7 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _accompany(args: argparse.Namespace) -> None:
-    clock = generation.Stopwatch(STARTED, "start_up")  # the imports ended when this command began
+    clock = Stopwatch(STARTED, "start_up")  # the imports ended when this command began
     chord_file = None if args.chords in ("auto", "none") else Path(args.chords)
     check_outputs(
         {"-o": args.out, "--wav": args.wav}, {"input melody": args.melody, "chord file": chord_file}
@@ -266,7 +267,7 @@ def _accompany(args: argparse.Namespace) -> None:
         model, [melody], sampling, window, chords=[chords], release=args.release,
         hanging_beats=args.hanging_beats, compound=args.compound, decoder=decoder,
     )
-    generated = clock.lap_decoding(decoder)["wall"]
+    generated = clock.lap_decoding(decoder.timings)["wall"]
     write_arrangement(melody, notes, args.out)
     clock.lap("writing")
     print(

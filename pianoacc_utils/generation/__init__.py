@@ -46,12 +46,10 @@ from pianoacc_utils.generation.decoder import (
     MELODY_BUCKET,
     TABLE_BEATS,
     CachedDecoder,
-    DecodeTiming,
     default_bar_lines,
     naive_decode,
     pad_melodies,
 )
-from pianoacc_utils.generation.exported import kept_program
 from pianoacc_utils.generation.sampling import (
     GREEDY,
     IS_VELOCITY,
@@ -64,4 +62,3 @@ from pianoacc_utils.generation.sampling import (
     mask_logits,
     velocity_logits,
 )
-from pianoacc_utils.generation.timings import Stopwatch

@@ -7,7 +7,7 @@ reusing the keys and values of the tokens before it (the cache of
 :mod:`pianoacc_utils.models.cached`: one step costs one token's projections, not a pass
 over the whole prefix). The whole loop, keras-hub's sampler included, runs compiled:
 ``tf.function(jit_compile=True)`` under TensorFlow, ``jax.jit`` under JAX (the torch
-backend runs it eagerly).
+backend runs it eagerly): :mod:`pianoacc_utils.backends.compiled` compiles it.
 
 Each step turns the model's logits into the next token in the order nanoGPT's
 ``generate`` does, with the masks of :mod:`~pianoacc_utils.generation.sampling` in between:
@@ -23,16 +23,17 @@ Inputs are padded to a few bucket sizes (:data:`MELODY_BUCKET`, :data:`TABLE_BEA
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import keras
 import numpy as np
 from keras import ops
 
 from pianoacc_utils import harmony, models
+from pianoacc_utils.backends.compiled import compile_loop
+from pianoacc_utils.backends.timings import DecodeTiming
 from pianoacc_utils.common import config_dict
 from pianoacc_utils.defaults import STEPS_PER_BEAT
-from pianoacc_utils.generation.exported import kept_program
 from pianoacc_utils.generation.sampling import (
     SHIFT_STEPS,
     TOKENIZER,
@@ -58,27 +59,20 @@ BAR_BUCKET = 16
 # --------------------------------------------------------------------------- one batch of windows
 
 
-class DecodeTiming(NamedTuple):
-    """One :meth:`CachedDecoder.decode` call: its wall time (seconds) and whether it
-    first made the loop's program for a new shape (``compiled``: the time to trace and
-    compile it, or to load it from the caches of :mod:`~pianoacc_utils.generation.exported`
-    and JAX, is part of ``seconds``; every call under the eager torch backend)."""
-
-    seconds: float
-    compiled: bool
-
-
 class CachedDecoder:
     """Compiled, cached sampling for one model: ``decode(melody, prompt, ...)`` -> tokens.
 
     One instance per model and sampler keeps the compiled function, so repeated
     windows of the same shapes do not recompile. ``sampling`` fixes the sampler, the
     chord mask and the velocity temperature for every window it decodes.
-    ``timings`` records every call (:class:`DecodeTiming`), so that callers can tell
+    ``timings`` records every call
+    (:class:`~pianoacc_utils.backends.timings.DecodeTiming`), so that callers can tell
     the time spent compiling from the time spent generating.
     """
 
-    def __init__(self, model: models.AccompanimentModel, sampling: SamplingConfig = SamplingConfig()):
+    def __init__(
+        self, model: models.AccompanimentModel, sampling: SamplingConfig = SamplingConfig()
+    ) -> None:
         self.model = model
         self.sampling = sampling
         self.sampler = sampling.sampler()
@@ -158,66 +152,23 @@ class CachedDecoder:
             model=model,
         )
 
-    def _compile(self):
-        """:meth:`sampling_loop` compiled for the Keras backend (XLA under TensorFlow, jit
-        under JAX, with the variables passed in and the sampler's seed state passed out;
-        under JAX the traced program of each shape is kept on disk, see
-        :func:`~pianoacc_utils.generation.exported.kept_program`)."""
-        backend = keras.config.backend()
-        if backend == "tensorflow":
-            import tensorflow as tf
+    def _compile(self) -> Any:
+        """:meth:`sampling_loop` compiled for the Keras backend in use
+        (:func:`~pianoacc_utils.backends.compiled.compile_loop`); under JAX the traced
+        program of each shape is kept on disk, found by the model's configuration, the
+        sampling settings and the dtype policy."""
+        description = {
+            "model": [type(self.model).__qualname__, self.model.get_config()],
+            "sampling": config_dict(self.sampling),
+            "policy": keras.mixed_precision.global_policy().name,
+        }
+        return compile_loop(
+            self.sampling_loop, self.model, self.sampler, description, self._new_program
+        )
 
-            return tf.function(self.sampling_loop, jit_compile=True, reduce_retracing=True)
-        if backend == "jax":
-            import itertools
-
-            import jax
-
-            model, sampler, programs = self.model, self.sampler, {}
-            description = {
-                "model": [type(model).__qualname__, model.get_config()],
-                "sampling": config_dict(self.sampling),
-                "policy": keras.mixed_precision.global_policy().name,
-            }
-
-            @jax.jit
-            def compiled(state, melody, table, bars, allowed, prompt, mask, index, limit, elapsed):
-                sampler_vars, trainable, non_trainable = state
-                mapping = itertools.chain(
-                    zip(sampler.variables, sampler_vars),
-                    zip(model.trainable_variables, trainable),
-                    zip(model.non_trainable_variables, non_trainable),
-                )
-                with keras.StatelessScope(state_mapping=mapping) as scope:
-                    out = self.sampling_loop(
-                        melody, table, bars, allowed, prompt, mask, index, limit, elapsed
-                    )
-                new_sampler_vars = [scope.get_current_value(v) for v in sampler.variables]
-                return out, new_sampler_vars
-
-            def run(melody, table, bars, allowed, prompt, mask, index, limit, elapsed):
-                state = (
-                    [v.value for v in sampler.variables],
-                    [v.value for v in model.trainable_variables],
-                    [v.value for v in model.non_trainable_variables],
-                )
-                arguments = (
-                    state, melody, table, bars, allowed, prompt, mask, index, limit, elapsed
-                )
-                shapes = tuple((tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(arguments))
-                if shapes not in programs:  # a new shape: a kept program, or traced now
-                    self._programs += 1
-                    programs[shapes] = kept_program(compiled, arguments, description)
-                out, new_vars = programs[shapes](*arguments)
-                # The seed state goes back through NumPy: a device array written into
-                # the variable would change the arguments' placement, and with it the
-                # kept program's signature (a second compile).
-                for variable, value in zip(sampler.variables, new_vars):
-                    variable.assign(np.asarray(value))
-                return out
-
-            return run
-        return self.sampling_loop  # torch: eager loop (still cached)
+    def _new_program(self) -> None:
+        """Count a loop program made for a new shape (traced or loaded)."""
+        self._programs += 1
 
     def decode(
         self,

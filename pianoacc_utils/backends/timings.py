@@ -3,20 +3,29 @@
 ``pianoacc accompany --timings`` reports its phases (start-up, reading the melody,
 loading the model, decoding, writing) with a :class:`Stopwatch`;
 ``benchmarks/accompany_wait.py`` reads that report. Decoding is split further, from
-the decoder's own records (:class:`~pianoacc_utils.generation.decoder.DecodeTiming`),
-into compiling (the windows that first made the loop's program for their shape) and
-generating.
+the records a :class:`~pianoacc_utils.generation.CachedDecoder` keeps of its calls
+(:class:`DecodeTiming`), into compiling (the windows that first made the loop's program
+for their shape) and generating.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import keras
 
-from pianoacc_utils.generation.decoder import CachedDecoder
+
+class DecodeTiming(NamedTuple):
+    """One :meth:`~pianoacc_utils.generation.CachedDecoder.decode` call: its wall time
+    (seconds) and whether it first made the loop's program for a new shape (``compiled``:
+    the time to trace and compile it, or to load it from the caches of
+    :mod:`~pianoacc_utils.backends.exported` and JAX, is part of ``seconds``; every call
+    under the eager torch backend)."""
+
+    seconds: float
+    compiled: bool
 
 
 class Stopwatch:
@@ -42,14 +51,17 @@ class Stopwatch:
         self._wall, self._cpu = wall, cpu
         return self.phases[phase]
 
-    def lap_decoding(self, decoder: CachedDecoder, phase: str = "decoding") -> dict[str, Any]:
-        """End a decoding phase, with the wall seconds of its windows that first made
-        the loop's program for their shape (``compiling``: tracing and compiling it, or
+    def lap_decoding(
+        self, timings: Sequence[DecodeTiming], phase: str = "decoding"
+    ) -> dict[str, Any]:
+        """End a decoding phase of the windows that a decoder's ``timings`` record
+        (``CachedDecoder.timings``), with the wall seconds of those that first made the
+        loop's program for their shape (``compiling``: tracing and compiling it, or
         loading it from the caches, together with decoding that window) and the number
         of windows."""
         row = self.lap(phase)
-        row["compiling"] = round(sum(t.seconds for t in decoder.timings if t.compiled), 3)
-        row["windows"] = len(decoder.timings)
+        row["compiling"] = round(sum(t.seconds for t in timings if t.compiled), 3)
+        row["windows"] = len(timings)
         return row
 
     def report(self) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 Before JAX can compile the decoding loop of :class:`~pianoacc_utils.generation.CachedDecoder`
 it traces it: Keras runs the model's and the sampler's Python code once to record the
 program, which takes longer than decoding a window. JAX's persistent compilation cache
-(set up when the package loads) saves the compiling, not the tracing. So the traced
-program is also kept, serialized with ``jax.export``, in ``<cache>/decoders``: a later
-process deserializes it instead of tracing, and its compiled form then comes from JAX's
-cache. The weights are arguments of the program, not part of it.
+(set up when the package loads: :mod:`~pianoacc_utils.backends.startup`) saves the
+compiling, not the tracing. So the traced program is also kept, serialized with
+``jax.export``, in ``<cache>/decoders``: a later process deserializes it instead of
+tracing, and its compiled form then comes from JAX's cache. The weights are arguments
+of the program, not part of it.
 
 A kept program is found by a key over everything that shapes it: the argument shapes
 and dtypes, the caller's description (model configuration, sampling settings, dtype

@@ -1,0 +1,120 @@
+"""Choosing and preparing the Keras backend, before Keras loads.
+
+Keras reads its backend once, at its first import, so :mod:`pianoacc_utils` calls
+:func:`choose_backend` and :func:`prepare_backend` before it imports a module that
+loads Keras. TensorFlow is the default (``KERAS_BACKEND`` overrides it), except for the
+``pianoacc`` subcommands of :data:`FAST_COMMANDS`, which start and generate faster on
+JAX (``benchmarks/accompany_wait.py``). On JAX :func:`prepare_backend`
+
+* loads keras-hub without TensorFlow: keras-hub imports TensorFlow whenever it is
+  installed, for text preprocessing that this package does not use, and that import
+  would be most of a short command's start-up (keras-hub's tools that need TensorFlow
+  are then unavailable in the process, as in an install without it);
+* for those subcommands, also loads Keras without the packages it imports only to
+  offer plots, data frames and notebook display (:data:`KERAS_EXTRAS`), which
+  a command that writes MIDI files never uses;
+* keeps JAX's compiled programs in ``<cache>/jax`` (:func:`common.cache_dir`, unless
+  ``JAX_COMPILATION_CACHE_DIR`` names another folder), so that a later process loads
+  a model and its decoding loop without compiling them again.
+
+This module imports neither Keras nor a backend at its top, so that importing it
+changes nothing yet.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+import warnings
+
+from pianoacc_utils.common import cache_dir
+
+FAST_COMMANDS = {"accompany": "jax"}
+"""``pianoacc`` subcommands and the Keras backend each runs on when ``KERAS_BACKEND`` is
+unset and that backend is installed (measured: ``benchmarks/results/accompany_wait.json``)."""
+
+KERAS_EXTRAS = ("matplotlib", "pandas", "IPython")
+"""Packages that Keras imports when they are installed, for features (plotting, data
+frames, notebook display) that the :data:`FAST_COMMANDS` do not use; their imports
+are most of a second of such a command's start-up."""
+
+JAX_CACHE_BYTES = 1 << 30
+"""Most bytes JAX's persistent compilation cache keeps (least recently used go first)."""
+
+
+def pianoacc_command(argv: list[str]) -> str:
+    """The ``pianoacc`` subcommand that ``argv`` runs (``"accompany"``), else ``""``."""
+    return argv[1] if len(argv) > 1 and os.path.basename(argv[0]) == "pianoacc" else ""
+
+
+def default_backend(argv: list[str]) -> str:
+    """The Keras backend to use when ``KERAS_BACKEND`` is unset: TensorFlow, or the
+    backend of :data:`FAST_COMMANDS` when ``argv`` runs the ``pianoacc`` command with
+    one of those subcommands and that backend is installed."""
+    backend = FAST_COMMANDS.get(pianoacc_command(argv))
+    if backend is not None and importlib.util.find_spec(backend) is not None:
+        return backend
+    return "tensorflow"
+
+
+def choose_backend(argv: list[str]) -> str:
+    """Set ``KERAS_BACKEND`` (unless it is set: :func:`default_backend` for ``argv``) and
+    quieten TensorFlow's logs; returns the backend Keras will load."""
+    os.environ.setdefault("KERAS_BACKEND", default_backend(argv))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info and warning logs off
+    # keras-hub loads tqdm.auto, which in a Jupyter kernel without ipywidgets warns that it
+    # cannot draw progress bars; the package draws none.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    return os.environ["KERAS_BACKEND"]
+
+
+def prepare_backend(argv: list[str]) -> None:
+    """What the chosen backend needs before Keras loads: on JAX, :func:`prepare_jax`
+    (a short command when ``argv`` runs one of :data:`FAST_COMMANDS`); else nothing."""
+    if os.environ["KERAS_BACKEND"] == "jax":
+        prepare_jax(pianoacc_command(argv) in FAST_COMMANDS)
+
+
+def find_devices(backend: str) -> None:
+    """Under TensorFlow (``backend``, the one Keras loaded), find the devices now: called
+    where TensorFlow's start-up lines are silenced, rather than at the first model call."""
+    if backend == "tensorflow":
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
+
+
+class Hidden(importlib.abc.MetaPathFinder):
+    """An import finder under which ``import NAME`` fails, as if NAME (a top-level
+    package) were not installed."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+
+
+def prepare_jax(short_command: bool) -> None:
+    """Before Keras loads on JAX: keras-hub without TensorFlow (and, for a
+    ``short_command``, Keras without :data:`KERAS_EXTRAS`), and the persistent
+    compilation cache (see the module docstring)."""
+    import jax
+
+    if "keras_hub" not in sys.modules and "tensorflow" not in sys.modules:
+        extras = KERAS_EXTRAS if short_command else ()
+        hidden = Hidden("tensorflow", "tensorflow_text", *extras)
+        sys.meta_path.insert(0, hidden)
+        try:
+            import keras_hub  # noqa: F401  (its modules keep "no TensorFlow")
+        finally:
+            sys.meta_path.remove(hidden)
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+    # Cache every program, however fast it compiled: loading a model compiles about a
+    # hundred small ones, which together take longer than the decoding loop.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_BYTES)

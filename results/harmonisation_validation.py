@@ -55,7 +55,7 @@ SYSTEMS = ("pianist", "rule") + KINDS
 CHECK_SONGS = 6
 """Validation songs whose root-and-third agreement under the saved parameters file (keys
 estimated as a user's melody gets them) the report keeps, so that a test can tell the
-committed file from another fit (tests/test_harmonisation.py)."""
+committed file from another fit (tests/harmony/test_harmonisation.py)."""
 started = time.time()
 
 

@@ -186,3 +186,25 @@ def test_key_estimation_sits_with_harmony():
     }
     assert stage(defined["estimate_key"]) == "harmony"
     assert stage(defined["estimate_chords"]) == "harmony"
+
+
+PROJECT_TESTS = {"test_project.py", "test_layout.py", "test_readme.py", "test_pins.py",
+                 "test_benchmarks.py"}
+"""Test files of the project as a whole (dependencies, layout, README, pins, benchmarks)."""
+
+
+def test_tests_are_laid_out_as_the_package():
+    """A folder of tests per stage that is a subpackage, a file per stage that is a module."""
+    tests = Path(__file__).resolve().parent
+    for folder in sorted(p for p in tests.iterdir() if p.is_dir()):
+        if folder.name in ("fixtures", "__pycache__"):
+            continue
+        assert (PACKAGE / folder.name / "__init__.py").is_file(), (
+            f"{folder}: no stage pianoacc_utils/{folder.name}/ to mirror"
+        )
+        assert list(folder.glob("test_*.py")), f"{folder}: no tests"
+    for path in sorted(tests.glob("test_*.py")):
+        module = path.name.removeprefix("test_")
+        assert path.name in PROJECT_TESTS or (PACKAGE / module).is_file(), (
+            f"{path}: neither a module stage (pianoacc_utils/{module}) nor a project-wide check"
+        )

@@ -4,7 +4,7 @@ committed reports give: the README cannot drift from the code or from the result
 The commands are read from the README's ``bash`` blocks. ``make`` targets are checked
 with ``make -n`` (what they would run) for every profile; ``jupyter lab`` must open the
 first notebook and ``pianoacc report`` must parse (the committed page is checked in a
-browser by ``tests/test_report.py``); the commands that act on a melody run for real in
+browser by ``tests/course/test_report.py``); the commands that act on a melody run for real in
 a scratch folder, the ``pianoacc`` ones through this Python.
 """
 

@@ -7,7 +7,7 @@ cross-attention keys/values of the melody are computed once per window. This is 
 makes generation fast (timings: ``benchmarks/results/generation_speed.json``).
 
 :func:`decode_step` computes what the keras-hub ``TransformerDecoder`` blocks of the
-model compute (``tests/test_models.py`` checks that the logits agree), from the blocks'
+model compute (``tests/models/test_models.py`` checks that the logits agree), from the blocks'
 own sub-layers, so the weights are the model's. It keeps one key and one value tensor
 per layer, written in place (``slice_update``), where keras-hub's own cached call
 slices and re-stacks one combined cache tensor every step. Reading sub-layers that are

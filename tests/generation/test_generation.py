@@ -55,7 +55,7 @@ from pianoacc_utils.models import (
 )
 from pianoacc_utils.tokenizer import EventTokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOKENIZER = EventTokenizer()
 VOCAB = TOKENIZER.vocabulary_size
 

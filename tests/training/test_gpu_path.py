@@ -35,7 +35,7 @@ from pianoacc_utils.training import (
     precision_policy,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FULL = PROFILES["full"]
 
 

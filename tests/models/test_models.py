@@ -31,7 +31,7 @@ from pianoacc_utils.models import (
     init_cache,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = {**tiny.TINY, "melody_length": 128, "encoder_layers": 2, "dropout": 0.1}
 """The shared tiny model with a longer melody, two encoder blocks and dropout."""

@@ -30,7 +30,7 @@ from pianoacc_utils import cli
 from pianoacc_utils.common import write_json
 from pianoacc_utils.data import ARRANGEMENT_TRACK_NAME
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 WINDOW_BARS = 4
 """Segment length the test checkpoint was "trained" on: windows of 4 bars, 1 overlapping."""

@@ -46,6 +46,13 @@ LEVERS = {
     "no note release": {"release": False},
     "hanging notes up to 8 beats": {"hanging_beats": 8.0},
     "velocity temperature 1.0": {"velocity_temperature": 1.0},
+    "temperature 1.0, top-p 0.95, no note release": {
+        "temperature": 1.0, "top_p": 0.95, "release": False,
+    },
+    "temperature 1.0, top-p 0.95, velocity temperature 1.4": {
+        "temperature": 1.0, "top_p": 0.95, "velocity_temperature": 1.4,
+    },
+    "temperature 1.2, top-p 0.95": {"temperature": 1.2, "top_p": 0.95},
 }
 """Lever name -> what it changes in the default generation (``SamplingConfig`` fields, or
 ``release`` / ``hanging_beats`` of ``generation.accompany``)."""

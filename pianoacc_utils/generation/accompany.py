@@ -170,7 +170,7 @@ def accompany(
     # One pass per window: every melody not yet accompanied to its end adds one row.
     while active := [job for job in jobs if job.position < job.num_steps]:
         windows = [next_window(job, window, model.config) for job in active]
-        generated = decode_windows(decoder, windows)
+        generated = decode_windows(decoder, windows, model.config.melody_length)
         for job, win, tokens in zip(active, windows, generated):
             job.notes += keep_new_notes(job, win, tokens, release, hanging_beats)
             job.position = advance_position(job, win, tokens, model.config.accompaniment_length)
@@ -239,16 +239,18 @@ def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> W
     )
 
 
-def decode_windows(decoder: CachedDecoder, windows: Sequence[Window]) -> list[list[int]]:
+def decode_windows(
+    decoder: CachedDecoder, windows: Sequence[Window], melody_length: int
+) -> list[list[int]]:
     """The new tokens of every window (after its primer), from one batched, compiled
-    sampling loop; no time shift may pass a window's end."""
-    config = decoder.model.config
+    sampling loop; no time shift may pass a window's end. ``melody_length``: the model's
+    encoder length in tokens (melodies are padded up to a bucket, at most that)."""
     # Pad the tables to a multiple of TABLE_BEATS beats and BAR_BUCKET bars, and the
     # melodies to a multiple of MELODY_BUCKET tokens: few distinct shapes, few compilations.
     tables = [win.harmony_table for win in windows]
     beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
     return decoder.decode(
-        pad_melodies([win.melody_ids for win in windows], config.melody_length),
+        pad_melodies([win.melody_ids for win in windows], melody_length),
         [win.primer_ids for win in windows],
         [win.end - win.origin for win in windows],  # each window's length in steps
         harmony_tables=harmony.pad_tables(tables, beats),

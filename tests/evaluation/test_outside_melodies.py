@@ -250,7 +250,8 @@ def test_evaluate_command_adds_the_melodies(
         return result, {"segments": 0, "models": models}
 
     monkeypatch.setattr(reports, "evaluate_checkpoints", no_pop909)
-    monkeypatch.setattr(reports, "quality_bar", lambda result, system: [])
+    monkeypatch.setattr(reports, "quality_bar", lambda result, system, reference=None: [])
+    monkeypatch.setattr(reports, "load_reference", lambda config: {"metrics": {}})
     monkeypatch.setattr(reports, "evaluate_melodies", melodies_of)
     out = tmp_path / "evaluation.json"
     folder = two_melodies[0].parent

@@ -122,7 +122,7 @@ TWO_DEVICES = textwrap.dedent(
             cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
         )
     import keras
-    sys.path.insert(0, "tests")
+    sys.path[:0] = ["tests", "tests/training"]
     from test_gpu_path import tiny_batch
     from pianoacc_utils.models import build_model
     from pianoacc_utils.training import (

@@ -129,44 +129,40 @@ def pinned_segment():
     return segment(load_song(SEGMENT_SONG))[0]
 
 
-def first_window(seg, window) -> dict[str, Any]:
-    """The inputs of the segment's first window, laid out as generation lays them: the
-    melody's tokens, the annotated chords per beat, the bar lines, the window's length
-    in grid steps and the pianist's tokens over it."""
-    from pianoacc_utils import harmony, models
+def first_window(seg, window, config) -> dict[str, Any]:
+    """The inputs of the segment's first window with its annotated chords, laid out by
+    the generation code itself (``generation.plan_jobs``, ``next_window``,
+    ``window_arrays``), and the pianist's tokens over it."""
     from pianoacc_utils.data.notes import notes_in
-    from pianoacc_utils.generation import segment_chords
-    from pianoacc_utils.generation.decoder import BAR_BUCKET, TABLE_BEATS
+    from pianoacc_utils.generation import next_window, plan_jobs, segment_chords, window_arrays
     from pianoacc_utils.generation.sampling import TOKENIZER
 
-    bars = list(seg.bar_starts)
-    end = bars[window.bars] if window.bars < len(bars) else seg.num_steps
-    table = harmony.beat_table(segment_chords(seg, "annotated"), end)
-    beats = -(-len(table) // TABLE_BEATS) * TABLE_BEATS
-    melody = TOKENIZER.encode(notes_in(seg.melody, 0, end))
+    (job,) = plan_jobs(
+        [(seg.melody, seg.bar_starts, seg.num_steps)], chords=[segment_chords(seg, "annotated")]
+    )
+    win = next_window(job, window, config)
+    arrays = window_arrays([win], config.melody_length)
     return {
-        "melody": melody,
-        "table": harmony.pad_tables([table], beats),
-        "bars": models.pad_bar_lines([[b for b in bars if b < end]], multiple=BAR_BUCKET),
-        "limit": end,
-        "pianist": TOKENIZER.encode(notes_in(seg.accompaniment, 0, end)),
+        "melody": arrays["melody"],
+        "table": arrays["harmony_tables"],
+        "bars": arrays["bar_tables"],
+        "limit": arrays["limits"][0],
+        "pianist": TOKENIZER.encode(notes_in(seg.accompaniment, win.origin, win.end)),
     }
 
 
 def teacher_forced_logits(model, inputs: dict[str, Any], tokens: Sequence[int]) -> np.ndarray:
     """Logits ``(len(tokens) + 1, V)`` float64 of the model reading START + ``tokens``
     on the window: row ``t`` scores the token after the first ``t`` tokens."""
-    from pianoacc_utils.generation.decoder import pad_melodies
     from pianoacc_utils.generation.sampling import TOKENIZER
 
     length = model.config.accompaniment_length
     decoder_input = np.zeros((1, length), np.int32)
     sequence = [TOKENIZER.start_id, *tokens][:length]
     decoder_input[0, : len(sequence)] = sequence
-    melody = pad_melodies([inputs["melody"]], model.config.melody_length)
     logits = model(
         {
-            "melody": melody.astype(np.int32),
+            "melody": inputs["melody"].astype(np.int32),
             "harmony": inputs["table"],
             "bars": np.asarray(inputs["bars"], np.int32),
             "decoder_input": decoder_input,
@@ -232,12 +228,10 @@ def greedy_pin(model, inputs: dict[str, Any], sampling) -> dict[str, Any]:
     choice's lead over the runner-up among the tokens the loop allows (logits,
     teacher-forced on the greedy tokens)."""
     from pianoacc_utils.generation import CachedDecoder
-    from pianoacc_utils.generation.decoder import pad_melodies
 
     decoder = CachedDecoder(model, sampling)
-    melody = pad_melodies([inputs["melody"]], model.config.melody_length)
     (tokens,) = decoder.decode(
-        melody, [[]], [inputs["limit"]], harmony_tables=inputs["table"],
+        inputs["melody"], [[]], [inputs["limit"]], harmony_tables=inputs["table"],
         bar_tables=inputs["bars"],
     )
     logits = generation_logits(teacher_forced_logits(model, inputs, tokens), tokens, inputs,
@@ -313,7 +307,7 @@ def model_pins(parts: Sequence[str] = ("teacher_forced", "greedy", "sampler", "s
     pins: dict[str, object] = {}
     for name in MODELS:
         model, window = load_checkpoint(name)
-        inputs = first_window(seg, window)
+        inputs = first_window(seg, window, model.config)
         if "teacher_forced" in parts:
             pins[f"{name}_teacher_forced"] = teacher_forced_pin(model, inputs)
         if "greedy" in parts:

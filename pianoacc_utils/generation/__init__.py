@@ -33,6 +33,7 @@ from pianoacc_utils.generation.accompany import (
     primer_tokens,
     release_notes,
     segment_chords,
+    window_arrays,
 )
 from pianoacc_utils.generation.checkpoints import (
     PRETRAINED,

@@ -40,7 +40,7 @@ Times are grid steps (a 32nd note: :data:`~pianoacc_utils.defaults.STEPS_PER_BEA
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -239,22 +239,32 @@ def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> W
     )
 
 
+def window_arrays(windows: Sequence[Window], melody_length: int) -> dict[str, Any]:
+    """The windows as the decoder takes them, one row each: ``melody`` (padded token ids),
+    ``primers``, ``limits`` (each window's length in steps), ``harmony_tables`` and
+    ``bar_tables``. ``melody_length``: the model's encoder length in tokens. Tables are
+    padded to a multiple of TABLE_BEATS beats and BAR_BUCKET bars, melodies to a multiple
+    of MELODY_BUCKET tokens: few distinct shapes, few compilations."""
+    tables = [win.harmony_table for win in windows]
+    beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
+    return {
+        "melody": pad_melodies([win.melody_ids for win in windows], melody_length),
+        "primers": [win.primer_ids for win in windows],
+        "limits": [win.end - win.origin for win in windows],
+        "harmony_tables": harmony.pad_tables(tables, beats),
+        "bar_tables": models.pad_bar_lines([win.bar_lines for win in windows], multiple=BAR_BUCKET),
+    }
+
+
 def decode_windows(
     decoder: CachedDecoder, windows: Sequence[Window], melody_length: int
 ) -> list[list[int]]:
     """The new tokens of every window (after its primer), from one batched, compiled
-    sampling loop; no time shift may pass a window's end. ``melody_length``: the model's
-    encoder length in tokens (melodies are padded up to a bucket, at most that)."""
-    # Pad the tables to a multiple of TABLE_BEATS beats and BAR_BUCKET bars, and the
-    # melodies to a multiple of MELODY_BUCKET tokens: few distinct shapes, few compilations.
-    tables = [win.harmony_table for win in windows]
-    beats = -(-max(len(t) for t in tables) // TABLE_BEATS) * TABLE_BEATS
+    sampling loop over :func:`window_arrays`; no time shift may pass a window's end."""
+    arrays = window_arrays(windows, melody_length)
     return decoder.decode(
-        pad_melodies([win.melody_ids for win in windows], melody_length),
-        [win.primer_ids for win in windows],
-        [win.end - win.origin for win in windows],  # each window's length in steps
-        harmony_tables=harmony.pad_tables(tables, beats),
-        bar_tables=models.pad_bar_lines([win.bar_lines for win in windows], multiple=BAR_BUCKET),
+        arrays["melody"], arrays["primers"], arrays["limits"],
+        harmony_tables=arrays["harmony_tables"], bar_tables=arrays["bar_tables"],
     )
 
 

@@ -474,3 +474,22 @@ def scaling_plot(
     if title:
         ax.set_title(title)
     return fig
+
+
+def critic_chart(report: Mapping[str, Any], figsize: tuple[float, float] = (8, 3.5)) -> Figure:
+    """The critic's accuracy per comparison of a ``evaluation.critic_report``, with its
+    95% interval over songs: the systems in blue, the controls in grey, chance (0.5)
+    dashed."""
+    rows = {**report["systems"], **{f"{n} (control)": r for n, r in report["controls"].items()}}
+    names = list(rows)
+    accuracy = [rows[n]["accuracy"] for n in names]
+    errors = [[rows[n]["accuracy"] - rows[n]["accuracy_lo"] for n in names],
+              [rows[n]["accuracy_hi"] - rows[n]["accuracy"] for n in names]]
+    colours = ["tab:blue"] * len(report["systems"]) + ["tab:gray"] * len(report["controls"])
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    ax.barh(names, accuracy, xerr=errors, color=colours)
+    ax.axvline(0.5, color="black", lw=0.8, ls="--")
+    ax.set(xlim=(0.4, 1.0), xlabel="critic accuracy on held-out songs (0.5: cannot tell)")
+    ax.invert_yaxis()
+    return fig

@@ -203,3 +203,13 @@ def test_scaling_plot_labels_plain_numbers():
     assert ax.yaxis.get_major_formatter()(100.0) == "100"
     wide = plotting.scaling_plot({"step": ([256, 4096], [0.2, 900.0])}).axes[0]
     assert wide.yaxis.get_minor_formatter()(20.0) == ""
+
+
+def test_critic_chart_puts_each_comparison_between_chance_and_one():
+    row = {"accuracy": 0.8, "accuracy_lo": 0.7, "accuracy_hi": 0.9}
+    blocks = {"accuracy": 0.99, "accuracy_lo": 0.98, "accuracy_hi": 1.0}
+    report = {"systems": {"fnet": row}, "controls": {"block_chords": blocks}}
+    ax = plotting.critic_chart(report).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["fnet", "block_chords (control)"]
+    assert [round(p.get_width(), 2) for p in ax.patches] == [0.8, 0.99]
+    assert ax.get_xlim() == (0.4, 1.0) and ax.lines[-1].get_xdata()[0] == 0.5

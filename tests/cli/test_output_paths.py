@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from melodies import simple_melody
 
 from pianoacc_utils import cli
-from pianoacc_utils.common import check_outputs
-from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.common import PianoaccError, check_outputs
 
 
 def run(*args: object) -> int:

@@ -781,8 +781,9 @@ def test_precision_loss_rule_on_fake_losses():
 
 
 def test_precision_loss_check_trains_both_from_the_same_weights(monkeypatch, quick_data):
-    from pianoacc_utils.training import loss_check, precision
     from tiny import TINY
+
+    from pianoacc_utils.training import loss_check, precision
 
     def eager(model, settings):  # the same ops, without tracing four graphs
         model = compile_model(model, settings)

@@ -6,7 +6,8 @@ the stages above it; ``tests/test_layout.py`` checks this):
 ==================  ======================================================================
 ``common``          errors, paths and atomic writes; ``defaults``: every tuned constant
 ``backends``        backend and speed code: choosing and preparing the Keras backend,
-                    compiling the decoding loop for it, kept JAX programs, timings
+                    compiling the decoding loop for it, kept JAX programs, timings of
+                    commands and of training steps
 ``data``            notes on a grid: POP909 songs, melodies from MIDI files, example tunes
 ``tokenizer``       notes <-> event tokens (note-on/off, time shift, velocity)
 ``harmony``         chords: labels and per-beat tables, key estimation, chords for a melody

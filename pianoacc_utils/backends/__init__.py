@@ -10,6 +10,9 @@ that idea is made to run fast on a given Keras backend lives here, as Keras keep
 ``compiled``      a traced loop compiled for the backend in use (XLA, ``jax.jit``, eager)
 ``exported``      JAX's traced decoding programs kept on disk between processes
 ``timings``       where a generation command's time goes: wall and CPU seconds per phase
+``speed``         timing repeated steps (warm-up, median, fastest) and comparing two
+                  candidates; what is timed (a model, a precision) is passed in by the
+                  training stage, which builds it
 ================  ==========================================================================
 
 :mod:`pianoacc_utils` runs :mod:`~pianoacc_utils.backends.startup` before anything loads

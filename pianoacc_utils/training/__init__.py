@@ -5,7 +5,9 @@
 (distribution strategy, mixed precision), ``precision`` (the CPU precision, chosen by
 timing the run's own steps), ``checkpoints`` (what a run folder commits
 and how a resume recovers it), ``loop`` (train, resume, read a run back),
-``export`` (ship a run with its model card) and ``speed`` (training-step timing).
+``export`` (ship a run with its model card) and ``step_time`` (each encoder's
+training-step time at growing lengths). ``precision`` and ``step_time`` build what they
+time; the timing itself is :mod:`pianoacc_utils.backends.speed`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from pianoacc_utils.training.batches import (
     START_ID,
     SegmentBatches,
     collate,
+    median_length_batch,
     pad_batch,
     padded_length,
+    padded_lengths,
     segment_batch,
     teacher_forcing,
+    typical_batch,
 )
 from pianoacc_utils.training.checkpoints import (
     RunCheckpoints,
@@ -67,8 +72,6 @@ from pianoacc_utils.training.profiles import (
     TrainConfig,
     get_profile,
 )
-from pianoacc_utils.training.speed import (
+from pianoacc_utils.training.step_time import (
     measure_step_time,
-    median_length_batch,
-    padded_lengths,
 )

@@ -288,3 +288,30 @@ class SegmentBatches(keras.utils.PyDataset):
         dataset = tf.data.Dataset.from_generator(epoch_batches, output_signature=(inputs, spec))
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
         return dataset.prefetch(2)
+
+
+# --------------------------------------------------------------------------- a typical batch
+
+
+def padded_lengths(batches: Sequence[Any]) -> list[int]:
+    """Each batch's padded accompaniment length (tokens), in ``batches``' order."""
+    return [int(batches[i][1].shape[1]) for i in range(len(batches))]
+
+
+def median_length_batch(
+    batches: Sequence[Any], lengths: Sequence[int] | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The batch of median padded accompaniment length among ``batches`` (a
+    :class:`SegmentBatches`, in its current epoch's order): a typical step to time,
+    neither the shortest nor the longest. ``lengths``: their :func:`padded_lengths`, when
+    the caller has them already."""
+    lengths = padded_lengths(batches) if lengths is None else lengths
+    return batches[int(np.argsort(lengths, kind="stable")[len(lengths) // 2])]
+
+
+def typical_batch(batches: SegmentBatches) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The batch of median longest accompaniment among ``batches``, found without
+    collating every batch (:meth:`SegmentBatches.longest_lengths`): the step a run takes
+    most often."""
+    lengths = batches.longest_lengths()
+    return batches[int(np.argsort(lengths, kind="stable")[len(lengths) // 2])]

@@ -18,10 +18,17 @@ float32).
 
 What is chosen, why, the step times and the processor go into the run's ``config.json``
 (:meth:`PrecisionChoice.describe`) and its model card (:meth:`PrecisionChoice.summary`).
+
+This module holds the training decision (the rule, the loss check, the records) and what
+it times (the run's model, compiled with its optimizer, in a precision policy); the
+timing itself (warm-up and timed steps, the two precisions' medians compared, the
+processor and backend the timing holds for) is :mod:`pianoacc_utils.backends.speed`,
+which the decision calls and which knows no model.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -32,9 +39,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from pianoacc_utils.common import PianoaccError, processor_flags, processor_name
+from pianoacc_utils.backends import speed
+from pianoacc_utils.common import PianoaccError, processor_flags
 from pianoacc_utils.models.config import ModelConfig
 from pianoacc_utils.models.seq2seq import build_model
+from pianoacc_utils.training.batches import typical_batch
 from pianoacc_utils.training.devices import (
     CPU_PRECISION_VARIABLE,
     CPU_PRECISIONS,
@@ -176,12 +185,15 @@ def choose_cpu_precision(
     In order: :data:`CPU_PRECISION_VARIABLE` fixes the precision; ``fixed``
     (``(precision, why)``, e.g. a profile's ``cpu_precision``) does; without bfloat16 units
     (``flags``, default this processor's) float32; otherwise ``time_steps(precision)``
-    gives each precision's timed step seconds, and mixed bfloat16 wins when its median
-    step is :data:`MIN_SPEEDUP` times shorter and ``check_loss()`` (run only then)
+    gives each precision's timed step seconds (float32 first,
+    :func:`~pianoacc_utils.backends.speed.compare`), and mixed bfloat16 wins when its
+    median step is :data:`MIN_SPEEDUP` times shorter and ``check_loss()`` (run only then)
     passes. No check (``check_loss`` ``None``) means float32, with the speed-up named.
+    ``processor`` and ``backend`` (recorded): default where this process runs
+    (:func:`~pianoacc_utils.backends.speed.timed_on`).
     """
-    processor = processor or processor_name()
-    backend = backend or keras.backend.backend()
+    here = speed.timed_on()
+    processor, backend = processor or here[0], backend or here[1]
     forced = forced_cpu_precision()
     if forced:
         return PrecisionChoice(forced, f"set by {CPU_PRECISION_VARIABLE}", processor, backend)
@@ -195,16 +207,14 @@ def choose_cpu_precision(
     flags = processor_flags() if flags is None else flags
     if not has_bfloat16_units(flags):
         return PrecisionChoice("float32", "no bfloat16 units", processor, backend)
-    times = {name: [float(t) for t in time_steps(name)] for name in CPU_PRECISIONS}
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    speedup = medians["float32"] / medians["mixed_bfloat16"]
-    timed = (f"{medians['mixed_bfloat16']:.3g} s a step in mixed bfloat16 against "
-             f"{medians['float32']:.3g} s in float32: {speedup:.2f}x")
+    baseline, candidate = CPU_PRECISIONS
+    timings = speed.compare(time_steps, baseline, candidate)
+    timed = timings.describe()
 
     def choice(precision: str, reason: str, check: LossCheck | None = None) -> PrecisionChoice:
-        return PrecisionChoice(precision, reason, processor, backend, times, check)
+        return PrecisionChoice(precision, reason, processor, backend, timings.seconds, check)
 
-    if speedup < MIN_SPEEDUP:
+    if not timings.candidate_faster(MIN_SPEEDUP):
         return choice("float32", f"bfloat16 not {MIN_SPEEDUP}x as fast: {timed}")
     if check_loss is None:
         return choice("float32", f"bfloat16 faster, {timed}, but not loss-checked: "
@@ -232,25 +242,13 @@ def time_precision(
 ) -> list[float]:
     """Seconds of each of ``steps`` training steps (forward, backward, update) of a fresh
     model of ``model_config`` compiled with ``settings``, on ``batch``, in ``precision``,
-    after ``warmup`` untimed ones. The global dtype policy is restored afterwards."""
+    after ``warmup`` untimed ones (:func:`~pianoacc_utils.backends.speed.time_steps`). The
+    global dtype policy is restored afterwards."""
     with precision_policy(True, precision):
         keras.utils.set_random_seed(settings.seed)
         model = compile_model(build_model(model_config), settings)
-        for _ in range(warmup):
-            model.train_on_batch(*batch)
-        times = []
-        for _ in range(steps):
-            began = time.perf_counter()
-            model.train_on_batch(*batch)
-            times.append(time.perf_counter() - began)
-    return times
-
-
-def typical_batch(batches: Any) -> Batch:
-    """The batch of median longest accompaniment among ``batches`` (a
-    :class:`~pianoacc_utils.training.SegmentBatches`): the step a run takes most often."""
-    lengths = batches.longest_lengths()
-    return batches[int(np.argsort(lengths, kind="stable")[len(lengths) // 2])]
+        timed = speed.time_steps(functools.partial(model.train_on_batch, *batch), warmup, steps)
+    return list(timed.seconds)
 
 
 def validation_loss(model: keras.Model, batches: Sequence[Batch]) -> float:
@@ -314,7 +312,7 @@ def choose_for_run(
     made on this processor and backend (a resume does not switch precision mid-run).
     ``replicas`` > 1 (data parallel over logical CPUs): float32, not timed.
     """
-    processor, backend = processor_name(), keras.backend.backend()
+    processor, backend = speed.timed_on()
     if has_gpu():
         precision = training_precision(settings.mixed_precision)
         return PrecisionChoice(precision, "on a GPU the profile's mixed_precision decides",

@@ -44,6 +44,12 @@ vary as much as a pianist's. Chosen on the validation split:
 ``results/velocity_validation.md``."""
 
 
+DEFAULT_NOTE_OFF_BIAS = 0.0
+"""Added to every note-off logit before sampling (nats; below 0 notes are held longer:
+``generation.note_off_logits``). Chosen on the validation split against the critic:
+``results/critic_levers.md``."""
+
+
 # --------------------------------------------------------------------------- generation rules
 
 DEFAULT_CHORD_MASK = True

@@ -1,6 +1,6 @@
 """Can a trained critic tell the models' accompaniments from the pianist's, on whole songs?
 
-    KERAS_BACKEND=jax .venv/bin/python results/critic_validation.py [--songs N] [--generate-only]
+    KERAS_BACKEND=jax .venv/bin/python results/critic_validation.py [--songs N]
 
 Accompanies whole songs of POP909's *validation* split (decisions are made on
 validation; the test split is only reported, by ``pianoacc evaluate``) as ``pianoacc
@@ -13,8 +13,8 @@ song) on the pianist against each system and against its controls (the pianist a
 the pianist, block chords, the pianist jittered by a sixteenth, another song's pianist),
 and writes results/critic_validation.json and .md.
 
-Generated accompaniments are cached per system and song under
-``cache_dir()/critic_validation`` (git-ignored), so an interrupted run resumes where it
+Generated accompaniments are cached per song under ``cache_dir()/critic_songs`` (git-ignored),
+in a folder named by the model's weights and every generation setting, so an interrupted run resumes where it
 stopped. Generation runs on JAX (faster here); the critic then runs in a TensorFlow
 process (its network trains about four times faster there). The number of songs is chosen so that a run takes at most about 25 minutes on
 two CPU cores (generation about 15 s per song and system, in batches of 8 songs).
@@ -23,6 +23,8 @@ two CPU cores (generation about 15 s per song and system, in batches of 8 songs)
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -31,9 +33,10 @@ import time
 from pathlib import Path
 
 from pianoacc_utils import data, generation
-from pianoacc_utils.common import cache_dir, write_atomic, write_json
+from pianoacc_utils.common import cache_dir, config_dict, write_atomic, write_json
 from pianoacc_utils.data.notes import Note
 from pianoacc_utils.data.pop909 import Segment
+from pianoacc_utils.defaults import DEFAULT_RELEASE, HANGING_BEATS
 from pianoacc_utils.evaluation import block_chord_baseline, critic
 from pianoacc_utils.generation import SamplingConfig
 
@@ -64,9 +67,10 @@ def log(message: str) -> None:
     print(f"[{time.time() - started:6.0f} s] {message}", flush=True)
 
 
-def whole_songs(count: int) -> list[Segment]:
-    """The first ``count`` validation songs, each as one segment of all its bars."""
-    ids = data.split_songs(data.song_ids())["validation"][:count]
+def whole_songs(count: int, split: str = "validation") -> list[Segment]:
+    """The first ``count`` songs of ``split`` (in the split's order), each as one segment of
+    all its bars."""
+    ids = data.split_songs(data.song_ids())[split][:count]
     songs = []
     for song_id in ids:
         song = data.load_song(song_id)
@@ -75,71 +79,105 @@ def whole_songs(count: int) -> list[Segment]:
     return songs
 
 
-def cached_path(system: str, song_id: str) -> Path:
-    return cache_dir() / "critic_validation" / f"seed{SEED}" / system / f"{song_id}.json"
+def split_settings(changes: dict) -> tuple[SamplingConfig, dict]:
+    """``changes`` to the default generation as (sampling settings at seed :data:`SEED`,
+    the rules of ``generation.accompany_segment``: ``release``, ``hanging_beats``)."""
+    fields = {f.name for f in dataclasses.fields(SamplingConfig)}
+    sampling = SamplingConfig(seed=SEED, **{k: v for k, v in changes.items() if k in fields})
+    rules = {"release": DEFAULT_RELEASE, "hanging_beats": float(HANGING_BEATS)}
+    rules.update({k: v for k, v in changes.items() if k not in fields})
+    return sampling, rules
 
 
-def generate(songs: list[Segment]) -> dict[str, list[list[Note]]]:
-    """Every system's accompaniment of every song, from the cache or generated."""
-    results: dict[str, list[list[Note]]] = {}
-    for system, (checkpoint, chords) in SYSTEMS.items():
-        missing = [s for s in songs if not cached_path(system, s.song_id).is_file()]
-        if missing:
-            model, window = generation.load_checkpoint(checkpoint)
-            sampling = SamplingConfig(seed=SEED)
-            decoder = generation.CachedDecoder(model, sampling)
-            for first in range(0, len(missing), BATCH_SONGS):
-                batch = missing[first : first + BATCH_SONGS]
-                began = time.time()
-                notes = generation.accompany_segment(
-                    model, batch, sampling, window, decoder=decoder, chords=chords
-                )
-                for seg, played in zip(batch, notes):
-                    payload = [list(n) for n in played]
-                    write_atomic(cached_path(system, seg.song_id), json.dumps(payload).encode())
-                log(f"{system}: {len(batch)} songs in {time.time() - began:.0f} s")
-        results[system] = [
-            [Note(*n) for n in json.loads(cached_path(system, s.song_id).read_text())]
-            for s in songs
-        ]
-    return results
+def generation_key(checkpoint: str, chords: str, changes: dict) -> str:
+    """The cache folder of one way of accompanying: the model (its weights' digest), the
+    chords it is given and every generation setting, so that a changed default or a
+    retrained model is never read from an older run's cache."""
+    sampling, rules = split_settings(changes)
+    weights = generation.resolve_checkpoint(checkpoint)
+    description = {
+        "weights": hashlib.sha1(weights.read_bytes()).hexdigest(),
+        "chords": chords, "sampling": config_dict(sampling), "rules": rules,
+    }
+    digest = hashlib.sha1(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    return f"{checkpoint}-{chords}-{digest[:12]}"
+
+
+def cached_path(key: str, split: str, song_id: str) -> Path:
+    return cache_dir() / "critic_songs" / split / key / f"{song_id}.json"
+
+
+def accompany_songs(
+    songs: list[Segment], split: str, name: str, checkpoint: str, chords: str,
+    changes: dict | None = None,
+) -> list[list[Note]]:
+    """``checkpoint``'s accompaniment of every song as ``pianoacc accompany`` makes it
+    (window by window, ``chords`` from ``generation.CHORD_SOURCES``), with ``changes`` to
+    the default settings; from the cache, or generated and cached song by song."""
+    changes = changes or {}
+    key = generation_key(checkpoint, chords, changes)
+    missing = [s for s in songs if not cached_path(key, split, s.song_id).is_file()]
+    if missing:
+        model, window = generation.load_checkpoint(checkpoint)
+        sampling, rules = split_settings(changes)
+        decoder = generation.CachedDecoder(model, sampling)
+        for first in range(0, len(missing), BATCH_SONGS):
+            batch = missing[first : first + BATCH_SONGS]
+            began = time.time()
+            notes = generation.accompany_segment(
+                model, batch, sampling, window, decoder=decoder, chords=chords, **rules
+            )
+            for seg, played in zip(batch, notes):
+                payload = json.dumps([list(n) for n in played]).encode()
+                write_atomic(cached_path(key, split, seg.song_id), payload)
+            log(f"{name}: {len(batch)} songs in {time.time() - began:.0f} s")
+    return [
+        [Note(*n) for n in json.loads(cached_path(key, split, s.song_id).read_text())]
+        for s in songs
+    ]
+
+
+def generate(songs: list[Segment], split: str = "validation") -> dict[str, list[list[Note]]]:
+    """Every system of :data:`SYSTEMS`' accompaniment of every song, at the defaults."""
+    return {
+        system: accompany_songs(songs, split, system, checkpoint, chords)
+        for system, (checkpoint, chords) in SYSTEMS.items()
+    }
 
 
 def markdown(report: dict) -> str:
     """The report's tables under a few lines on what was compared."""
     settings = report["settings"]
     return (
-        "# The critic on whole validation songs\n\n"
+        f"# The critic on whole {settings['split']} songs\n\n"
         f"Written by `{settings['command']}` ({report['seconds']:.0f} s for the critic).\n\n"
-        f"{len(settings['songs'])} whole songs of the validation split ({settings['bars']} "
-        f"bars: {', '.join(settings['songs'])}), accompanied as `pianoacc accompany` does "
-        "(sampling seed 0): *melody_only* with the chords the learned harmoniser finds for "
-        "the melody, *lead_sheet* with the annotated chords. Each system and each control "
-        f"is told from the pianist in {settings['config']['bars']}-bar windows where the "
-        f"melody sounds, {settings['config']['folds']} folds grouped by song; accuracy on "
+        f"{len(settings['songs'])} whole songs of the {settings['split']} split "
+        f"({settings['bars']} bars: {', '.join(settings['songs'])}), accompanied as "
+        "`pianoacc accompany` does (default settings, sampling seed 0: "
+        f"{settings['sampling']}): *melody_only* with the chords the learned harmoniser "
+        "finds for the melody, *lead_sheet* with the annotated chords. Each system and each "
+        f"control is told from the pianist in {settings['config']['bars']}-bar windows where "
+        f"the melody sounds, {settings['config']['folds']} folds grouped by song; accuracy on "
         "held-out songs, 0.5 = indistinguishable, 95% interval from resampling songs. "
         "The critic that counts is the most accurate of the three.\n\n"
         + critic.critic_markdown(report)
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
-    parser.add_argument("--generate-only", action="store_true", help="fill the cache, stop")
-    args = parser.parse_args()
-    songs = whole_songs(args.songs)
-    log(f"{len(songs)} validation songs, {sum(s.num_bars for s in songs)} bars")
-    systems = generate(songs)
-    if args.generate_only:
-        return
+def run(split: str, count: int, out: Path, command: str, script: str) -> None:
+    """Accompany the first ``count`` whole songs of ``split`` with every system of
+    :data:`SYSTEMS` (cached), then, in a TensorFlow process, run the critic and write
+    ``out`` .json and .md."""
+    songs = whole_songs(count, split)
+    log(f"{len(songs)} {split} songs, {sum(s.num_bars for s in songs)} bars")
+    systems = generate(songs, split)
     if os.environ.get("KERAS_BACKEND") == "jax":
         # The critic's network trains batch by batch, about four times faster on TensorFlow
         # than on JAX here; the accompaniments are cached, so a TensorFlow process goes on.
         log("the critic runs in a TensorFlow process")
         environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-        command = [sys.executable, __file__, "--songs", str(args.songs)]
-        raise SystemExit(subprocess.run(command, env=environment).returncode)
+        arguments = [sys.executable, script, "--songs", str(count)]
+        raise SystemExit(subprocess.run(arguments, env=environment).returncode)
     began = time.time()
     pieces = [critic.segment_piece(s) for s in songs]
     blocks = [block_chord_baseline(s) for s in songs]
@@ -147,17 +185,27 @@ def main() -> None:
         pieces, systems, {"block_chords": blocks}, critic.CriticConfig(seed=SEED)
     )
     log(f"critic: {time.time() - began:.0f} s")
+    sampling, rules = split_settings({})
     report["settings"].update(
-        split="validation",
+        split=split,
         songs=[s.song_id for s in songs],
         bars=sum(s.num_bars for s in songs),
         systems={name: {"checkpoint": c, "chords": h} for name, (c, h) in SYSTEMS.items()},
         sampling_seed=SEED,
-        command=COMMAND,
+        sampling=", ".join(f"{k} {v}" for k, v in {**config_dict(sampling), **rules}.items()
+                           if k != "seed"),
+        command=command,
     )
-    write_json(OUT.with_suffix(".json"), report)
-    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
-    log(f"wrote {OUT}.json and .md")
+    write_json(out.with_suffix(".json"), report)
+    write_atomic(out.with_suffix(".md"), markdown(report).encode())
+    log(f"wrote {out}.json and .md")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
+    args = parser.parse_args()
+    run("validation", args.songs, OUT, COMMAND, __file__)
 
 
 if __name__ == "__main__":

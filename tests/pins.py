@@ -182,24 +182,24 @@ def step_times(tokens: Sequence[int]) -> np.ndarray:
 
 def generation_logits(logits: np.ndarray, tokens: Sequence[int], inputs: dict[str, Any],
                       sampling) -> np.ndarray:
-    """The logits as the decoding loop hands them to the sampler: velocity temperature,
-    the window mask and (if ``sampling.chord_mask``) the chord mask applied."""
+    """The logits as the decoding loop hands them to the sampler
+    (``generation.shape_logits``: velocity temperature, note-off bias, the window mask and,
+    if ``sampling.chord_mask``, the chord mask)."""
     from keras import ops
 
     from pianoacc_utils.defaults import STEPS_PER_BEAT
-    from pianoacc_utils.generation.sampling import chord_allowed, mask_logits, velocity_logits
+    from pianoacc_utils.generation.sampling import chord_allowed, shape_logits
 
     now = step_times(tokens)[: len(logits)]
     values = ops.convert_to_tensor(logits.astype(np.float32))
-    if sampling.velocity_factor != 1.0:
-        values = velocity_logits(values, sampling.velocity_factor, sampling.temperature)
     permitted = None
     if sampling.chord_mask:
         allowed = chord_allowed(inputs["table"])[0]
         beat = np.minimum(now // STEPS_PER_BEAT, len(allowed) - 1)
         permitted = ops.convert_to_tensor(allowed[beat])
     remaining = ops.convert_to_tensor((inputs["limit"] - now).astype(np.int32))
-    return np.asarray(ops.convert_to_numpy(mask_logits(values, remaining, permitted)), np.float64)
+    shaped = shape_logits(values, sampling, remaining, permitted)
+    return np.asarray(ops.convert_to_numpy(shaped), np.float64)
 
 
 # --------------------------------------------------------------------------- model pins

@@ -23,6 +23,7 @@ from pianoacc_utils.cli.options import (
     command,
     compound_argument,
     harmony_rule_arguments,
+    note_off_bias_argument,
     velocity_temperature_argument,
 )
 from pianoacc_utils.common import PianoaccError, check_outputs
@@ -193,6 +194,7 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"0: greedy (default {DEFAULT_TEMPERATURE})",
     )
     velocity_temperature_argument(parser)
+    note_off_bias_argument(parser)
     parser.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
     parser.add_argument(
         "--top-p", type=float, default=DEFAULT_TOP_P,
@@ -253,7 +255,7 @@ def _accompany(args: argparse.Namespace) -> None:
 
     sampling = SamplingConfig(
         args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask,
-        args.velocity_temperature,
+        args.velocity_temperature, args.note_off_bias,
     )
     clock.lap("melody")
     model, window = load_checkpoint(args.checkpoint)

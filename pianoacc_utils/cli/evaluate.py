@@ -11,6 +11,7 @@ from pianoacc_utils.cli.options import (
     command,
     compound_argument,
     harmony_rule_arguments,
+    note_off_bias_argument,
     velocity_temperature_argument,
 )
 from pianoacc_utils.common import PianoaccError, check_outputs, write_atomic, write_json
@@ -42,6 +43,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--primer-tokens", type=int, default=0, help="ground-truth tokens to prime with")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     velocity_temperature_argument(parser)
+    note_off_bias_argument(parser)
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     seeds = parser.add_mutually_exclusive_group()
@@ -94,6 +96,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         primer_tokens=args.primer_tokens,
         temperature=args.temperature,
         velocity_temperature=args.velocity_temperature,
+        note_off_bias=args.note_off_bias,
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seeds[0] if args.seeds else args.seed,

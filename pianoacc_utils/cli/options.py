@@ -4,12 +4,14 @@ that more than one of them takes."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable
 
 from pianoacc_utils.defaults import (
     COMPOUND_MODES,
     DEFAULT_CHORD_MASK,
     DEFAULT_COMPOUND,
+    DEFAULT_NOTE_OFF_BIAS,
     DEFAULT_RELEASE,
     DEFAULT_VELOCITY_TEMPERATURE,
     HANGING_BEATS,
@@ -68,6 +70,22 @@ def velocity_temperature_argument(parser: argparse.ArgumentParser) -> None:
         help="temperature of the choice among velocity tokens (default "
         f"{DEFAULT_VELOCITY_TEMPERATURE:g}); higher values vary the dynamics more, the "
         "value of --temperature treats them like every other token",
+    )
+
+
+def finite_float(text: str) -> float:
+    """A finite number (argparse type)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def note_off_bias_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--note-off-bias", type=finite_float, metavar="NATS", default=DEFAULT_NOTE_OFF_BIAS,
+        help="added to every note-off logit (default "
+        f"{DEFAULT_NOTE_OFF_BIAS:g}); below 0 notes are held longer, above 0 shorter",
     )
 
 

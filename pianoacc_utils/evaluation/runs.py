@@ -26,6 +26,7 @@ from pianoacc_utils.data.pop909 import Segment, Song
 from pianoacc_utils.defaults import (
     DEFAULT_CHORD_MASK,
     DEFAULT_COMPOUND,
+    DEFAULT_NOTE_OFF_BIAS,
     DEFAULT_RELEASE,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
@@ -241,6 +242,7 @@ class EvaluationConfig:
     primer_tokens: int = 0
     temperature: float = DEFAULT_TEMPERATURE
     velocity_temperature: float | None = DEFAULT_VELOCITY_TEMPERATURE
+    note_off_bias: float = DEFAULT_NOTE_OFF_BIAS
     top_k: int | None = None
     top_p: float | None = DEFAULT_TOP_P
     seed: int = 0
@@ -260,7 +262,7 @@ class EvaluationConfig:
 
         return SamplingConfig(
             self.temperature, self.top_k, self.top_p, self.seed, self.chord_mask,
-            self.velocity_temperature,
+            self.velocity_temperature, self.note_off_bias,
         )
 
 

@@ -53,6 +53,7 @@ from pianoacc_utils.generation.decoder import (
 )
 from pianoacc_utils.generation.sampling import (
     GREEDY,
+    IS_NOTE_OFF,
     IS_VELOCITY,
     NEVER,
     NOTE_ON_CLASS,
@@ -61,5 +62,7 @@ from pianoacc_utils.generation.sampling import (
     SamplingConfig,
     chord_allowed,
     mask_logits,
+    note_off_logits,
+    shape_logits,
     velocity_logits,
 )

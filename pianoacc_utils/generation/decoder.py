@@ -11,8 +11,9 @@ backend runs it eagerly): :mod:`pianoacc_utils.backends.compiled` compiles it.
 
 Each step turns the model's logits into the next token in the order nanoGPT's
 ``generate`` does, with the masks of :mod:`~pianoacc_utils.generation.sampling` in between:
-the step's logits, the velocity temperature (:func:`velocity_logits`), the window and chord
-masks (:func:`mask_logits`), then the sampler (temperature, softmax, top-p or top-k, draw).
+the step's logits, the velocity temperature (:func:`velocity_logits`), the note-off bias
+(:func:`note_off_logits`), the window and chord masks (:func:`mask_logits`), all three
+through :func:`shape_logits`, then the sampler (temperature, softmax, top-p or top-k, draw).
 :func:`naive_decode` is the slow reference that re-runs the full decoder on the growing
 prefix: cached greedy decoding must give the same tokens.
 
@@ -40,7 +41,7 @@ from pianoacc_utils.generation.sampling import (
     SamplingConfig,
     chord_allowed,
     mask_logits,
-    velocity_logits,
+    shape_logits,
 )
 from pianoacc_utils.models.cached import decode_step, init_cache
 
@@ -100,7 +101,6 @@ class CachedDecoder:
         self._programs += 1  # Python runs here only while tracing, not in compiled calls
         model = self.model
         use_mask = self.sampling.chord_mask
-        velocity_factor = self.sampling.velocity_factor
         # Encode the melody once per window (with its chords and bar lines).
         encoder_output = model.encode(melody, harmony=table, bars=bars)
         # Empty self-attention caches, and the cross-attention keys/values of the
@@ -129,12 +129,11 @@ class CachedDecoder:
             # Chord mask: the tokens that beat's chord allows (None: every token).
             permitted = models.beat_rows(allowed, beat)[:, 0, :] if use_mask else None
             logits = logits[:, 0, :]  # (B, V): the logits of the one new position
-            # Velocity temperature: reshape the choice among velocity tokens only.
-            if velocity_factor != 1.0:
-                logits = velocity_logits(logits, velocity_factor, self.sampling.temperature)
-            # Window mask: no time shift past the window's end, END once it is reached,
-            # never PAD/START, and the chord mask.
-            logits = mask_logits(logits, limit - now, permitted)
+            # Velocity temperature (the choice among velocity tokens only), note-off bias
+            # (below 0: each sounding note less likely to end now), then the window mask
+            # (no time shift past the window's end, END once it is reached, never
+            # PAD/START) and the chord mask.
+            logits = shape_logits(logits, self.sampling, limit - now, permitted)
             # The sampler then divides by the temperature, takes the softmax, keeps the
             # top-p/top-k tokens, draws one and writes it at ``index``; the time advances
             # by this step's shift.

@@ -6,6 +6,10 @@ sampler sees a step's logits, two functions reshape them:
 
 * :func:`velocity_logits` gives the velocity tokens their own temperature, so that the
   dynamics can vary more than the timing and the pitches;
+* :func:`note_off_logits` moves every note-off logit by a fixed bias, so that (below 0)
+  notes are held longer than the model would hold them: at each step a sounding note is
+  a little less likely to end, and the probability goes to the tokens that go on
+  (time shifts, other notes);
 * :func:`mask_logits` sets forbidden tokens to -1e9 (probability 0): PAD and START
   always, time shifts that would run past the window's end, anything but END once the
   end is reached, and, with the chord mask, note-ons outside the current chord
@@ -31,6 +35,7 @@ from keras import ops
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.defaults import (
     DEFAULT_CHORD_MASK,
+    DEFAULT_NOTE_OFF_BIAS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     DEFAULT_VELOCITY_TEMPERATURE,
@@ -63,6 +68,12 @@ class SamplingConfig:
     (:data:`~pianoacc_utils.defaults.DEFAULT_VELOCITY_TEMPERATURE`) was chosen on the
     validation split so that the velocities vary about as much as the pianists'
     (``results/velocity_validation.md``).
+    ``note_off_bias``: added to every note-off logit before the temperature (nats, so
+    ``-1`` makes each note-off about e times less likely against the rest); below 0
+    notes are held longer (:func:`note_off_logits`); no effect when greedy unless a
+    note-off was the most likely token. Its default
+    (:data:`~pianoacc_utils.defaults.DEFAULT_NOTE_OFF_BIAS`) was chosen on the
+    validation split against the critic (``results/critic_levers.md``).
     """
 
     temperature: float = DEFAULT_TEMPERATURE
@@ -71,6 +82,7 @@ class SamplingConfig:
     seed: int = 0
     chord_mask: bool = DEFAULT_CHORD_MASK
     velocity_temperature: float | None = DEFAULT_VELOCITY_TEMPERATURE
+    note_off_bias: float = DEFAULT_NOTE_OFF_BIAS
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -82,6 +94,8 @@ class SamplingConfig:
         velocity = self.velocity_temperature
         if velocity is not None and not (math.isfinite(velocity) and velocity > 0):
             raise PianoaccError(f"velocity temperature must be a number > 0, got {velocity}")
+        if not math.isfinite(self.note_off_bias):
+            raise PianoaccError(f"note-off bias must be a finite number, got {self.note_off_bias}")
 
     @property
     def velocity_factor(self) -> float:
@@ -141,6 +155,13 @@ IS_VELOCITY[TOKENIZER.velocity_offset : TOKENIZER.vocabulary_size] = True
 """The velocity tokens (their temperature: ``SamplingConfig.velocity_temperature``)."""
 
 
+IS_NOTE_OFF = np.zeros(len(TOKENIZER), bool)
+
+
+IS_NOTE_OFF[TOKENIZER.note_off_offset : TOKENIZER.time_shift_offset] = True
+"""The note-off tokens (their bias: ``SamplingConfig.note_off_bias``)."""
+
+
 def mask_logits(logits: Any, remaining: Any, allowed: Any = None) -> Any:
     """Forbid PAD/START, time shifts past the window end, anything but END at the end,
     and (given ``allowed``) the tokens it marks False.
@@ -177,6 +198,32 @@ def velocity_logits(logits: Any, factor: float, temperature: float) -> Any:
     scaled = logits * factor
     after = ops.logsumexp(ops.where(velocity, scaled, floor) / temperature, axis=-1, keepdims=True)
     return ops.where(velocity, scaled + temperature * (before - after), logits)
+
+
+def note_off_logits(logits: Any, bias: float) -> Any:
+    """Logits (B, V) with ``bias`` (nats) added to every note-off token.
+
+    A sounding note ends when the decoder emits its note-off; below 0 each step is less
+    likely to end it, so notes are held longer (the probability moves to time shifts and
+    other notes in proportion, as a softmax does). Notes left hanging are still released
+    by :func:`~pianoacc_utils.generation.release_notes`.
+    """
+    offset = ops.cast(ops.convert_to_tensor(IS_NOTE_OFF)[None, :], logits.dtype) * bias
+    return logits + offset
+
+
+def shape_logits(
+    logits: Any, sampling: SamplingConfig, remaining: Any, allowed: Any = None
+) -> Any:
+    """A step's logits (B, V) as the sampler gets them: the velocity temperature
+    (:func:`velocity_logits`), the note-off bias (:func:`note_off_logits`), then the masks
+    (:func:`mask_logits`; ``remaining`` (B,) grid steps left, ``allowed`` the chord mask's
+    row or ``None``). The decoding loop and the behaviour pins both call it."""
+    if sampling.velocity_factor != 1.0:
+        logits = velocity_logits(logits, sampling.velocity_factor, sampling.temperature)
+    if sampling.note_off_bias != 0.0:
+        logits = note_off_logits(logits, sampling.note_off_bias)
+    return mask_logits(logits, remaining, allowed)
 
 
 def chord_allowed(tables: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from pianoacc_utils.generation import (
     accompany_segment,
     mask_logits,
     naive_decode,
+    note_off_logits,
     pad_melodies,
     primer_tokens,
     velocity_logits,
@@ -408,6 +409,8 @@ def test_seeded_sampling_is_reproducible():
         (dict(top_k=0), "top-k"),
         (dict(velocity_temperature=0.0), "velocity temperature"),
         (dict(velocity_temperature=float("inf")), "velocity temperature"),
+        (dict(note_off_bias=float("-inf")), "note-off bias"),
+        (dict(note_off_bias=float("nan")), "note-off bias"),
     ],
 )
 def test_invalid_sampling_settings_are_reported(settings, message):
@@ -462,6 +465,40 @@ def test_the_velocity_temperature_scales_the_velocity_logits_only():
 
     assert velocity_bins(0.01) == {0}
     assert len(velocity_bins(20.0)) >= 8
+
+
+def test_note_off_logits_move_the_note_offs_only():
+    logits = np.random.default_rng(1).normal(0, 3, (2, VOCAB)).astype(np.float32)
+    is_off = np.zeros(VOCAB, bool)
+    is_off[TOKENIZER.note_off_offset : TOKENIZER.note_off_offset + 128] = True
+    moved = np.asarray(note_off_logits(logits, -1.5))
+    np.testing.assert_array_equal(moved[:, ~is_off], logits[:, ~is_off])
+    np.testing.assert_allclose(moved[:, is_off], logits[:, is_off] - 1.5, rtol=1e-6)
+
+
+def test_a_negative_note_off_bias_holds_notes_longer():
+    """A model that finds a note-on, its note-off and a time shift equally likely: below 0
+    the bias makes note-offs rarer against time shifts, so each note sounds longer."""
+    bias = np.full(VOCAB, -10.0, np.float32)
+    bias[TOKENIZER.note_on_offset + 60] = 2.0
+    bias[TOKENIZER.note_off_offset + 60] = 2.0
+    bias[shift_id(2)] = 2.0
+    model = biased_model(bias)
+    padded = pad_melodies([random_melody(0)] * 4, model.config.melody_length)
+
+    def offs_per_shift(note_off_bias: float) -> float:
+        sampling = SamplingConfig(
+            temperature=1.0, top_p=None, seed=3, chord_mask=False, velocity_temperature=None,
+            note_off_bias=note_off_bias,
+        )
+        rows = CachedDecoder(model, sampling).decode(padded, [[]] * 4, [4000] * 4, max_length=64)
+        tokens = [t for row in rows for t in row]
+        offs = sum(t == TOKENIZER.note_off_offset + 60 for t in tokens)
+        return offs / sum(t == shift_id(2) for t in tokens)
+
+    plain, held = offs_per_shift(0.0), offs_per_shift(-3.0)
+    assert 0.6 < plain < 1.6  # about 1: as likely as a time shift
+    assert held < plain / 5  # about e**-3 as likely
 
 
 # --------------------------------------------------------------------------- stopping and windows

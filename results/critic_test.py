@@ -1,0 +1,40 @@
+"""The critic on whole *test* songs: reported, never chosen on.
+
+    KERAS_BACKEND=jax .venv/bin/python results/critic_test.py [--songs N]
+
+Every choice the critic informs (the generation defaults, which checkpoint ships) is made
+on the validation split (``results/critic_validation.py``, ``results/critic_levers.py``).
+This script runs the same measurement, unchanged, on the first songs of the test split
+(POP909's test songs, whole, accompanied as ``pianoacc accompany`` does at the defaults,
+seed 0) and writes ``results/critic_test.json`` and ``.md``, the figures the README and
+``docs/results.md`` report. Generation is cached as in ``critic_validation.py``, so an
+interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from critic_validation import run
+
+DECIDES_ON = None
+"""The split this script chooses on: none (it only reports); ``tests/test_project.py``
+checks that no script chooses on the test split."""
+
+OUT = Path("results/critic_test")
+SONGS = 30
+"""Test songs judged (the first of the split's order): about 40 minutes of generation for
+the four systems on two cores, and 10 for the critic."""
+COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/critic_test.py"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
+    args = parser.parse_args()
+    run("test", args.songs, OUT, COMMAND, __file__)
+
+
+if __name__ == "__main__":
+    main()

@@ -85,8 +85,11 @@ def test_pins_hold_when_the_weights_move_in_their_last_bits(fnet_only, monkeypat
 def test_pins_fail_when_the_sampling_default_changes(fnet_only, monkeypatch):
     from pianoacc_utils.generation import SamplingConfig
 
+    from pianoacc_utils.defaults import DEFAULT_TEMPERATURE
+
     defaults = list(SamplingConfig.__init__.__defaults__)
-    defaults[0] = 1.0  # temperature 0.7 -> 1.0
+    assert defaults[0] == DEFAULT_TEMPERATURE
+    defaults[0] = 0.7 if DEFAULT_TEMPERATURE != 0.7 else 1.0  # another temperature
     monkeypatch.setattr(SamplingConfig.__init__, "__defaults__", tuple(defaults))
     actual = json.loads(json.dumps(model_pins(("sampler",))))
     problems = pin_differences(committed(), actual)

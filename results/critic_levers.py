@@ -68,6 +68,12 @@ LEVERS = {
     "temperature 1.0, top-p 0.98, velocity temperature 1.4": {
         "temperature": 1.0, "top_p": 0.98, "velocity_temperature": 1.4,
     },
+    "temperature 1.0, top-p 0.95, velocity temperature 1.4, no chord mask": {
+        "temperature": 1.0, "top_p": 0.95, "velocity_temperature": 1.4, "chord_mask": False,
+    },
+    "temperature 1.0, top-p 0.95, velocity temperature 1.4, no note release": {
+        "temperature": 1.0, "top_p": 0.95, "velocity_temperature": 1.4, "release": False,
+    },
 }
 """Lever name -> what it changes in :data:`EARLIER` (``SamplingConfig`` fields, or
 ``release`` / ``hanging_beats`` of ``generation.accompany``)."""

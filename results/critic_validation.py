@@ -137,11 +137,16 @@ def accompany_songs(
     ]
 
 
-def generate(songs: list[Segment], split: str = "validation") -> dict[str, list[list[Note]]]:
-    """Every system of :data:`SYSTEMS`' accompaniment of every song, at the defaults."""
+def generate(
+    songs: list[Segment], split: str = "validation", extra: dict | None = None
+) -> dict[str, list[list[Note]]]:
+    """Every system of :data:`SYSTEMS`' accompaniment of every song, at the defaults, and
+    of each ``extra`` system (name -> checkpoint, chords, changes to the defaults)."""
+    systems = {name: (checkpoint, chords, {}) for name, (checkpoint, chords) in SYSTEMS.items()}
+    systems.update(extra or {})
     return {
-        system: accompany_songs(songs, split, system, checkpoint, chords)
-        for system, (checkpoint, chords) in SYSTEMS.items()
+        name: accompany_songs(songs, split, name, checkpoint, chords, changes)
+        for name, (checkpoint, chords, changes) in systems.items()
     }
 
 
@@ -159,18 +164,26 @@ def markdown(report: dict) -> str:
         f"control is told from the pianist in {settings['config']['bars']}-bar windows where "
         f"the melody sounds, {settings['config']['folds']} folds grouped by song; accuracy on "
         "held-out songs, 0.5 = indistinguishable, 95% interval from resampling songs. "
-        "The critic that counts is the most accurate of the three.\n\n"
-        + critic.critic_markdown(report)
+        "The critic that counts is the most accurate of the three."
+        + "".join(
+            f" *{name}*: {system['checkpoint']} with "
+            f"{'the annotated' if system['chords'] == 'annotated' else 'estimated'} chords at "
+            + ", ".join(f"{k} {v}" for k, v in system["changes"].items()) + "."
+            for name, system in settings["systems"].items() if "changes" in system
+        )
+        + "\n\n" + critic.critic_markdown(report)
     )
 
 
-def run(split: str, count: int, out: Path, command: str, script: str) -> None:
+def run(
+    split: str, count: int, out: Path, command: str, script: str, extra: dict | None = None
+) -> None:
     """Accompany the first ``count`` whole songs of ``split`` with every system of
-    :data:`SYSTEMS` (cached), then, in a TensorFlow process, run the critic and write
-    ``out`` .json and .md."""
+    :data:`SYSTEMS` and ``extra`` (:func:`generate`; cached), then, in a TensorFlow
+    process, run the critic and write ``out`` .json and .md."""
     songs = whole_songs(count, split)
     log(f"{len(songs)} {split} songs, {sum(s.num_bars for s in songs)} bars")
-    systems = generate(songs, split)
+    systems = generate(songs, split, extra)
     if os.environ.get("KERAS_BACKEND") == "jax":
         # The critic's network trains batch by batch, about four times faster on TensorFlow
         # than on JAX here; the accompaniments are cached, so a TensorFlow process goes on.
@@ -190,7 +203,11 @@ def run(split: str, count: int, out: Path, command: str, script: str) -> None:
         split=split,
         songs=[s.song_id for s in songs],
         bars=sum(s.num_bars for s in songs),
-        systems={name: {"checkpoint": c, "chords": h} for name, (c, h) in SYSTEMS.items()},
+        systems={
+            **{name: {"checkpoint": c, "chords": h} for name, (c, h) in SYSTEMS.items()},
+            **{name: {"checkpoint": c, "chords": h, "changes": changes}
+               for name, (c, h, changes) in (extra or {}).items()},
+        },
         sampling_seed=SEED,
         sampling=", ".join(f"{k} {v}" for k, v in {**config_dict(sampling), **rules}.items()
                            if k != "seed"),

@@ -105,7 +105,8 @@ chords = learned_chords(melody.notes, melody.grid.bar_starts, melody.end_step)
 assert chords and all(chord_vector(c.label).sum() >= 3 for c in chords)
 model, window = load_checkpoint("transformer")
 assert model.built and window.bars == 8
-unused = set(sys.modules) & {"mir_eval", "tensorflow", *pianoacc_utils.backends.KERAS_EXTRAS}
+unused = set(sys.modules) & {"mir_eval", "music21", "scipy.sparse", "tensorflow",
+                             *pianoacc_utils.backends.KERAS_EXTRAS}
 assert not unused, unused
 rng = np.random.default_rng(0)
 batch = {"melody": rng.integers(3, 300, (2, 24)).astype("int32"),
@@ -122,8 +123,10 @@ def test_the_accompany_process_loads_a_model_under_jax_without_unused_modules(tm
     """Under JAX (a fresh process, its own compilation cache), the process of ``pianoacc
     accompany`` estimates chords and loads the model without importing what it does not
     use: TensorFlow (keras-hub's text tools), mir_eval (the harmoniser's labels come
-    parsed with its parameters), Keras's plotting, data-frame and notebook packages; the
-    loaded model's logits equal TensorFlow's for the same checkpoint."""
+    parsed with its parameters), music21 (the key is estimated without it), SciPy's
+    sparse solvers (deferred), and the packages of Keras's and keras-hub's extras
+    (plots, data frames, notebooks, scikit-learn wrappers, downloads); the loaded
+    model's logits equal TensorFlow's for the same checkpoint."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
            "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")}
     melody = write_melody(tmp_path / "melody.mid", bars=8)

@@ -9,6 +9,8 @@ that idea is made to run fast on a given Keras backend lives here, as Keras keep
                   that loads keras-hub without TensorFlow on JAX, JAX's compilation cache)
 ``compiled``      a traced loop compiled for the backend in use (XLA, ``jax.jit``, eager)
 ``exported``      JAX's traced decoding programs kept on disk between processes
+``loading``       a saved model loaded without running the initializers of the weights
+                  that its file replaces (each a compiled program under JAX)
 ``timings``       where a generation command's time goes: wall and CPU seconds per phase
 ``speed``         timing repeated steps (warm-up, median, fastest) and comparing two
                   candidates; what is timed (a model, a precision) is passed in by the

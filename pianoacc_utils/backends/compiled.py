@@ -29,7 +29,9 @@ def compile_loop(
     new_program: Callable[[], None],
 ) -> Callable:
     """``loop`` (a function of tensors that runs ``model`` and ``sampler``, a keras-hub
-    sampler) compiled for the Keras backend in use, called with the same arguments.
+    sampler) compiled for the Keras backend in use, called with the same arguments as
+    NumPy arrays (under JAX they go to the program as they are: ``jnp.asarray`` would
+    compile a program of its own for every new shape).
 
     ``description``: what, besides the arguments' shapes, shapes the traced program (the
     model's configuration, the sampling settings, the dtype policy), part of the key of
@@ -39,10 +41,19 @@ def compile_loop(
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(loop, jit_compile=True, reduce_retracing=True)
+        return _on_tensors(tf.function(loop, jit_compile=True, reduce_retracing=True))
     if backend == "jax":
         return _jax_loop(loop, model, sampler, description, new_program)
-    return loop  # torch: eager loop
+    return _on_tensors(loop)  # torch: eager loop
+
+
+def _on_tensors(loop: Callable) -> Callable:
+    """``loop`` called with its NumPy arguments converted to the backend's tensors."""
+
+    def run(*arguments: Any) -> Any:
+        return loop(*(keras.ops.convert_to_tensor(argument) for argument in arguments))
+
+    return run
 
 
 def _jax_loop(

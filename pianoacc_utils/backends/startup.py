@@ -10,9 +10,12 @@ JAX (``benchmarks/accompany_wait.py``). On JAX :func:`prepare_backend`
   installed, for text preprocessing that this package does not use, and that import
   would be most of a short command's start-up (keras-hub's tools that need TensorFlow
   are then unavailable in the process, as in an install without it);
-* for those subcommands, also loads Keras without the packages it imports only to
-  offer plots, data frames and notebook display (:data:`KERAS_EXTRAS`), which
-  a command that writes MIDI files never uses;
+* for those subcommands, also loads Keras and keras-hub without the packages they
+  import only to offer plots, data frames, notebook display, scikit-learn wrappers,
+  downloads from Kaggle and Hugging Face and a monitoring callback
+  (:data:`KERAS_EXTRAS`), which a command that writes MIDI files never uses, and
+  defers the modules of :data:`DEFERRED_MODULES` to their first use (none in such a
+  command);
 * keeps JAX's compiled programs in ``<cache>/jax`` (:func:`common.cache_dir`, unless
   ``JAX_COMPILATION_CACHE_DIR`` names another folder), so that a later process loads
   a model and its decoding loop without compiling them again.
@@ -35,10 +38,22 @@ FAST_COMMANDS = {"accompany": "jax"}
 """``pianoacc`` subcommands and the Keras backend each runs on when ``KERAS_BACKEND`` is
 unset and that backend is installed (measured: ``benchmarks/results/accompany_wait.json``)."""
 
-KERAS_EXTRAS = ("matplotlib", "pandas", "IPython")
-"""Packages that Keras imports when they are installed, for features (plotting, data
-frames, notebook display) that the :data:`FAST_COMMANDS` do not use; their imports
-are most of a second of such a command's start-up."""
+KERAS_EXTRAS = (
+    "matplotlib", "pandas", "IPython", "sklearn", "kagglehub", "huggingface_hub", "requests",
+)
+"""Packages that Keras and keras-hub import when they are installed, for features that
+the :data:`FAST_COMMANDS` do not use: plotting, data frames, notebook display (Keras's
+utilities), ``keras.wrappers`` (scikit-learn, with SciPy's statistics: 0.9 s of such a
+command's start-up on 2 Intel Xeon cores), ``from_preset`` downloads (kagglehub: 0.3 s;
+huggingface_hub) and ``keras.callbacks.RemoteMonitor`` (requests: 0.07 s). Each import
+is optional in Keras and keras-hub (``benchmarks/accompany_imports.py``,
+``benchmarks/results/accompany_imports.json``)."""
+
+DEFERRED_MODULES = ("jax.experimental.sparse.linalg",)
+"""Modules that Keras's JAX backend imports and the :data:`FAST_COMMANDS` never use,
+loaded only where something first uses them (``importlib.util.LazyLoader``):
+``jax.experimental.sparse`` imports its sparse solvers, which import SciPy's sparse
+matrices (0.1 s) and linear algebra."""
 
 JAX_CACHE_BYTES = 1 << 30
 """Most bytes JAX's persistent compilation cache keeps (least recently used go first)."""
@@ -86,6 +101,29 @@ def find_devices(backend: str) -> None:
         tensorflow.config.list_physical_devices()
 
 
+class Deferred(importlib.abc.MetaPathFinder):
+    """An import finder under which the modules ``names`` (full dotted names) load
+    lazily: ``import NAME`` gives a module whose code runs at its first attribute
+    access (``importlib.util.LazyLoader``)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+        if name not in self.names:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+                    return None  # not a module LazyLoader can defer: load it as usual
+                spec.loader = importlib.util.LazyLoader(spec.loader)
+                return spec
+        return None
+
+
 class Hidden(importlib.abc.MetaPathFinder):
     """An import finder under which ``import NAME`` fails, as if NAME (a top-level
     package) were not installed."""
@@ -100,21 +138,25 @@ class Hidden(importlib.abc.MetaPathFinder):
 
 def prepare_jax(short_command: bool) -> None:
     """Before Keras loads on JAX: keras-hub without TensorFlow (and, for a
-    ``short_command``, Keras without :data:`KERAS_EXTRAS`), and the persistent
-    compilation cache (see the module docstring)."""
+    ``short_command``, Keras without :data:`KERAS_EXTRAS` and with
+    :data:`DEFERRED_MODULES` deferred), and the persistent compilation cache (see the
+    module docstring)."""
     import jax
 
     if "keras_hub" not in sys.modules and "tensorflow" not in sys.modules:
         extras = KERAS_EXTRAS if short_command else ()
-        hidden = Hidden("tensorflow", "tensorflow_text", *extras)
-        sys.meta_path.insert(0, hidden)
+        finders = [Hidden("tensorflow", "tensorflow_text", *extras)]
+        if short_command:
+            finders.append(Deferred(*DEFERRED_MODULES))
+        sys.meta_path[:0] = finders
         try:
             import keras_hub  # noqa: F401  (its modules keep "no TensorFlow")
         finally:
-            sys.meta_path.remove(hidden)
+            for finder in finders:
+                sys.meta_path.remove(finder)
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
-    # Cache every program, however fast it compiled: loading a model compiles about a
-    # hundred small ones, which together take longer than the decoding loop.
+    # Cache every program, however fast it compiled: the small ones (a model's first
+    # eager operations, say) add up to seconds when compiled anew in every process.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_BYTES)

@@ -18,6 +18,7 @@ from typing import Sequence
 import copy
 import io
 import math
+import struct
 import numpy as np
 import pretty_midi
 from pianoacc_utils.common import PianoaccError, write_atomic
@@ -339,11 +340,18 @@ def _exact_tempos(data: bytes, midi) -> bytes:
 
     pretty_midi truncates each tempo to whole microseconds per beat when it writes
     (500000 may become 499999), which shifts every later note a little; the tempos
-    are set back to the rounded values of ``midi``'s own tempo map.
+    are set back to the rounded values of ``midi``'s own tempo map. Only the first
+    track, where pretty_midi writes the tempos, is read and written again; the note
+    tracks are kept as they are (reading and writing them back, the same bytes, was
+    most of the time of writing an arrangement).
     """
     import mido
 
-    parsed = mido.MidiFile(file=io.BytesIO(data))
+    header, tracks = _midi_chunks(data)
+    if not tracks:
+        return data
+    count = struct.pack(">H", 1)  # the header's track count: only the first track is read
+    parsed = mido.MidiFile(file=io.BytesIO(header[:10] + count + header[12:] + tracks[0]))
     tempo_events = [event for event in parsed.tracks[0] if event.type == "set_tempo"]
     scales = midi._tick_scales  # (tick, seconds per tick) of each tempo
     if len(tempo_events) != len(scales):
@@ -352,7 +360,23 @@ def _exact_tempos(data: bytes, midi) -> bytes:
         event.tempo = int(round(seconds_per_tick * midi.resolution * 1e6))
     buffer = io.BytesIO()
     parsed.save(file=buffer)
-    return buffer.getvalue()
+    _, (first,) = _midi_chunks(buffer.getvalue())
+    return b"".join([header, first, *tracks[1:]])
+
+
+def _midi_chunks(data: bytes) -> tuple[bytes, list[bytes]]:
+    """A MIDI file's header chunk and its track chunks, each with its type and length
+    (no track when the bytes are not a MIDI file's chunks)."""
+    chunks, position = [], 0
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">L", data[position + 4 : position + 8])
+        chunks.append(data[position : position + 8 + length])
+        position += 8 + length
+    if position != len(data) or not chunks or not chunks[0].startswith(b"MThd"):
+        return data, []
+    if any(not chunk.startswith(b"MTrk") for chunk in chunks[1:]):
+        return data, []
+    return chunks[0], chunks[1:]
 
 
 def write_arrangement(

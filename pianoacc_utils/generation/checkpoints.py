@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 
 from pianoacc_utils import models
+from pianoacc_utils.backends.loading import weights_from_file
 from pianoacc_utils.common import PianoaccError, project_root
 from pianoacc_utils.generation.accompany import WindowConfig
 
@@ -57,7 +58,8 @@ def load_checkpoint(name_or_path: str | Path) -> tuple[models.AccompanimentModel
     """Load a model and the window it was trained on (from ``config.json`` beside it)."""
     path = resolve_checkpoint(name_or_path)
     try:
-        model = keras.models.load_model(path, compile=False)
+        with weights_from_file():  # no initializer runs: the file's weights replace them
+            model = keras.models.load_model(path, compile=False)
     except Exception as error:  # keras raises many kinds on a broken file
         raise PianoaccError(f"{path}: not a loadable Keras model ({error})") from error
     bars = 8

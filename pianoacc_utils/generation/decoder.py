@@ -79,6 +79,7 @@ class CachedDecoder:
         self.sampler = sampling.sampler()
         self._compiled = None
         self._programs = 0  # loop programs made (traced or loaded), one per new shape
+        self._melody_width = 0  # the widest melody decoded so far (see _padded_melody)
         self.timings: list[DecodeTiming] = []
 
     def sampling_loop(
@@ -155,10 +156,13 @@ class CachedDecoder:
         """:meth:`sampling_loop` compiled for the Keras backend in use
         (:func:`~pianoacc_utils.backends.compiled.compile_loop`); under JAX the traced
         program of each shape is kept on disk, found by the model's configuration, the
-        sampling settings and the dtype policy."""
+        sampling settings and the dtype policy. The seed is not among them: it is the
+        value of the sampler's seed state, an argument of the program, so that one
+        program serves every seed."""
+        sampling = {k: v for k, v in config_dict(self.sampling).items() if k != "seed"}
         description = {
             "model": [type(self.model).__qualname__, self.model.get_config()],
-            "sampling": config_dict(self.sampling),
+            "sampling": sampling,
             "policy": keras.mixed_precision.global_policy().name,
         }
         return compile_loop(
@@ -168,6 +172,19 @@ class CachedDecoder:
     def _new_program(self) -> None:
         """Count a loop program made for a new shape (traced or loaded)."""
         self._programs += 1
+
+    def _padded_melody(self, melody: np.ndarray) -> np.ndarray:
+        """``melody`` right-padded with zeros to the widest melody this decoder has
+        decoded, so that the windows of a long melody (the last one is often shorter)
+        share one compiled program instead of one per width: a compilation takes seconds,
+        the padding a few percent of a step. Only where padding leaves the model's
+        output unchanged (attention masks it, a full-length FNet mixes its whole length
+        anyway), which holds for the shipped models: the same tokens."""
+        config = self.model.config
+        if config.kind == "fnet" and not config.fnet_full_length:
+            return melody  # its Fourier transform runs over the padded length
+        self._melody_width = max(self._melody_width, melody.shape[1])
+        return np.pad(melody, ((0, 0), (0, self._melody_width - melody.shape[1])))
 
     def decode(
         self,
@@ -180,7 +197,8 @@ class CachedDecoder:
     ) -> list[list[int]]:
         """Generate one window per row.
 
-        ``melody`` (B, Lm) padded ids; ``primers`` the decoder tokens each row starts
+        ``melody`` (B, Lm) padded ids (padded further to the widest melody decoded
+        before: :meth:`_padded_melody`); ``primers`` the decoder tokens each row starts
         with (START added here); ``limits`` the grid steps each row may cover;
         ``harmony_tables`` (B, beats, 24) the chords of each window (``None``: none known);
         ``bar_tables`` (B, K) each window's bar lines, padded with
@@ -219,16 +237,16 @@ class CachedDecoder:
         if self._compiled is None:  # compiled on first use, reused by every later window
             self._compiled = self._compile()
         began, programs = time.perf_counter(), self._programs
-        out = self._compiled(
-            ops.convert_to_tensor(melody.astype(np.int32)),
-            ops.convert_to_tensor(harmony_tables),
-            ops.convert_to_tensor(np.asarray(bar_tables, np.int32)),
-            ops.convert_to_tensor(allowed),
-            ops.convert_to_tensor(prompt),
-            ops.convert_to_tensor(mask),
-            ops.convert_to_tensor(np.int32(index)),
-            ops.convert_to_tensor(np.asarray(limits, np.int32)),
-            ops.convert_to_tensor(elapsed),
+        out = self._compiled(  # NumPy arrays: the compiled loop takes them to its backend
+            self._padded_melody(melody).astype(np.int32),
+            harmony_tables,
+            np.asarray(bar_tables, np.int32),
+            np.asarray(allowed, bool),
+            prompt,
+            mask,
+            np.int32(index),
+            np.asarray(limits, np.int32),
+            elapsed,
         )
         out = np.asarray(ops.convert_to_numpy(out))
         self.timings.append(DecodeTiming(time.perf_counter() - began, self._programs > programs))

@@ -24,27 +24,55 @@ def pitch_class_durations(notes: Sequence[Note]) -> np.ndarray:
     return chroma
 
 
+KEY_WEIGHTS = {
+    "major": (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
+    "minor": (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
+}
+"""The Krumhansl-Kessler key profiles, from C, as music21's ``KrumhanslSchmuckler`` has them."""
+
+
 def estimate_key(notes: Sequence[Note]) -> str | None:
     """Krumhansl-Schmuckler key of notes, in POP909 spelling (``"Gb:maj"``, ``"E:min"``).
 
-    music21's ``KrumhanslSchmuckler`` runs on a 12-note stream holding each pitch
-    class once with its total duration in beats: the same duration-weighted
-    pitch-class profile it would build from all the notes, at a cost that does not
-    grow with the number of notes. ``None`` when no note sounds.
+    The key whose profile (:data:`KEY_WEIGHTS`, turned to each tonic) correlates best
+    with the notes' duration-weighted pitch-class profile: music21's
+    ``KrumhanslSchmuckler``, computed as it computes it (the same sums in the same
+    order, the same order among equal correlations), without importing music21 or
+    building a stream (most of the 0.3 s that ``pianoacc accompany`` took to read a
+    melody and estimate its chords: ``benchmarks/results/accompany_wait.json``).
+    ``tests/harmony`` checks that both agree. ``None`` when no note sounds.
     """
-    from music21 import note as m21note
-    from music21 import stream
-    from music21.analysis.discrete import KrumhanslSchmuckler
-
     chroma = pitch_class_durations(notes)
     if chroma.sum() <= 0:
         return None
-    profile = stream.Stream()
-    profile.append(
-        [m21note.Note(60 + pc, quarterLength=float(d)) for pc, d in enumerate(chroma) if d > 0]
-    )
-    (tonic, mode, _), _ = KrumhanslSchmuckler().process(profile)
-    return f"{PITCH_NAMES[tonic.pitchClass]}:{'maj' if mode == 'major' else 'min'}"
+    # music21 sums each pitch class's quarter lengths into a list of 12 (0 where none).
+    profile = [float(d) if d > 0 else 0 for d in chroma]
+    candidates = [
+        (_key_correlation(profile, weights, tonic), tonic, mode)
+        for mode, weights in KEY_WEIGHTS.items()
+        for tonic in range(12)
+    ]
+    # music21 sorts (correlation, tonic pitch, mode) and takes the last: among equal
+    # correlations the higher tonic, then "minor" before "major".
+    _, tonic, mode = max(candidates)
+    return f"{PITCH_NAMES[tonic]}:{'maj' if mode == 'major' else 'min'}"
+
+
+def _key_correlation(profile: Sequence[float], weights: Sequence[float], tonic: int) -> float:
+    """Pearson correlation of a pitch-class ``profile`` with the key profile ``weights``
+    turned to ``tonic``, in music21's arithmetic (``KeyWeightKeyAnalysis._getDifference``)."""
+    weight_mean = sum(weights) / len(weights)
+    profile_mean = sum(profile) / len(profile)
+    top = spread_weights = spread_profile = 0.0
+    for j in range(12):
+        weight = weights[(j - tonic) % 12] - weight_mean
+        deviation = profile[j] - profile_mean
+        top = top + weight * deviation
+        spread_weights = spread_weights + weight**2
+        spread_profile = spread_profile + deviation**2
+    if spread_weights == 0 or spread_profile == 0:
+        return 0.0
+    return float(top / ((spread_weights * spread_profile) ** 0.5))
 
 
 def parse_key(label: str) -> tuple[int, str]:

@@ -12,6 +12,7 @@ Shapes: ``B`` batch, ``Lm``/``La`` melody/accompaniment tokens, ``D`` hidden_dim
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 import keras
@@ -19,6 +20,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from pianoacc_utils.backends.loading import loading_weights_from_file, placeholder_weights
 from pianoacc_utils.common import PianoaccError, config_dict
 from pianoacc_utils.defaults import STEPS_PER_BEAT
 from pianoacc_utils.harmony.chords import HARMONY_DIM
@@ -162,6 +164,11 @@ class _TransformerDecoder(keras_hub.layers.TransformerDecoder):
 
 # --------------------------------------------------------------------------- the model
 
+_FROM_SHAPES = contextvars.ContextVar("pianoacc_build_from_shapes", default=False)
+"""Set while :meth:`AccompanimentModel.build_from_config` builds a model whose weights
+come next from its file: :meth:`~AccompanimentModel.build` then builds the layers from
+their shapes."""
+
 
 @keras.saving.register_keras_serializable(package="pianoacc")
 class AccompanimentModel(keras.Model):
@@ -207,17 +214,51 @@ class AccompanimentModel(keras.Model):
         """Create every weight from a two-token dummy batch (the model's shapes are
         dynamic). Under JAX the batch is traced symbolically: a real pass there compiles
         each eager operation on its own, about a hundred small programs every time a model
-        is built or loaded. Under TensorFlow running the batch is cheaper than tracing it."""
-        if keras.config.backend() == "jax":
+        is built or loaded. Under TensorFlow running the batch is cheaper than tracing it.
+        (A model loaded from a file is built otherwise: :meth:`build_from_config`.)"""
+        if _FROM_SHAPES.get():
+            self._build_layers()
+        elif keras.config.backend() == "jax":
             self.compute_output_spec(dummy_batch(symbolic=True), training=False)
         else:
             self.call(dummy_batch(), training=False)
+
+    def _build_layers(self) -> None:
+        """Build every sub-layer from its input shape (the variables that a pass over a
+        batch creates, in the same layers; ``tests/backends/test_loading.py``)."""
+        tokens, hidden = (None, None), (None, None, self.config.hidden_dim)
+        self.melody_embedding.build(tokens)
+        self.accompaniment_embedding.build(tokens)
+        for layer in (self.time_embedding, self.harmony_embedding):
+            if layer is not None:
+                layer.build()
+        for block in self.encoder_blocks:
+            block.build(hidden)
+        for block in self.decoder_blocks:
+            block.build(hidden, hidden)  # with the cross-attention over the encoder output
+        self.logits_layer.build(hidden)
 
     def get_build_config(self) -> dict[str, Any]:
         return {"dummy": True}
 
     def build_from_config(self, config: dict[str, Any]) -> None:
-        self.build()
+        """Build a model deserialized from its saved configuration. When its weights come
+        next from the file (within
+        :func:`~pianoacc_utils.backends.loading.weights_from_file`, as
+        :func:`~pianoacc_utils.generation.load_checkpoint` loads), each layer is built
+        from its input shape instead of a pass over a batch, and the weights start as
+        zeros made on the host (:func:`~pianoacc_utils.backends.loading.placeholder_weights`)
+        rather than from the initializers, each a compiled program under JAX: the same
+        variables, for the file to fill. Otherwise as :meth:`build`."""
+        if not loading_weights_from_file():
+            self.build()
+            return
+        token = _FROM_SHAPES.set(True)
+        try:
+            with placeholder_weights(self):
+                self.build()
+        finally:
+            _FROM_SHAPES.reset(token)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable, "config": config_dict(self.config)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from pianoacc_utils.data import (
     segment,
     write_arrangement,
 )
+from pianoacc_utils.data.melody_midi import _exact_tempos
 
 
 def tick_steps(ticks: list[int]) -> list[int]:
@@ -257,6 +259,24 @@ def test_write_arrangement_round_trip(tmp_path, tempo_map_melody):
     assert again.notes == melody.notes
     assert np.array_equal(again.grid.bar_starts, melody.grid.bar_starts)
     assert np.allclose(again.grid.beat_times, melody.grid.beat_times[: len(again.grid.beat_times)])
+
+
+def test_exact_tempos_rewrite_only_the_tempo_track(tempo_map_melody):
+    """The tempos are set back in the first track alone; the bytes are those of reading
+    the whole file and writing it back with the same tempos (as it was done before)."""
+    midi = pretty_midi.PrettyMIDI(str(tempo_map_melody))
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    written = buffer.getvalue()
+    whole = mido.MidiFile(file=io.BytesIO(written))
+    tempos = [event for event in whole.tracks[0] if event.type == "set_tempo"]
+    assert len(tempos) == len(midi._tick_scales) == 4
+    for event, (_, seconds_per_tick) in zip(tempos, midi._tick_scales):
+        event.tempo = int(round(seconds_per_tick * midi.resolution * 1e6))
+    expected = io.BytesIO()
+    whole.save(file=expected)
+    assert _exact_tempos(written, midi) == expected.getvalue() != written
+    assert _exact_tempos(b"not a MIDI file", midi) == b"not a MIDI file"
 
 
 def test_write_arrangement_is_atomic(tmp_path, tempo_map_melody, monkeypatch):

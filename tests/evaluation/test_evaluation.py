@@ -176,22 +176,18 @@ def test_estimate_key_of_scales():
 
 
 def test_key_estimate_is_fast_on_many_notes(monkeypatch):
-    """The key of many notes is found from one note per pitch class (its total duration):
-    music21's search sees at most 12 notes, however many there are."""
+    """The key of many notes comes from their duration-weighted pitch-class profile (12
+    numbers), computed without music21's analysis: the same key, at a cost that does not
+    grow with the notes, for 10,000 notes as for 500."""
     from music21.analysis.discrete import KrumhanslSchmuckler
 
-    seen = []
-    process = KrumhanslSchmuckler.process
+    def refused(*args, **kwargs):
+        raise AssertionError("estimate_key ran music21's analysis")
 
-    def counting(self, stream, *args, **kwargs):
-        seen.append(len(stream.notes))
-        return process(self, stream, *args, **kwargs)
-
-    monkeypatch.setattr(KrumhanslSchmuckler, "process", counting)
+    monkeypatch.setattr(KrumhanslSchmuckler, "process", refused)
     notes = [Note(i, i + 3, 48 + (i * 7) % 36, 80) for i in range(500)]
     key = estimate_key(notes)
-    assert estimate_key(notes * 20) == key  # 10,000 notes: same profile, same key
-    assert seen == [12, 12]
+    assert key is not None and estimate_key(notes * 20) == key
 
 
 def test_key_agreement_with_annotation_relative_key_transposition_and_melody():

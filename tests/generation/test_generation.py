@@ -560,6 +560,30 @@ def test_windows_cover_a_long_melody_continuously(notes_decoder):
         assert any(start <= n.start < end for n in result_a), f"no notes in steps {start}-{end}"
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_narrower_melody_reuses_the_compiled_program(kind):
+    """After a wide melody a decoder pads a narrower one to the same width (the last
+    window of a melody is often shorter): no second program, and the same tokens as a
+    decoder that saw only the narrow melody, whose padding the model masks or, in a
+    full-length FNet, mixes anyway. An FNet that transforms only the padded length keeps
+    each width."""
+    model = scaled_model(kind)
+    wide = pad_melodies([random_melody(0, 60)], model.config.melody_length)
+    narrow = pad_melodies([random_melody(1, 20)], model.config.melody_length)
+    assert wide.shape[1] > narrow.shape[1]
+    both = CachedDecoder(model, GREEDY)
+    both.decode(wide, [[]], [64])
+    after_wide = both.decode(narrow, [[]], [64])
+    assert [timing.compiled for timing in both.timings] == [True, False]
+    assert after_wide == CachedDecoder(model, GREEDY).decode(narrow, [[]], [64])
+    if kind == "fnet":
+        shorter = scaled_model(kind, fnet_full_length=False)
+        each = CachedDecoder(shorter, GREEDY)
+        each.decode(wide, [[]], [64])
+        each.decode(narrow, [[]], [64])
+        assert [timing.compiled for timing in each.timings] == [True, True]
+
+
 def test_generation_progresses_when_the_token_budget_runs_out(notes_decoder):
     """Bars of 96 steps: a 2-bar window needs far more than the 128-token buffer.
     Generation still moves on (at least a bar per window), primers are cut to half

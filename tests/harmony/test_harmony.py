@@ -42,8 +42,10 @@ from pianoacc_utils.harmony import (
     chord_tones,
     chord_vector,
     estimate_chords,
+    estimate_key,
     num_beats,
     pad_tables,
+    pitch_class_durations,
     transpose_spans,
     transpose_table,
 )
@@ -883,3 +885,44 @@ def test_a_pickup_of_whole_beats_needs_no_lead():
         window=WindowConfig(2, 1), decoder=recorder,
     )
     assert recorder.calls[0]["limits"] == [8 + BAR]
+
+
+# --------------------------------------------------------------------------- key estimation
+
+
+def music21_key(notes: list[Note]) -> str | None:
+    """The key music21's ``KrumhanslSchmuckler`` finds for the notes' profile (each pitch
+    class once, lasting its total duration in beats): what ``estimate_key`` reproduces."""
+    from music21 import note as m21note
+    from music21 import stream
+    from music21.analysis.discrete import KrumhanslSchmuckler
+
+    chroma = pitch_class_durations(notes)
+    if chroma.sum() <= 0:
+        return None
+    profile = stream.Stream()
+    profile.append(
+        [m21note.Note(60 + pc, quarterLength=float(d)) for pc, d in enumerate(chroma) if d > 0]
+    )
+    (tonic, mode, _), _ = KrumhanslSchmuckler().process(profile)
+    return f"{PITCH_NAMES[tonic.pitchClass]}:{'maj' if mode == 'major' else 'min'}"
+
+
+def test_estimate_key_is_music21s_krumhansl_schmuckler():
+    """The same key as music21 for random melodies (chromatic and diatonic), a single
+    pitch class, and every pitch class alike (all correlations equal: music21's order
+    among them decides)."""
+    rng = np.random.default_rng(0)
+    cases = [[Note(0, 8, 60 + pc, 80)] for pc in range(12)]
+    cases.append([Note(0, 8, 60 + pc, 80) for pc in range(12)])
+    for _ in range(300):
+        count = int(rng.integers(1, 40))
+        starts, lengths = rng.integers(0, 500, count), rng.integers(1, 64, count)
+        if rng.random() < 0.5:
+            pitches = rng.integers(48, 84, count)
+        else:  # a major scale on a random tonic
+            pitches = 48 + rng.choice([0, 2, 4, 5, 7, 9, 11], count) + int(rng.integers(0, 12))
+        cases.append([Note(int(s), int(s + n), int(p), 80)
+                      for s, n, p in zip(starts, lengths, pitches)])
+    assert [estimate_key(notes) for notes in cases] == [music21_key(notes) for notes in cases]
+

@@ -15,19 +15,33 @@ quarter to half notes, 100 bpm), then runs the command as a separate process,
 * the 1-minute load average before each run.
 
 Configurations: the backend (``KERAS_BACKEND=tensorflow``, ``=jax``, or unset:
-``default``, what the command picks itself) and JAX's persistent compilation cache:
-``cold`` (an empty cache folder per run) or ``warm`` (one shared folder, filled by an
-untimed run first; TensorFlow keeps no such cache, its runs are all alike). The fastest
-run of each configuration is its best estimate (other processes only add time); the
-spread is reported too.
+``default``, what the command picks itself) and the caches the command keeps between
+runs (``PIANOACC_CACHE``: the kept decoding programs of
+``pianoacc_utils.backends.exported``; ``JAX_COMPILATION_CACHE_DIR``: JAX's compiled
+programs), both in a folder of their own:
+
+* ``cold``: an empty folder per run: a fresh clone's first run. The README's set-up
+  (``make setup``) installs the packages and compiles their bytecode, and fills no
+  cache of the command, so nothing else is ready before a first run; what a benchmark
+  machine cannot empty is the operating system's file cache (the libraries were read
+  by earlier runs);
+* ``warm``: one folder per configuration, filled by an untimed run first.
+
+TensorFlow keeps no such cache: its runs are all alike. The fastest run of each
+configuration is its best estimate (other processes only add time); the spread is
+reported too.
+
+Each label (``--label``) keeps its own results, the machine they ran on (processor,
+cores, library versions of the command's process) and a ``--note``; a new run adds to
+the file, replacing only the configurations it measures under its label, so that the
+numbers of other processors and of earlier code stay beside it.
 
 ``--source DIR`` runs the command from another checkout of the package (e.g. an older
 commit unpacked with ``git archive COMMIT | tar -x -C DIR``) with this virtual
-environment, to measure the wait before a change; its runs are labelled ``--label``.
+environment, to measure the wait before a change.
 
 Run: ``.venv/bin/python benchmarks/accompany_wait.py`` (about 10 minutes on 2 CPU
-cores); writes ``benchmarks/results/accompany_wait.json`` (``--out``), adding to the
-runs already there under other labels.
+cores); writes ``benchmarks/results/accompany_wait.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -46,6 +60,9 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 from machine import load_average, processor, versions
+
+LIBRARIES = ("jax", "jaxlib", "ml_dtypes", "keras", "keras-hub", "numpy", "tensorflow")
+"""Libraries whose versions the command's process runs with (read without importing them)."""
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "accompany_wait.json"
@@ -83,10 +100,11 @@ def write_melody(path: Path, bars: int = 120, seed: int = 0, bpm: float = 100.0)
 
 
 def run_command(
-    melody: Path, out: Path, backend: str, jax_cache: Path, source: Path | None
+    melody: Path, out: Path, backend: str, cache: Path, source: Path | None
 ) -> dict:
-    """One ``pianoacc accompany`` process: wall and CPU seconds, its ``--timings`` report
-    (``None`` when the checkout has no such option), the load average before it."""
+    """One ``pianoacc accompany`` process with its caches in ``cache``: wall and CPU
+    seconds, its ``--timings`` report (``None`` when the checkout has no such option),
+    the load average before it."""
     arguments = ["accompany", str(melody), "-o", str(out)]
     if source is None:
         command = [str(Path(sys.executable).with_name("pianoacc")), *arguments, "--timings"]
@@ -96,7 +114,8 @@ def run_command(
         cli = cli / "__init__.py" if cli.is_dir() else cli.with_suffix(".py")
         if "--timings" in cli.read_text():
             command.append("--timings")
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(jax_cache), "MPLBACKEND": "Agg"}
+    env = {**os.environ, "PIANOACC_CACHE": str(cache),
+           "JAX_COMPILATION_CACHE_DIR": str(cache / "jax"), "MPLBACKEND": "Agg"}
     env.pop("KERAS_BACKEND", None)
     if backend != "default":
         env["KERAS_BACKEND"] = backend
@@ -124,13 +143,13 @@ def measure(
 ) -> dict:
     """``repeats`` runs of one ``backend/cache`` configuration, and their summary."""
     backend, cache = config.split("/")
-    shared = folder / f"jax-cache-{backend}"
-    if cache == "warm":  # fill the shared cache (and the OS's file cache) first
+    shared = folder / "cache"
+    if cache == "warm":  # fill the shared caches (and the OS's file cache) first
         run_command(melody, folder / "warm-up.mid", backend, shared, source)
     runs = []
     for repeat in range(repeats):
-        jax_cache = shared if cache == "warm" else folder / f"jax-cache-{backend}-{repeat}"
-        runs.append(run_command(melody, folder / f"{repeat}.mid", backend, jax_cache, source))
+        caches = shared if cache == "warm" else folder / f"cache-{repeat}"  # empty: cold
+        runs.append(run_command(melody, folder / f"{repeat}.mid", backend, caches, source))
         print(f"  {config:<18} run {repeat + 1}: {runs[-1]['wall']:6.2f} s wall, "
               f"{runs[-1]['cpu']:6.2f} s CPU (load {runs[-1]['load_before']})", flush=True)
     walls = [run["wall"] for run in runs]
@@ -142,9 +161,43 @@ def measure(
         "wall_median": round(statistics.median(walls), 2),
         "wall_max": max(walls),
         "cpu_fastest": min(run["cpu"] for run in runs),
+        "load_average_after": load_average(),
         "fastest": fastest,
         "runs": runs,
     }
+
+
+def command_versions() -> dict:
+    """The versions of :data:`LIBRARIES` that the command's process imports (this
+    environment, with ``PYTHONPATH`` before it as the command sees it)."""
+    script = (
+        "import importlib.metadata as m, json, sys\n"
+        "found = {}\n"
+        "for name in sys.argv[1:]:\n"
+        "    try: found[name] = m.version(name)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(found))"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *LIBRARIES], capture_output=True,
+                          text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def migrate(payload: dict) -> dict:
+    """A results file written before each label kept its machine: its one machine goes
+    to each of its labels, with a note on what its ``cold`` runs emptied, and its
+    ``current`` label (the command on JAX with its caches, on that machine) is kept as
+    ``jax-caches``."""
+    machine = payload.pop("machine", None)
+    labels = payload.get("labels", {})
+    if machine is not None:
+        for entry in labels.values():
+            entry.setdefault("machine", machine)
+            entry.setdefault("note", "cold: an empty JAX compilation cache only (the "
+                             "checkout's cache/, with any kept decoding program, was kept)")
+        if "current" in labels:
+            labels["jax-caches"] = labels.pop("current")
+    return payload
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,10 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars", type=int, default=120)
     parser.add_argument("--source", type=Path, help="another checkout to run the command from")
     parser.add_argument("--label", default="current", help="name of these runs in the results")
+    parser.add_argument("--note", help="what to know about these runs (kept with them)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    payload = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    payload = migrate(json.loads(args.out.read_text())) if args.out.is_file() else {}
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -168,16 +222,23 @@ def main(argv: list[str] | None = None) -> int:
                             args.source)
             for config in args.configs
         }
-    payload.setdefault("labels", {})[args.label] = {
-        "source": str(args.source) if args.source else "this checkout",
-        "seconds": round(time.perf_counter() - began, 1),
-        "load_average_after": load_average(),
-        "results": results,
-    }
+    entry = payload.setdefault("labels", {}).setdefault(args.label, {})
+    machine = {"processor": processor(), **versions(), "command": command_versions()}
+    if entry.get("machine", machine)["processor"] != machine["processor"]:
+        raise SystemExit(f"label {args.label!r} holds runs of another processor: pick a new label")
+    entry.update(
+        source=str(args.source) if args.source else "this checkout",
+        seconds=round(entry.get("seconds", 0.0) + time.perf_counter() - began, 1),
+        machine=machine,
+    )
+    if args.note:
+        entry["note"] = args.note
+    entry.setdefault("results", {}).update(results)
     payload.update(
         melody={"bars": args.bars, "meter": "4/4", "bpm": 100, "writer": "write_melody(seed=0)"},
-        machine={"processor": processor(), **versions()},
-        goal_seconds=10.0,
+        cold="empty PIANOACC_CACHE and JAX_COMPILATION_CACHE_DIR: a fresh clone after "
+        "`make setup`, which fills no cache of the command",
+        goal_seconds={"cold": 10.0, "warm": 5.0},
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1) + "\n")

@@ -11,8 +11,9 @@ a short table (:data:`README_ROWS`), ``docs/results.md`` every row (:data:`RESUL
 A cell is the metric's value over segments (a median, key agreement and the copy check a
 mean) at the median seed, followed by its [min, max] across the seeds where those differ
 at three significant digits; "–" where a report has no such system
-(:mod:`pianoacc_utils.evaluation.tables`). The last row counts the quality bar's checks
-passed at each seed. ``tests/test_readme.py`` checks that the files hold these tables as
+(:mod:`pianoacc_utils.evaluation.tables`). The next-to-last row is the critic's accuracy
+telling each system from the pianist at the first seed (the pianist's column: the pianist
+against the pianist); the last row counts the quality bar's checks passed at each seed. ``tests/test_readme.py`` checks that the files hold these tables as
 written here.
 """
 
@@ -94,13 +95,13 @@ def tables() -> dict[Path, str]:
     """Each file holding a results table, with the table it should hold."""
     cards = {
         ROOT / "pretrained" / kind / "MODEL_CARD.md": table(
-            card_columns(kind), CARD_ROWS, "quality bar (checks passed per seed)"
+            card_columns(kind), CARD_ROWS, "quality bar (checks passed per seed)", critic=True
         )
         for kind in ("fnet", "transformer")
     }
     return {
-        ROOT / "README.md": table(README_COLUMNS, README_ROWS),
-        ROOT / "docs" / "results.md": table(README_COLUMNS, RESULTS_ROWS),
+        ROOT / "README.md": table(README_COLUMNS, README_ROWS, critic=True),
+        ROOT / "docs" / "results.md": table(README_COLUMNS, RESULTS_ROWS, critic=True),
         **cards,
     }
 
@@ -110,9 +111,10 @@ def table(
     rows: tuple[tuple[str, str], ...],
     quality_heading: str | None = None,
     results: Path = ROOT / "results",
+    critic: bool = False,
 ) -> str:
-    """A table in Markdown, ending with a newline."""
-    return markdown_table(table_rows(columns, rows, results, quality_heading))
+    """A table in Markdown, ending with a newline (``critic``: with the critic's row)."""
+    return markdown_table(table_rows(columns, rows, results, quality_heading, critic))
 
 
 def table_span(text: str, table_text: str) -> tuple[int, int]:

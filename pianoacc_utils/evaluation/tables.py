@@ -49,6 +49,26 @@ def quality_cell(seeds: Mapping[str, Any], system: str) -> str:
     return f"{passed} of {rows[0]['checks']}"
 
 
+def critic_cell(critic: Mapping[str, Any] | None, system: str) -> str:
+    """The critic's accuracy telling ``system`` from the pianist (a system of the report or
+    one of its controls; the pianist's own column: the pianist against the pianist), "–"
+    where the report ran no critic."""
+    if not critic or "systems" not in critic:
+        return "–"
+    name = "ground_truth" if system == "ground_truth" else system
+    row = critic["systems"].get(name) or critic.get("controls", {}).get(name)
+    return number(row["accuracy"]) if row else "–"
+
+
+def read_critics(results: Path, names: Sequence[str]) -> dict[str, Mapping[str, Any] | None]:
+    """The critic of each report ``results/<name>.json`` (``details.critic``, run at its
+    first seed), ``None`` where it has none."""
+    return {
+        name: json.loads((Path(results) / f"{name}.json").read_text())["details"].get("critic")
+        for name in dict.fromkeys(names)
+    }
+
+
 def read_seeds(results: Path, names: Sequence[str]) -> dict[str, Mapping[str, Any]]:
     """The ``seeds`` part of each report ``results/<name>.json``, all run at the same seeds.
 
@@ -73,13 +93,21 @@ def table_rows(
     rows: Sequence[Row],
     results: str | Path,
     quality_heading: str | None = None,
+    critic: bool = False,
 ) -> list[list[str]]:
-    """The table as lists of cells: the header row first, the quality bar's row last."""
-    reports = read_seeds(Path(results), [report for _, report, _ in columns])
+    """The table as lists of cells: the header row first, then ``rows``, with ``critic``
+    the critic's accuracy at the first seed (:func:`critic_cell`), the quality bar's row
+    last."""
+    names = [report for _, report, _ in columns]
+    reports = read_seeds(Path(results), names)
     seeds = next(iter(reports.values()))["seeds"]
     table = [["metric", *(heading for heading, _, _ in columns)]]
     for heading, metric in rows:
         table.append([heading, *(cell(reports[r], s, metric) for _, r, s in columns)])
+    if critic:
+        critics = read_critics(Path(results), names)
+        heading = f"critic accuracy, seed {seeds[0]} (0.5: indistinguishable)"
+        table.append([heading, *(critic_cell(critics[r], s) for _, r, s in columns)])
     heading = quality_heading or f"quality bar, seeds {' / '.join(map(str, seeds))}"
     table.append([heading, *(quality_cell(reports[r], s) for _, r, s in columns)])
     return table

@@ -3,6 +3,7 @@ folds grouped by song, the controls, and the report's tables."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -247,3 +248,27 @@ def test_evaluation_skips_the_critic_for_segments_of_one_song():
     ]
     result = evaluation_critic(segments, {"fnet": [one.pianist, one.pianist]})
     assert "at least 2 songs, got 1" in result["skipped"]
+
+
+def test_the_results_table_gives_each_systems_critic_accuracy(tmp_path):
+    from pianoacc_utils.evaluation.tables import table_rows
+
+    def report(critic):
+        seeds = {
+            "seeds": [0, 1],
+            "median": {"ground_truth": {"notes_per_bar": 12.0}, "fnet": {"notes_per_bar": 14.0}},
+            "spread": {"ground_truth": {"notes_per_bar": [12.0, 12.0]},
+                       "fnet": {"notes_per_bar": [13.0, 15.0]}},
+        }
+        return {"seeds": seeds, "details": {"critic": critic}}
+
+    critic = {"systems": {"fnet": {"accuracy": 0.7234}},
+              "controls": {"ground_truth": {"accuracy": 0.5012}}}
+    (tmp_path / "a.json").write_text(json.dumps(report(critic)))
+    (tmp_path / "b.json").write_text(json.dumps(report(None)))
+    columns = [("pianist", "a", "ground_truth"), ("FNet", "a", "fnet"), ("FNet, b", "b", "fnet")]
+    rows = table_rows(columns, [("notes per bar", "notes_per_bar")], tmp_path, critic=True)
+    assert rows[1] == ["notes per bar", "12", "14 [13, 15]", "14 [13, 15]"]
+    assert rows[2] == ["critic accuracy, seed 0 (0.5: indistinguishable)", "0.501", "0.723", "–"]
+    without = table_rows(columns, [("notes per bar", "notes_per_bar")], tmp_path)
+    assert not any(row[0].startswith("critic") for row in without)

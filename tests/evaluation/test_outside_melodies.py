@@ -172,7 +172,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """An untrained tiny FNet saved like a training run (best.keras, config.json), 2-bar windows."""
     from pianoacc_utils.models import ModelConfig, build_model
 
+    import keras
+
     run = tmp_path_factory.mktemp("run")
+    keras.utils.set_random_seed(0)  # the same untrained weights whatever ran before
     config = ModelConfig(
         kind="fnet", melody_length=64, accompaniment_length=96, hidden_dim=16, num_heads=2,
         intermediate_dim=32, encoder_layers=1, decoder_layers=1, dropout=0.0,
@@ -220,8 +223,12 @@ def test_evaluate_melodies_with_a_tiny_model(tiny_checkpoint, tiny_result, arran
         assert list(row["metrics"]) == list(evaluation.MELODY_METRICS)
         assert row["metrics"]["melody_grid_share"] == 1.0
         arrangement = data.read_midi(arrangements / f"{row['name']}.mid")
-        assert [i.name for i in arrangement.instruments] == ["MELODY", "PIANO"]
-        assert len(arrangement.instruments[1].notes) == row["notes"]
+        # an untrained model may play nothing in a short melody: its PIANO track is then
+        # empty, and MIDI readers drop an empty track
+        tracks = ["MELODY", "PIANO"] if row["notes"] else ["MELODY"]
+        assert [i.name for i in arrangement.instruments] == tracks
+        assert sum(len(i.notes) for i in arrangement.instruments[1:]) == row["notes"]
+    assert any(row["notes"] for row in rows.values())
     for metric, median in result["medians"].items():
         values = [r["metrics"][metric] for r in rows.values() if r["metrics"][metric] is not None]
         assert median == (pytest.approx(float(np.median(values))) if values else None)

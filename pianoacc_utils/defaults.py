@@ -53,8 +53,8 @@ further than the pianist's); the earlier 2.0 went with temperature 0.7
 DEFAULT_NOTE_OFF_BIAS = 0.0
 """Added to every note-off logit before sampling (nats; below 0 notes are held longer:
 ``generation.note_off_logits``). Kept at 0 on the validation split: at -1 and -2 the model
-answers longer notes with more, shorter onsets off the beat, and the critic tells it from
-the pianist more easily (``results/critic_levers.md``)."""
+strikes more onsets with fewer notes each, and the critic tells it from the pianist more
+easily (``results/critic_levers.md``)."""
 
 
 # --------------------------------------------------------------------------- generation rules

@@ -15,29 +15,31 @@ candidates that pass at least as many checks as the earlier defaults less
 :data:`CHECK_SLACK`, the one the critic found hardest to tell from the pianist (the
 earlier defaults when none qualifies).
 
-Writes results/critic_defaults.json and .md; each run's report is cached under
-``cache_dir()/critic_defaults`` (by its settings), so an interrupted run resumes.
+Writes results/critic_defaults.json and .md. Each run is ``defaults_validation.run``
+(the model shipped as ``pretrained/fnet``, its report cached by its settings under
+``cache_dir()/defaults_validation``), so an interrupted run resumes and a setting both
+scripts try is run once.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from defaults_validation import CHECKPOINT, SHOWN, run
+
 from pianoacc_utils import evaluation
-from pianoacc_utils.common import cache_dir, write_atomic, write_json
+from pianoacc_utils.common import write_atomic, write_json
 
 DECIDES_ON = "validation"
 """The split this script chooses on (the generation defaults), ``None`` where it chooses
 nothing; ``tests/test_project.py`` checks that no script chooses on the test split."""
 
 OUT = Path("results/critic_defaults")
-CHECKPOINT = "fnet"
 LEVERS = Path("results/critic_levers.json")
 EARLIER = "the earlier defaults"
 CANDIDATE_COUNT = 3
@@ -47,25 +49,6 @@ CHECK_SLACK = 1
 """Checks fewer than the earlier defaults that a candidate may pass: one check is within
 what another draw of notes moves on 32 segments (``results/defaults_validation.md``,
 ``CHANGE_MARGIN``)."""
-SHOWN = (
-    "bars_off_share", "chord_tone_ratio", "melody_consonance", "key_agreement",
-    "harmonic_motion", "rhythm_distance", "notes_per_bar", "velocity_std",
-)
-"""Metrics shown beside the checks passed."""
-
-
-def run(config: evaluation.EvaluationConfig) -> dict:
-    """``evaluation_report`` of the checkpoint with ``config``, cached by its settings."""
-    settings = json.dumps({"checkpoint": CHECKPOINT, **vars(config)}, sort_keys=True, default=str)
-    name = hashlib.sha256(settings.encode()).hexdigest()[:16]
-    path = cache_dir() / "critic_defaults" / f"{name}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    report = evaluation.evaluation_report([CHECKPOINT], config, teacher_forced=False)
-    write_json(path, report)
-    return report
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segments", type=int, default=32)

@@ -83,3 +83,26 @@ def songs(pop909_dir: Path) -> dict:
     from pianoacc_utils.data import load_song
 
     return {song_id: load_song(song_id, root=pop909_dir) for song_id in SONG_IDS}
+
+
+@pytest.fixture
+def evaluate_config(monkeypatch):
+    """``run(args)``: ``pianoacc evaluate *args`` stopped where the evaluation would start,
+    returning the ``EvaluationConfig`` the command built from its options."""
+    from pianoacc_utils import cli
+    from pianoacc_utils.common import PianoaccError
+
+    seen = {}
+
+    def fake_report(checkpoints, config, melody_paths, progress=False):
+        seen["config"] = config
+        raise PianoaccError("stop here")
+
+    monkeypatch.setattr(cli.evaluate_command, "evaluation_report", fake_report)
+
+    def run(args):
+        seen.clear()
+        assert cli.main(["evaluate", *args]) == 1  # the fake report's error
+        return seen["config"]
+
+    return run

@@ -11,16 +11,16 @@ from pianoacc_utils.tokenizer import EventTokenizer
 
 TOKENIZER = EventTokenizer()
 
-TINY = dict(
-    melody_length=64,
-    accompaniment_length=64,
-    hidden_dim=32,
-    num_heads=2,
-    intermediate_dim=64,
-    encoder_layers=1,
-    decoder_layers=2,
-    dropout=0.0,
-)
+TINY = {
+    "melody_length": 64,
+    "accompaniment_length": 64,
+    "hidden_dim": 32,
+    "num_heads": 2,
+    "intermediate_dim": 64,
+    "encoder_layers": 1,
+    "decoder_layers": 2,
+    "dropout": 0.0,
+}
 """``ModelConfig`` keywords (all but ``kind``) of a tiny model."""
 
 JAX_TINY_ENV = {

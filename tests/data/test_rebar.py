@@ -132,17 +132,9 @@ def test_real_segment_rebarred(songs):
     assert len(three.accompaniment) == len(kept) < len(seg.accompaniment)
 
 
-def test_evaluate_meter_option(monkeypatch, capsys):
-    seen = {}
-
-    def fake_report(checkpoints, config, melody_paths, progress=False):
-        seen["config"] = config
-        raise PianoaccError("stop here")
-
-    monkeypatch.setattr(cli.evaluate_command, "evaluation_report", fake_report)
-    assert cli.main(["evaluate", "--meter", "3/4"]) == 1
-    assert seen["config"].meter == "3/4"
-    assert cli.main(["evaluate"]) == 1 and seen["config"].meter == "4/4"
+def test_evaluate_meter_option(evaluate_config, capsys):
+    assert evaluate_config(["--meter", "3/4"]).meter == "3/4"
+    assert evaluate_config([]).meter == "4/4"
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--meter", "7/8"])
     assert "invalid choice: '7/8'" in capsys.readouterr().err

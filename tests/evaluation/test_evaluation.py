@@ -509,23 +509,17 @@ def test_evaluation_report_summarises_every_seed(monkeypatch):
     assert single["seeds"]["seeds"] == [4] and "over seeds" not in ev.report_markdown(single)
 
 
-def test_evaluate_seeds_and_copy_check_options(monkeypatch, capsys):
+def test_evaluate_seeds_and_copy_check_options(evaluate_config, capsys):
     from pianoacc_utils import cli
 
-    seen = {}
-
-    def fake_report(checkpoints, config, melody_paths, progress=False):
-        seen["config"] = config
-        raise PianoaccError("stop here")
-
-    monkeypatch.setattr(cli.evaluate_command, "evaluation_report", fake_report)
-    assert cli.main(["evaluate", "--seeds", "3", "1", "2"]) == 1
-    assert seen["config"].seeds == (3, 1, 2) and seen["config"].seed == 3
-    assert seen["config"].copy_check
-    assert cli.main(["evaluate", "--seed", "5", "--no-copy-check"]) == 1
-    assert seen["config"].seeds == () and seen["config"].seed == 5
-    assert not seen["config"].copy_check
-    assert cli.main(["evaluate"]) == 1 and seen["config"].seeds == () and seen["config"].seed == 0
+    config = evaluate_config(["--seeds", "3", "1", "2"])
+    assert config.seeds == (3, 1, 2) and config.seed == 3
+    assert config.copy_check
+    config = evaluate_config(["--seed", "5", "--no-copy-check"])
+    assert config.seeds == () and config.seed == 5
+    assert not config.copy_check
+    config = evaluate_config([])
+    assert config.seeds == () and config.seed == 0
     capsys.readouterr()
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--seed", "1", "--seeds", "2"])

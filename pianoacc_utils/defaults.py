@@ -72,6 +72,16 @@ out, and after :data:`MAX_HELD_BEATS`. Chosen on the validation split:
 ``results/chord_mask_validation.md``."""
 
 
+DEFAULT_CANDIDATES = 1
+"""Candidates sampled per window, of which the reranker keeps the one most like the
+pianist (``generation.rerank``; 1: no reranking). Provisional until chosen on the
+validation split with the critic (``results/critic_rerank.md``)."""
+
+
+MAX_CANDIDATES = 16
+"""Most candidates per window (each one is a row of the batched decoding)."""
+
+
 MAX_HELD_BEATS = 4
 """Longest any generated note may sound when notes are released, in beats (a whole 4/4
 bar): the limit used in ``results/chord_mask_validation.md``."""

@@ -31,12 +31,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from pianoacc_utils import data, generation
 from pianoacc_utils.common import cache_dir, config_dict, write_atomic, write_json
 from pianoacc_utils.data.notes import Note
 from pianoacc_utils.data.pop909 import Segment
-from pianoacc_utils.defaults import DEFAULT_RELEASE, HANGING_BEATS
+from pianoacc_utils.defaults import DEFAULT_CANDIDATES, DEFAULT_RELEASE, HANGING_BEATS
 from pianoacc_utils.evaluation import block_chord_baseline, critic
 from pianoacc_utils.generation import SamplingConfig
 
@@ -81,10 +82,13 @@ def whole_songs(count: int, split: str = "validation") -> list[Segment]:
 
 def split_settings(changes: dict) -> tuple[SamplingConfig, dict]:
     """``changes`` to the default generation as (sampling settings at seed :data:`SEED`,
-    the rules of ``generation.accompany_segment``: ``release``, ``hanging_beats``)."""
+    the rules of ``generation.accompany_segment``: ``release``, ``hanging_beats`` and
+    ``candidates``)."""
     fields = {f.name for f in dataclasses.fields(SamplingConfig)}
     sampling = SamplingConfig(seed=SEED, **{k: v for k, v in changes.items() if k in fields})
     rules = {"release": DEFAULT_RELEASE, "hanging_beats": float(HANGING_BEATS)}
+    if DEFAULT_CANDIDATES != 1:  # a key unchanged for the runs made before reranking
+        rules["candidates"] = DEFAULT_CANDIDATES
     rules.update({k: v for k, v in changes.items() if k not in fields})
     return sampling, rules
 
@@ -99,6 +103,9 @@ def generation_key(checkpoint: str, chords: str, changes: dict) -> str:
         "weights": hashlib.sha1(weights.read_bytes()).hexdigest(),
         "chords": chords, "sampling": config_dict(sampling), "rules": rules,
     }
+    if rules.get("candidates", DEFAULT_CANDIDATES) > 1:  # and the reranker that chose
+        reranker = generation.pretrained_dir() / generation.RERANKER_FILE
+        description["reranker"] = hashlib.sha1(reranker.read_bytes()).hexdigest()
     digest = hashlib.sha1(json.dumps(description, sort_keys=True).encode()).hexdigest()
     return f"{checkpoint}-{chords}-{digest[:12]}"
 
@@ -109,11 +116,13 @@ def cached_path(key: str, split: str, song_id: str) -> Path:
 
 def accompany_songs(
     songs: list[Segment], split: str, name: str, checkpoint: str, chords: str,
-    changes: dict | None = None,
+    changes: dict | None = None, chord_spans: Callable[[Segment], list] | None = None,
 ) -> list[list[Note]]:
     """``checkpoint``'s accompaniment of every song as ``pianoacc accompany`` makes it
     (window by window, ``chords`` from ``generation.CHORD_SOURCES``), with ``changes`` to
-    the default settings; from the cache, or generated and cached song by song."""
+    the default settings; from the cache, or generated and cached song by song.
+    ``chord_spans`` (a song's chord spans) replaces the chord source; ``chords`` then
+    names it (in the cache's folder name: one name per way of finding chords)."""
     changes = changes or {}
     key = generation_key(checkpoint, chords, changes)
     missing = [s for s in songs if not cached_path(key, split, s.song_id).is_file()]
@@ -124,9 +133,16 @@ def accompany_songs(
         for first in range(0, len(missing), BATCH_SONGS):
             batch = missing[first : first + BATCH_SONGS]
             began = time.time()
-            notes = generation.accompany_segment(
-                model, batch, sampling, window, decoder=decoder, chords=chords, **rules
-            )
+            if chord_spans is None:
+                notes = generation.accompany_segment(
+                    model, batch, sampling, window, decoder=decoder, chords=chords, **rules
+                )
+            else:
+                melodies = [(seg.melody, seg.bar_starts, seg.num_steps) for seg in batch]
+                notes = generation.accompany(
+                    model, melodies, sampling, window, decoder=decoder,
+                    chords=[chord_spans(seg) for seg in batch], **rules,
+                )
             for seg, played in zip(batch, notes):
                 payload = json.dumps([list(n) for n in played]).encode()
                 write_atomic(cached_path(key, split, seg.song_id), payload)

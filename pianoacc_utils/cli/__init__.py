@@ -23,6 +23,7 @@ from pianoacc_utils.cli.options import (
     command,
     compound_argument,
     harmony_rule_arguments,
+    candidates_argument,
     note_off_bias_argument,
     velocity_temperature_argument,
 )
@@ -215,6 +216,7 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         "auto (default: chosen for the melody by the harmoniser learned from POP909) or none",
     )
     harmony_rule_arguments(parser)
+    candidates_argument(parser)
     compound_argument(parser)
     parser.add_argument("--wav", type=Path, help="also render the arrangement to this WAV file")
     parser.add_argument("--timings", action="store_true", help="print phase times (JSON, stderr)")
@@ -268,6 +270,7 @@ def _accompany(args: argparse.Namespace) -> None:
     (notes,) = accompany_melodies(
         model, [melody], sampling, window, chords=[chords], release=args.release,
         hanging_beats=args.hanging_beats, compound=args.compound, decoder=decoder,
+        candidates=args.candidates,
     )
     generated = clock.lap_decoding(decoder.timings)["wall"]
     write_arrangement(melody, notes, args.out)

@@ -11,6 +11,7 @@ from pianoacc_utils.cli.options import (
     command,
     compound_argument,
     harmony_rule_arguments,
+    candidates_argument,
     note_off_bias_argument,
     velocity_temperature_argument,
 )
@@ -44,6 +45,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     velocity_temperature_argument(parser)
     note_off_bias_argument(parser)
+    candidates_argument(parser)
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     seeds = parser.add_mutually_exclusive_group()
@@ -104,6 +106,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         chord_mask=args.chord_mask,
         release=args.release,
         hanging_beats=args.hanging_beats,
+        candidates=args.candidates,
         compound=args.compound,
         meter=args.meter,
         seeds=tuple(args.seeds or ()),

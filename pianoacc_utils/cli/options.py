@@ -9,12 +9,14 @@ from typing import Callable
 
 from pianoacc_utils.defaults import (
     COMPOUND_MODES,
+    DEFAULT_CANDIDATES,
     DEFAULT_CHORD_MASK,
     DEFAULT_COMPOUND,
     DEFAULT_NOTE_OFF_BIAS,
     DEFAULT_RELEASE,
     DEFAULT_VELOCITY_TEMPERATURE,
     HANGING_BEATS,
+    MAX_CANDIDATES,
     MAX_HELD_BEATS,
 )
 
@@ -86,6 +88,15 @@ def note_off_bias_argument(parser: argparse.ArgumentParser) -> None:
         "--note-off-bias", type=finite_float, metavar="NATS", default=DEFAULT_NOTE_OFF_BIAS,
         help="added to every note-off logit (default "
         f"{DEFAULT_NOTE_OFF_BIAS:g}); below 0 notes are held longer, above 0 shorter",
+    )
+
+
+def candidates_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--candidates", type=int, metavar="N", default=DEFAULT_CANDIDATES,
+        help=f"sample N candidates for every window and keep the one the reranker finds most "
+        f"like a pianist (1..{MAX_CANDIDATES}; default {DEFAULT_CANDIDATES}; 1: no reranking; "
+        "generating takes about N/2 times as long)",
     )
 
 

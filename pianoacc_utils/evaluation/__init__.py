@@ -6,7 +6,7 @@ test segments; ``summary`` aggregates per-segment values with bootstrap interval
 ``reports`` checks the quality bar and assembles what ``pianoacc evaluate`` writes;
 ``melodies`` judges accompaniments of melodies from outside POP909, which have no
 ground truth; ``critic`` trains classifiers to tell a system from the pianist
-(``critic_features``: what they hear, ``critic_network``: the learned one).
+(``generation.critic_features``: what they hear, ``critic_network``: the learned one).
 Definitions and reasons: ``docs/metrics.md``.
 """
 
@@ -130,7 +130,7 @@ from pianoacc_utils.evaluation.reports import (
     seed_statistic,
     seed_summary,
 )
-from pianoacc_utils.evaluation.critic_features import (
+from pianoacc_utils.generation.critic_features import (
     CRITIC_BARS,
     ROLL_CHANNELS,
     CriticWindow,

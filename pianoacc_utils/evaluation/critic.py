@@ -3,7 +3,7 @@
 Metrics check one property at a time; a listener hears them all at once. A *classifier
 two-sample test* asks the listener's question directly: cut the pianist's and a system's
 accompaniment of the same melodies into the same two-bar windows
-(:mod:`~pianoacc_utils.evaluation.critic_features`), train a classifier to say which is
+(:mod:`~pianoacc_utils.generation.critic_features`), train a classifier to say which is
 which, and measure its accuracy on songs it never saw. 0.5 means the two cannot be told
 apart (by this classifier, from these windows); 1.0 means every window gives the system
 away.
@@ -11,7 +11,7 @@ away.
 Three critics, the strongest counting (:func:`two_sample_test`):
 
 * ``boosted_trees`` and ``logistic``: gradient-boosted trees and a logistic regression
-  over the named features of :func:`~pianoacc_utils.evaluation.critic_features.window_features`;
+  over the named features of :func:`~pianoacc_utils.generation.critic_features.window_features`;
 * ``convolutional``: a small convolutional network over the windows' piano rolls, the
   melody beside the accompaniment
   (:func:`~pianoacc_utils.evaluation.critic_network.roll_critic_model`), which finds its
@@ -37,7 +37,7 @@ import numpy as np
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data.notes import Note, normalize_notes
 from pianoacc_utils.data.pop909 import Segment
-from pianoacc_utils.evaluation.critic_features import (
+from pianoacc_utils.generation.critic_features import (
     CRITIC_BARS,
     SIXTEENTH_STEPS,
     CriticWindow,
@@ -152,7 +152,7 @@ def song_bootstrap_ci(
 def feature_aucs(features_a: np.ndarray, features_b: np.ndarray) -> list[dict[str, Any]]:
     """Each feature's power to tell ``b`` (a system) from ``a`` (the pianist) on its own.
 
-    Per feature of :func:`~pianoacc_utils.evaluation.critic_features.feature_names`: the
+    Per feature of :func:`~pianoacc_utils.generation.critic_features.feature_names`: the
     ROC AUC of the feature's value as a score for "``b``" over the windows where it is
     defined (above 0.5: higher in ``b``; 1 or 0: it alone separates them), the means of
     ``a`` and ``b`` and the unit; sorted from the AUC furthest from 0.5.

@@ -2,7 +2,7 @@
 
 The feature critics of :mod:`~pianoacc_utils.evaluation.critic` read what we thought to
 measure; this one reads the piano rolls of
-:func:`~pianoacc_utils.evaluation.critic_features.window_roll` (the accompaniment's
+:func:`~pianoacc_utils.generation.critic_features.window_roll` (the accompaniment's
 onsets and sounding notes, the melody beside them) and finds its own features. It is
 trained per cross-validation fold from the same initial weights, with a fixed seed.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pianoacc_utils.evaluation.critic_features import ROLL_CHANNELS, ROLL_PITCHES, ROLL_STEPS
+from pianoacc_utils.generation.critic_features import ROLL_CHANNELS, ROLL_PITCHES, ROLL_STEPS
 
 PREDICT_BATCH = 256
 """Windows per batch when the convolutional critic labels a fold's test windows."""
@@ -22,7 +22,7 @@ PREDICT_BATCH = 256
 
 def roll_critic_model(seed: int = 0) -> keras.Sequential:
     """A small convolutional network that reads a window's piano roll (88 pitches x 64
-    steps x 3 channels: :func:`~pianoacc_utils.evaluation.critic_features.window_roll`) and
+    steps x 3 channels: :func:`~pianoacc_utils.generation.critic_features.window_roll`) and
     gives the probability that it is not the pianist's.
 
     The first layer's filters span an octave and two 32nd-note steps, moving by a major

@@ -19,7 +19,13 @@ from pianoacc_utils import data, generation, harmony
 from pianoacc_utils.common import PianoaccError, config_dict
 from pianoacc_utils.data.melody_midi import Melody
 from pianoacc_utils.data.notes import Note
-from pianoacc_utils.defaults import DEFAULT_COMPOUND, DEFAULT_RELEASE, HANGING_BEATS, STEPS_PER_BEAT
+from pianoacc_utils.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_COMPOUND,
+    DEFAULT_RELEASE,
+    HANGING_BEATS,
+    STEPS_PER_BEAT,
+)
 from pianoacc_utils.evaluation.metrics import (
     BAR_OFF_BEATS,
     DEFAULT_BEAT_SECONDS,
@@ -150,14 +156,15 @@ def evaluate_melodies(
     release: bool = DEFAULT_RELEASE,
     hanging_beats: float = HANGING_BEATS,
     compound: str = DEFAULT_COMPOUND,
+    candidates: int = DEFAULT_CANDIDATES,
 ) -> dict[str, Any]:
     """Accompany melody MIDI files with a checkpoint and judge them with :func:`melody_metrics`.
 
     All melodies are generated together (batched window by window), as ``pianoacc
     accompany`` would one by one; ``sampling`` defaults to ``SamplingConfig()``.
     The model plays to chords estimated from each melody (``chords="estimated"``,
-    as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release`` and
-    ``hanging_beats`` as in ``generation.accompany``, ``compound`` as in
+    as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release``,
+    ``hanging_beats`` and ``candidates`` as in ``generation.accompany``, ``compound`` as in
     ``generation.accompany_melodies``.
     With ``out_dir`` each arrangement (melody + PIANO) is written there as
     ``<melody name>.mid``. Returns a JSON-ready dict (NaN as ``None``):
@@ -187,6 +194,7 @@ def evaluate_melodies(
         release=release,
         hanging_beats=hanging_beats,
         compound=compound,
+        candidates=candidates,
     )
     seconds = time.perf_counter() - began
     rows = []
@@ -216,6 +224,7 @@ def evaluate_melodies(
             "chords": chords,
             "release": release,
             "hanging_beats": hanging_beats,
+            "candidates": candidates,
             "compound": compound,
             "generation_seconds": round(seconds, 2),
             "melodies": rows,

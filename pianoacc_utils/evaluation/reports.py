@@ -289,6 +289,7 @@ def evaluation_report(
                 release=config.release,
                 hanging_beats=config.hanging_beats,
                 compound=config.compound,
+                candidates=config.candidates,
             )
             for name, info in details["models"].items()
         }

@@ -25,6 +25,7 @@ from pianoacc_utils.data.notes import Note, normalize_notes
 from pianoacc_utils.data.pop909 import Segment, Song
 from pianoacc_utils.defaults import (
     DEFAULT_CHORD_MASK,
+    DEFAULT_CANDIDATES,
     DEFAULT_COMPOUND,
     DEFAULT_NOTE_OFF_BIAS,
     DEFAULT_RELEASE,
@@ -221,7 +222,9 @@ class EvaluationConfig:
     melody alone; ``"none"``). ``chord_mask``: keep note-ons to the chord's tones while
     sampling (``generation.SamplingConfig``); ``release``: release hanging notes
     (``generation.release_notes``), those the decoder never ended after at most
-    ``hanging_beats`` beats. ``compound``: how melody files' compound bars are
+    ``hanging_beats`` beats. ``candidates``: windows sampled per window, of which the
+    reranker keeps the one most like the pianist (``generation.rerank``; 1: no
+    reranking). ``compound``: how melody files' compound bars are
     accompanied (:data:`~pianoacc_utils.common.COMPOUND_MODES`; POP909 has none).
     ``meter``: the segments' four-beat bars re-barred (:func:`pianoacc_utils.data.rebar`,
     ``"3/4"`` or ``"2/4"``; ``"4/4"`` leaves them), ground truth included, to measure
@@ -251,6 +254,7 @@ class EvaluationConfig:
     chord_mask: bool = DEFAULT_CHORD_MASK
     release: bool = DEFAULT_RELEASE
     hanging_beats: float = HANGING_BEATS
+    candidates: int = DEFAULT_CANDIDATES
     compound: str = DEFAULT_COMPOUND
     meter: str = "4/4"
     seeds: tuple[int, ...] = ()
@@ -346,6 +350,7 @@ def generate_for_segments(
         results += generation.accompany_segment(
             model, batch, sampling, window, config.primer_tokens, decoder, chords=config.chords,
             release=config.release, hanging_beats=config.hanging_beats,
+            candidates=config.candidates,
         )
     return results
 

@@ -9,7 +9,10 @@ Three layers, from the inside out:
   :mod:`pianoacc_utils.models.cached`;
 * :mod:`~pianoacc_utils.generation.accompany`: the window loop over a whole melody
   (overlapping windows primed with the accompaniment already made, bar lines and chords
-  per window, hanging notes released), for POP909 segments and for MIDI melodies.
+  per window, hanging notes released), for POP909 segments and for MIDI melodies;
+  :mod:`~pianoacc_utils.generation.rerank` optionally samples several candidates per
+  window and keeps the one a classifier trained on the training split finds most like
+  the pianist.
 
 :mod:`~pianoacc_utils.generation.checkpoints` loads the shipped models or a training
 run's checkpoint with the window it was trained on.
@@ -27,6 +30,7 @@ from pianoacc_utils.generation.accompany import (
     accompany_segment,
     advance_position,
     decode_windows,
+    job_tonic,
     keep_new_notes,
     next_window,
     plan_jobs,
@@ -50,6 +54,13 @@ from pianoacc_utils.generation.decoder import (
     default_bar_lines,
     naive_decode,
     pad_melodies,
+)
+from pianoacc_utils.generation.rerank import (
+    RERANKER_FILE,
+    Reranker,
+    TreeEnsemble,
+    candidate_score,
+    shipped_reranker,
 )
 from pianoacc_utils.generation.sampling import (
     GREEDY,

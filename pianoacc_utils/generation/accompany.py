@@ -51,6 +51,7 @@ from pianoacc_utils.data.melody_midi import Melody
 from pianoacc_utils.data.notes import Note, Span, normalize_notes, notes_in
 from pianoacc_utils.data.pop909 import Segment
 from pianoacc_utils.defaults import (
+    DEFAULT_CANDIDATES,
     DEFAULT_COMPOUND,
     DEFAULT_RELEASE,
     HANGING_BEATS,
@@ -58,6 +59,8 @@ from pianoacc_utils.defaults import (
     STEPS_PER_BEAT,
 )
 from pianoacc_utils.generation.decoder import BAR_BUCKET, TABLE_BEATS, CachedDecoder, pad_melodies
+from pianoacc_utils.generation import rerank
+from pianoacc_utils.generation.rerank import Reranker
 from pianoacc_utils.generation.sampling import TOKENIZER, SamplingConfig
 
 CHORD_SOURCES = ("annotated", "estimated", "none")
@@ -90,6 +93,7 @@ class Job:
     num_steps: int
     notes: list[Note]  # the accompaniment so far (final), in absolute steps
     position: int  # grid step up to which the accompaniment is final
+    tonic: int | None = None  # the melody's key tonic, once :func:`job_tonic` found it
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,8 @@ def accompany(
     chords: Sequence[Sequence[Span]] | None = None,
     release: bool = DEFAULT_RELEASE,
     hanging_beats: float = HANGING_BEATS,
+    candidates: int = DEFAULT_CANDIDATES,
+    reranker: Reranker | None = None,
 ) -> list[list[Note]]:
     """Accompaniment for each melody, given as ``(notes, bar_starts, num_steps)`` in steps.
 
@@ -163,19 +169,49 @@ def accompany(
     they are and prime the first window (the original project primed with its
     first 256 ground-truth tokens); generation continues after the primer's last onset.
     Nothing is generated past ``num_steps``.
+
+    ``candidates`` > 1 samples that many continuations of every window (more rows of the
+    same batched decoding) and keeps the one that ``reranker`` (default: the shipped one,
+    :func:`~pianoacc_utils.generation.rerank.shipped_reranker`) finds most like the
+    pianist (:mod:`~pianoacc_utils.generation.rerank`).
     """
     # One decoder for every window: it keeps its compiled sampling loop (few retracings).
     decoder = decoder or CachedDecoder(model, sampling)
+    candidates = rerank.check_candidates(candidates)
+    if candidates > 1 and reranker is None:
+        reranker = rerank.shipped_reranker()
     jobs = plan_jobs(melodies, primers, chords)
-    # One pass per window: every melody not yet accompanied to its end adds one row.
+    # One pass per window: every melody not yet accompanied to its end adds one row
+    # (``candidates`` rows: one per candidate).
     while active := [job for job in jobs if job.position < job.num_steps]:
         windows = [next_window(job, window, model.config) for job in active]
-        generated = decode_windows(decoder, windows, model.config.melody_length)
-        for job, win, tokens in zip(active, windows, generated):
-            job.notes += keep_new_notes(job, win, tokens, release, hanging_beats)
-            job.position = advance_position(job, win, tokens, model.config.accompaniment_length)
+        rows = [win for win in windows for _ in range(candidates)]
+        generated = decode_windows(decoder, rows, model.config.melody_length)
+        for i, (job, win) in enumerate(zip(active, windows)):
+            options = generated[i * candidates : (i + 1) * candidates]
+            notes = [keep_new_notes(job, win, tokens, release, hanging_beats) for tokens in options]
+            ends = [advance_position(job, win, tokens, model.config.accompaniment_length)
+                    for tokens in options]
+            best = 0
+            if candidates > 1:
+                best = rerank.choose([
+                    rerank.candidate_score(reranker, job.melody, found, job.bar_starts,
+                                           job.position, end, job_tonic(job))
+                    for found, end in zip(notes, ends)
+                ])
+            job.notes += notes[best]
+            job.position = ends[best]
     # One sorted list of playable notes per melody (primer included: normalize_notes).
     return [normalize_notes(job.notes) for job in jobs]
+
+
+def job_tonic(job: Job) -> int:
+    """The tonic pitch class of the job's melody (relative major for a minor key), found
+    once (:func:`~pianoacc_utils.harmony.learned.melody_tonic`): what the reranker counts
+    pitch classes from."""
+    if job.tonic is None:
+        job.tonic = harmony.melody_tonic(job.melody)[0] if job.melody else 0
+    return job.tonic
 
 
 def plan_jobs(
@@ -324,6 +360,7 @@ def accompany_melodies(
     hanging_beats: float = HANGING_BEATS,
     compound: str = DEFAULT_COMPOUND,
     decoder: CachedDecoder | None = None,
+    candidates: int = DEFAULT_CANDIDATES,
 ) -> list[list[Note]]:
     """Accompaniment of melodies read from MIDI files (:func:`~pianoacc_utils.data.load_melody`).
 
@@ -347,7 +384,7 @@ def accompany_melodies(
         known = [time_map.spans_to_model(spans) for time_map, spans in zip(maps, chords)]
     results = accompany(
         model, jobs, sampling, window, decoder=decoder, chords=known, release=release,
-        hanging_beats=hanging_beats,
+        hanging_beats=hanging_beats, candidates=candidates,
     )
     moved = []
     for melody, time_map, notes in zip(melodies, maps, results):
@@ -406,11 +443,12 @@ def accompany_segment(
     chords: str = "annotated",
     release: bool = DEFAULT_RELEASE,
     hanging_beats: float = HANGING_BEATS,
+    candidates: int = DEFAULT_CANDIDATES,
 ) -> list[list[Note]]:
     """Accompany POP909 segments; ``primer_tokens`` > 0 keeps that many ground-truth
     accompaniment tokens as a primer (0: from the melody alone). ``chords``: one of
     :data:`CHORD_SOURCES` (``"annotated"``: the segment's chords, moved with its
-    ``transpose``); ``release`` and ``hanging_beats`` as in :func:`accompany`."""
+    ``transpose``); ``release``, ``hanging_beats`` and ``candidates`` as in :func:`accompany`."""
     primers = None
     if primer_tokens > 0:
         primers = [
@@ -421,7 +459,7 @@ def accompany_segment(
     return accompany(
         model, melodies, sampling, window, primers, decoder,
         chords=[segment_chords(seg, chords) for seg in segments], release=release,
-        hanging_beats=hanging_beats,
+        hanging_beats=hanging_beats, candidates=candidates,
     )
 
 

@@ -90,6 +90,8 @@ MELODIES = {
         ("--top-k", 20, "--top-p", 1),
     ),
     "2-2": (lambda p: simple_melody(p, 8, numerator=2, denominator=2), "meter 2/2", ()),
+    # three candidates per window, the shipped reranker keeping one
+    "4-4 reranked": (lambda p: simple_melody(p, 8), "meter 4/4", ("--candidates", 3)),
     # meters POP909 never has (nor the re-barred training segments)
     "5-4": (lambda p: simple_melody(p, 6, numerator=5, denominator=4), "meter 5/4", ()),
     "7-8": (lambda p: simple_melody(p, 6, numerator=7, denominator=8), "meter 7/8", ()),
@@ -164,6 +166,7 @@ def bad_inputs(folder: Path) -> dict[str, tuple[Path, tuple]]:
         "unknown track": (good, ("--track", "Vocals")),
         "negative temperature": (good, ("--temperature", -1)),
         "top-p of 0": (good, ("--top-p", 0)),
+        "candidates of 0": (good, ("--candidates", 0)),
     }
 
 
@@ -180,7 +183,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, checkpoint, capsys):
             error = capsys.readouterr().err.strip().splitlines()
             assert len(error) == 1, (name, error)
             assert error[0].startswith("pianoacc accompany: error: "), (name, error)
-            named = next((word for word in ("temperature", "top-p") if word in name), path.name)
+            words = ("temperature", "top-p", "candidates")
+            named = next((word for word in words if word in name), path.name)
             assert named in error[0], (name, error)
             if existing is None:
                 assert not out.exists(), name

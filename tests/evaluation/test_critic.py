@@ -12,7 +12,7 @@ import pytest
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data.notes import Note
 from pianoacc_utils.evaluation import critic
-from pianoacc_utils.evaluation.critic_features import (
+from pianoacc_utils.generation.critic_features import (
     ROLL_PITCHES,
     ROLL_STEPS,
     CriticWindow,

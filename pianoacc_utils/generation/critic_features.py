@@ -1,7 +1,9 @@
 """What the critic hears: windows of two bars, as named features and as piano rolls.
 
 The critic of :mod:`~pianoacc_utils.evaluation.critic` is a classifier that tries to tell
-the pianist's accompaniment from a system's. It reads the music in short windows
+the pianist's accompaniment from a system's; the reranker of
+:mod:`~pianoacc_utils.generation.rerank` scores sampled candidates with the same features
+(so they live in this stage, before evaluation). It reads the music in short windows
 (:func:`critic_windows`: two bars wherever the melody sounds), so that one song gives
 many examples, and the pianist's and a system's accompaniment of the same melody are cut
 at the same bar lines. Each window becomes

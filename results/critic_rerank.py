@@ -1,0 +1,178 @@
+"""How many candidates should the reranker choose among? Measured with the critic on
+validation songs.
+
+    KERAS_BACKEND=jax .venv/bin/python results/critic_rerank.py [--songs N]
+
+Accompanies the same whole *validation* songs as ``results/critic_validation.py`` (the
+cache is shared) with FNet, from the melody alone and with the annotated chords, sampling
+1 (no reranking), 2, 4 or 8 candidates per window and keeping the one the reranker
+(``generation.rerank``, trained on the training split by ``results/reranker.py``) finds
+most like the pianist. Then the critic, all three of its classifiers (the reranker shares
+the feature critics' features, so the convolutional one, which reads piano rolls, must
+be among them), tells each from the pianist.
+
+A number of candidates must also keep what the defaults were chosen for: the quality bar
+(thresholds from the validation pianist) on the 32 validation segments of
+``results/critic_defaults.py``, chords from the melody alone, seed 0
+(``defaults_validation.run``, cached), at least as many checks as one candidate less
+:data:`CHECK_SLACK`. Among those, the choice is the fewest candidates whose critic
+accuracy from the melody alone is within :data:`EQUAL_WITHIN` of the lowest (each
+candidate costs generation time). Writes ``results/critic_rerank.json`` and ``.md``. Only
+validation songs are used: the number chosen here is then reported on test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from critic_defaults import CHECK_SLACK
+from critic_validation import SEED, accompany_songs, log, whole_songs
+from defaults_validation import SHOWN, run
+
+from pianoacc_utils import evaluation
+from pianoacc_utils.common import write_atomic, write_json
+from pianoacc_utils.evaluation import critic
+
+DECIDES_ON = "validation"
+"""The split this script chooses on (how many candidates to rerank), ``None`` where it
+chooses nothing; ``tests/test_project.py`` checks that no script chooses on the test split."""
+
+OUT = Path("results/critic_rerank")
+SONGS = 20
+CANDIDATES = (1, 2, 4, 8)
+CHORDS = {"melody only": "estimated", "lead sheet": "annotated"}
+"""System name -> the chords FNet is given (``generation.CHORD_SOURCES``)."""
+SEGMENTS = 32
+"""32-bar validation segments of the quality-bar check (as ``results/critic_defaults.py``)."""
+EQUAL_WITHIN = 0.01
+"""Critic accuracies closer than this count as equal (the fewer candidates win)."""
+COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/critic_rerank.py"
+
+
+def quality_bar(candidates: int) -> dict:
+    """Checks passed by FNet with ``candidates`` on :data:`SEGMENTS` validation segments."""
+    config = evaluation.EvaluationConfig(
+        split="validation", segments=SEGMENTS, chords="estimated", copy_check=False,
+        critic=False,
+    )
+    report = run(replace(config, candidates=candidates))
+    bar = report["quality_bar"]["fnet"]
+    summary = report["seeds"]["median"]
+    return {
+        "passed": sum(row["passed"] for row in bar), "checks": len(bar),
+        "failed": [row["criterion"] for row in bar if not row["passed"]],
+        "fnet": {m: summary["fnet"][m] for m in SHOWN},
+        "pianist": {m: summary["ground_truth"][m] for m in SHOWN},
+    }
+
+
+def choose(accuracy: dict[int, float], bars: dict[int, dict]) -> int:
+    """The number of candidates chosen (see the module docstring)."""
+    floor = bars[1]["passed"] - CHECK_SLACK
+    kept = [n for n in CANDIDATES if bars[n]["passed"] >= floor]
+    best = min(accuracy[n] for n in kept)
+    return min(n for n in kept if accuracy[n] <= best + EQUAL_WITHIN)
+
+
+def systems() -> dict[str, tuple[str, dict]]:
+    """Name -> (chords, changes to the default settings) of every system compared."""
+    return {
+        f"FNet, {name}, {n} candidate{'s' if n > 1 else ''}": (chords, {"candidates": n})
+        for name, chords in CHORDS.items() for n in CANDIDATES
+    }
+
+
+def markdown(report: dict) -> str:
+    settings = report["settings"]
+    bars = report["quality_bar"]
+    table = [
+        "| candidates | critic, melody only [95% CI] | critic, lead sheet | checks passed | "
+        + " | ".join(SHOWN) + " |",
+        "|---|---|---|---|" + "---|" * len(SHOWN),
+    ]
+    for n in settings["candidates"]:
+        row = {chords: report["systems"][name] for name, (chords, changes) in systems().items()
+               if changes["candidates"] == n}
+        melody, lead = row["estimated"], row["annotated"]
+        mark = " **chosen**" if n == report["chosen"] else ""
+        values = " | ".join(f"{bars[str(n)]['fnet'][m]:.3g}" for m in SHOWN)
+        table.append(
+            f"| {n}{mark} | {melody['accuracy']:.2f} [{melody['accuracy_lo']:.2f}, "
+            f"{melody['accuracy_hi']:.2f}] | {lead['accuracy']:.2f} | "
+            f"{bars[str(n)]['passed']}/{bars[str(n)]['checks']} | {values} |"
+        )
+    pianist = " | ".join(f"{bars['1']['pianist'][m]:.3g}" for m in SHOWN)
+    table.append(f"| pianist | | | | {pianist} |")
+    failed = [f"- *{n} candidates* fail: " + "; ".join(bars[str(n)]["failed"]) + "."
+              for n in settings["candidates"] if bars[str(n)]["failed"]]
+    return "\n".join([
+        "# Reranking against the critic, on validation",
+        "",
+        f"Written by `{COMMAND}` (with `results/critic_rerank.json`).",
+        "",
+        f"**Chosen: {report['chosen']} candidates per window**: the fewest whose critic "
+        f"accuracy from the melody alone is within {settings['equal_within']} of the lowest, "
+        f"among those passing at least {settings['check_slack']} check fewer than one "
+        f"candidate on the quality bar ({settings['segments']} validation segments of 32 "
+        "bars, chords from the melody alone, seed 0; metrics: medians over segments, key "
+        "agreement the mean).",
+        "",
+        *table,
+        "",
+        *failed,
+        "",
+        "## The critic, in full",
+        "",
+        f"{report['seconds']:.0f} s for the critic. FNet on "
+        f"{len(settings['songs'])} whole validation songs ({settings['bars']} bars), from "
+        "the melody alone (chords from the learned harmoniser) and with the annotated "
+        "chords, at the default settings (sampling seed 0), sampling 1 to 8 candidates per "
+        "window and keeping the one the reranker (`results/reranker.md`, trained on the "
+        "training split) finds most like the pianist. Accuracy of the best of the critic's "
+        "three classifiers on held-out songs (0.5 = indistinguishable; 95% interval from "
+        "resampling songs).",
+        "",
+        critic.critic_markdown(report),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
+    args = parser.parse_args()
+    songs = whole_songs(args.songs)
+    notes = {
+        name: accompany_songs(songs, "validation", name, "fnet", chords, changes)
+        for name, (chords, changes) in systems().items()
+    }
+    bars = {}
+    for n in CANDIDATES:
+        bars[n] = quality_bar(n)
+        log(f"{n} candidates: {bars[n]['passed']}/{bars[n]['checks']} checks")
+    if os.environ.get("KERAS_BACKEND") == "jax":  # the critic runs faster under TensorFlow
+        environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        command = [sys.executable, __file__, "--songs", str(args.songs)]
+        raise SystemExit(subprocess.run(command, env=environment).returncode)
+    pieces = [critic.segment_piece(s) for s in songs]
+    report = critic.critic_report(pieces, notes, None, critic.CriticConfig(seed=SEED))
+    melody_only = {n: report["systems"][name]["accuracy"] for name, (chords, changes) in
+                   systems().items() if chords == "estimated" for n in [changes["candidates"]]}
+    chosen = choose(melody_only, bars)
+    report["settings"].update(
+        split="validation", songs=[s.song_id for s in songs],
+        bars=sum(s.num_bars for s in songs), candidates=list(CANDIDATES), command=COMMAND,
+        segments=SEGMENTS, check_slack=CHECK_SLACK, equal_within=EQUAL_WITHIN,
+    )
+    report.update(quality_bar={str(n): bar for n, bar in bars.items()}, chosen=chosen)
+    write_json(OUT.with_suffix(".json"), report)
+    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
+    log(f"wrote {OUT}.json and .md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Train the reranker: a classifier of 2-bar windows, the pianist against the shipped models,
+on whole songs of the *training* split.
+
+    KERAS_BACKEND=jax .venv/bin/python results/reranker.py [--songs N]
+
+Accompanies the first :data:`SONGS` whole songs of the training split as ``pianoacc
+accompany`` does (default settings, seed 0) with each system of :data:`SYSTEMS`, cuts the
+pianist's, every system's, block chords' and the jittered pianist's accompaniment into the critic's 2-bar windows
+(``generation.critic_features``), and fits gradient-boosted trees (:data:`TREES`) to tell
+them apart. Its accuracy is measured first with 5 folds grouped by song; then it is fitted
+on every window and written as arrays to ``pretrained/reranker/reranker.npz``
+(``generation.rerank``), with ``results/reranker.json`` and ``.md``.
+
+It chooses nothing: its settings are the critic's trees with more of them, fixed
+beforehand, and it sees no validation or test song. How many candidates it reranks is
+chosen on validation (``results/critic_rerank.py``). Generation is cached as in
+``results/critic_validation.py`` (about 2 s per song and system on two cores); the fit
+takes under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from critic_validation import accompany_songs, log, whole_songs  # noqa: E402
+
+from pianoacc_utils.common import write_atomic, write_json  # noqa: E402
+from pianoacc_utils.evaluation import block_chord_baseline, critic  # noqa: E402
+from pianoacc_utils.generation.critic_features import feature_matrix, feature_names  # noqa: E402
+from pianoacc_utils.generation import Reranker, TreeEnsemble, pretrained_dir  # noqa: E402
+from pianoacc_utils.generation.rerank import RERANKER_FILE  # noqa: E402
+
+DECIDES_ON = None
+"""The split this script chooses on: none (it trains on the training split with fixed
+settings); ``tests/test_project.py`` checks that no script chooses on the test split."""
+
+SONGS = 128
+"""Training songs accompanied (the first of the split's order): about 10,000 windows."""
+SYSTEMS = {
+    "fnet_melody_only": ("fnet", "estimated"),
+    "transformer_melody_only": ("transformer", "estimated"),
+    "fnet_lead_sheet": ("fnet", "annotated"),
+}
+"""The model windows it learns from: system name -> (shipped model, chords it is given).
+Two kinds of windows no model made join them, so that the reranker does not take what it
+never saw for a pianist: block chords on every beat of the annotated chords, and the
+pianist's notes each moved by a sixteenth at random (the critic's controls, here on
+training songs)."""
+TREES = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=15, early_stopping=False,
+             class_weight="balanced", random_state=0)
+"""``HistGradientBoostingClassifier`` settings: the critic's trees (200 instead of 100)
+with the two classes weighted equally (a pianist's window against five others')."""
+COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/reranker.py"
+OUT = Path(__file__).resolve().parent / "reranker"
+
+
+def windows(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Features, labels (1: the pianist) and songs of every window, and window counts."""
+    songs = whole_songs(count, "train")
+    log(f"{len(songs)} training songs, {sum(s.num_bars for s in songs)} bars")
+    pieces = [critic.segment_piece(s) for s in songs]
+    found, groups = critic._windows(pieces, [p.pianist for p in pieces], 2)
+    features, labels, counts = [feature_matrix(found)], [np.ones(len(found))], {"pianist": len(found)}
+    rng = np.random.default_rng(0)
+    others = {
+        "block_chords": [block_chord_baseline(s) for s in songs],
+        "pianist_jittered": [critic.jittered(p.pianist, rng) for p in pieces],
+    }
+    for name in [*SYSTEMS, *others]:
+        if name in SYSTEMS:
+            notes = accompany_songs(songs, "train", name, *SYSTEMS[name])
+        else:
+            notes = others[name]
+        cut, songs_of = critic._windows(pieces, notes, 2)
+        features.append(feature_matrix(cut))
+        labels.append(np.zeros(len(cut)))
+        groups += songs_of
+        counts[name] = len(cut)
+    return np.concatenate(features), np.concatenate(labels).astype(int), np.asarray(groups), counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
+    args = parser.parse_args()
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    features, labels, groups, counts = windows(args.songs)
+    began = time.time()
+    model = HistGradientBoostingClassifier(**TREES)
+    held_out = cross_val_predict(model, features, labels, groups=groups, cv=GroupKFold(5),
+                                 method="predict_proba")[:, 1]
+    accuracy = float(np.mean((held_out > 0.5) == labels))
+    auc = float(roc_auc_score(labels, held_out))
+    log(f"held-out songs: accuracy {accuracy:.3f}, AUC {auc:.3f}")
+    model.fit(features, labels)
+    reranker = Reranker(tuple(feature_names()), TreeEnsemble.from_sklearn(model))
+    gap = float(np.max(np.abs(reranker.trees.decision(features) - model.decision_function(features))))
+    path = pretrained_dir() / RERANKER_FILE
+    reranker.save(path)
+    report = {
+        "command": COMMAND, "songs": args.songs, "systems": SYSTEMS, "windows": counts,
+        "trees": TREES, "held_out_accuracy": round(accuracy, 4), "held_out_auc": round(auc, 4),
+        "nodes": int(len(reranker.trees.feature)), "numpy_against_sklearn": gap,
+        "seconds": round(time.time() - began, 1), "file": f"pretrained/{RERANKER_FILE}",
+    }
+    write_json(OUT.with_suffix(".json"), report)
+    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
+    log(f"wrote {path} and {OUT}.json and .md")
+
+
+def markdown(report: dict) -> str:
+    counts = report["windows"]
+    return (
+        "# The reranker\n\n"
+        f"Written by `{report['command']}`; the trees are in `{report['file']}`.\n\n"
+        f"Gradient-boosted trees over the critic's named features of 2-bar windows, trained to "
+        f"tell the pianist ({counts['pianist']} windows) from the shipped models and two "
+        "controls: "
+        + ", ".join(f"{name} ({n} windows)" for name, n in counts.items() if name != "pianist")
+        + f" on the first {report['songs']} whole songs of the **training** split, accompanied "
+        "at the default settings (seed 0). It sees no validation or test song.\n\n"
+        "| measure, 5 folds grouped by song | value |\n|---|---|\n"
+        f"| accuracy on held-out songs | {report['held_out_accuracy']:.3f} |\n"
+        f"| AUC on held-out songs | {report['held_out_auc']:.3f} |\n\n"
+        f"{report['nodes']} tree nodes; the NumPy evaluation of `generation.rerank` differs "
+        f"from scikit-learn's by at most {report['numpy_against_sklearn']:.1e} in log-odds. "
+        "How many candidates it chooses among is decided on validation: "
+        "`results/critic_rerank.md`.\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

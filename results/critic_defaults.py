@@ -57,7 +57,7 @@ def main() -> int:
     levers = json.loads(LEVERS.read_text())
     base = evaluation.EvaluationConfig(
         split="validation", segments=args.segments, chords="estimated", copy_check=False,
-        critic=False,
+        critic=False, candidates=1,  # before reranking (results/critic_rerank.py)
     )
     rows = []
     ranked = sorted(

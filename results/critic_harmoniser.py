@@ -7,8 +7,9 @@ with an emission scale and a prior weight, chosen on validation for agreement wi
 annotated chords (``results/harmonisation_validation.md``: scale 3, weight 0, from scale 1,
 2, 3 and weight 0, 0.3). Here each of those decodings gives the chords that FNet
 accompanies the same whole *validation* songs as ``results/critic_validation.py`` with
-(default settings, seed 0), and the critic (all three classifiers) tells each from the
-pianist. Writes ``results/critic_harmoniser.json`` and ``.md``.
+(default sampling, seed 0), and the critic (all three classifiers) tells each from the
+pianist. One candidate per window (no reranking), so that the chords alone change. Writes
+``results/critic_harmoniser.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def main() -> None:
     notes = {}
     for name, (scale, weight) in DECODINGS.items():
         label = f"harmoniser_scale{scale:g}_weight{weight:g}"
-        notes[name] = accompany_songs(songs, "validation", name, "fnet", label, {},
-                                      chord_finder(scale, weight))
+        notes[name] = accompany_songs(songs, "validation", name, "fnet", label,
+                                      {"candidates": 1}, chord_finder(scale, weight))
     if os.environ.get("KERAS_BACKEND") == "jax":  # the critic runs faster under TensorFlow
         environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
         command = [sys.executable, __file__, "--songs", str(args.songs)]
@@ -79,7 +80,8 @@ def main() -> None:
         f"Written by `{COMMAND}` ({report['seconds']:.0f} s for the critic). FNet on "
         f"{len(songs)} whole validation songs ({report['settings']['bars']} bars) from the "
         "melody alone, with the chords of the learned harmoniser decoded at each emission "
-        "scale and prior weight (`harmony.learned.harmonise`), default sampling (seed 0). "
+        "scale and prior weight (`harmony.learned.harmonise`), default sampling with one "
+        "candidate per window (seed 0). "
         "Accuracy of the best of the critic's three classifiers on held-out songs (0.5 = "
         "indistinguishable; 95% interval from resampling songs).", "",
         critic.critic_markdown(report),

@@ -119,6 +119,7 @@ def main() -> int:
     started = time.time()
     base = evaluation.EvaluationConfig(
         split="validation", segments=args.segments, chords="estimated", copy_check=False,
+        candidates=1,  # one candidate per window: reranking was chosen later, on top of these
         **DEFAULTS,
     )
     factors, rows = {}, []

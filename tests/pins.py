@@ -280,11 +280,13 @@ def sampler_pin(model, inputs: dict[str, Any], sampling) -> dict[str, float]:
 
 def sampled_pin(model, window, seg, sampling) -> dict[str, dict[str, float]]:
     """Mean and standard deviation over :data:`SAMPLES` sampled accompaniments of the
-    whole segment of :data:`SAMPLED_METRICS` (one batch: each row draws its own)."""
+    whole segment of :data:`SAMPLED_METRICS` (one batch: each row draws its own). One
+    candidate per window: the sampler itself is pinned; reranking among candidates
+    (``generation.rerank``) has its own tests."""
     from pianoacc_utils.evaluation import segment_metrics
     from pianoacc_utils.generation import accompany_segment
 
-    accompaniments = accompany_segment(model, [seg] * SAMPLES, sampling, window)
+    accompaniments = accompany_segment(model, [seg] * SAMPLES, sampling, window, candidates=1)
     values = {name: [] for name in SAMPLED_METRICS}
     for notes in accompaniments:
         metrics = segment_metrics(seg, notes)

@@ -131,6 +131,7 @@ def test_accompany_melodies_swings_a_6_8_melody_through_the_model(tmp_path):
     (notes,) = accompany_melodies(
         stand_in, [melody], window=WindowConfig(8, 2), decoder=recorder, release=False,
         chords=[[Span(0, 96, "C:maj")]],
+        candidates=1,
     )
     (call,) = recorder.calls
     assert call["limits"] == [64]  # four 2/4 bars
@@ -146,10 +147,13 @@ def test_a_simple_meter_melody_is_accompanied_exactly_as_before(tmp_path):
     melody = data.load_melody(melody_file(tmp_path / "waltz.mid", [(0, 3, 4)], numerator=3, denominator=4))
     stand_in = types.SimpleNamespace(config=ModelConfig(kind="fnet", **TINY_LONG))
     first, second = Recorder(), Recorder()
-    (swung,) = accompany_melodies(stand_in, [melody], window=WindowConfig(8, 2), decoder=first)
+    (swung,) = accompany_melodies(
+        stand_in, [melody], window=WindowConfig(8, 2), decoder=first, candidates=1
+    )
     (plain,) = accompany(
         stand_in, [(melody.notes, melody.grid.bar_starts, melody.end_step)],
         window=WindowConfig(8, 2), decoder=second,
+        candidates=1,
     )
     assert swung == plain
     np.testing.assert_array_equal(first.calls[0]["melody"], second.calls[0]["melody"])

@@ -539,7 +539,9 @@ def test_windows_cover_a_long_melody_continuously(notes_decoder):
     decoder = notes_decoder
     melodies = [(melody_notes(96), bars(6), 96), (melody_notes(30), bars(2), 30)]
     window = WindowConfig(bars=3, overlap_bars=1)
-    result_a, result_b = accompany(decoder.model, melodies, window=window, decoder=decoder)
+    result_a, result_b = accompany(
+        decoder.model, melodies, window=window, decoder=decoder, candidates=1
+    )
 
     calls = decoder.calls
     assert [call["limits"] for call in calls] == [[48, 30], [48], [32]]
@@ -593,6 +595,7 @@ def test_generation_progresses_when_the_token_budget_runs_out(notes_decoder):
     (notes,) = accompany(
         decoder.model, [(melody_notes(num_steps, every=2), bars(4, 96), num_steps)],
         window=WindowConfig(bars=2, overlap_bars=1), decoder=decoder,
+        candidates=1,
     )
     assert 3 <= len(decoder.calls) <= 8
     buffer = decoder.model.config.accompaniment_length
@@ -629,6 +632,7 @@ def test_primer_notes_are_kept_exactly(pop909_dir, notes_decoder):
     (notes,) = accompany_segment(
         notes_decoder.model, [seg], window=WindowConfig(bars=4, overlap_bars=1),
         primer_tokens=primer_tokens, decoder=notes_decoder,
+        candidates=1,
     )
     assert len(kept) >= 5 and primer_end < seg.num_steps
     assert sorted(n for n in notes if n.start < primer_end) == sorted(kept)

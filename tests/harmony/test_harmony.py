@@ -726,6 +726,7 @@ def test_accompany_gives_each_window_the_table_from_its_origin():
     accompany(
         stand_in_model(), [(melody, bar_starts, 4 * BAR)], window=WindowConfig(2, 1),
         decoder=recorder, chords=[chords],
+        candidates=1,
     )
     # Windows of 2 bars overlapping by 1: bars 0-1, 1-2, 2-3.
     assert [c["limits"] for c in recorder.calls] == [[2 * BAR]] * 3
@@ -741,6 +742,7 @@ def test_accompany_gives_each_window_the_table_from_its_origin():
     accompany(
         stand_in_model(), [(melody, bar_starts, 4 * BAR)], window=WindowConfig(2, 1),
         decoder=recorder,
+        candidates=1,
     )
     assert len(recorder.calls) == 3
     assert all(not c["tables"].any() for c in recorder.calls)
@@ -749,7 +751,7 @@ def test_accompany_gives_each_window_the_table_from_its_origin():
 def test_accompany_segment_moves_annotated_chords_with_the_transposition():
     recorder = TableRecorder()
     accompany_segment(stand_in_model(), [hand_segment(), hand_segment(transpose=-2)],
-                      decoder=recorder, chords="annotated")
+                      decoder=recorder, chords="annotated", candidates=1)
     assert len(recorder.calls) == 1  # one 2-bar window each, batched
     table = recorder.calls[0]["tables"]
     assert table.shape == (2, TABLE_BEATS, HARMONY_DIM)
@@ -761,7 +763,8 @@ def test_accompany_segment_moves_annotated_chords_with_the_transposition():
     np.testing.assert_array_equal(table[:, 8:], 0)
 
     recorder = TableRecorder()
-    accompany_segment(stand_in_model(), [hand_segment()], decoder=recorder, chords="none")
+    accompany_segment(stand_in_model(), [hand_segment()], decoder=recorder, chords="none",
+                      candidates=1)
     assert not recorder.calls[0]["tables"].any()
 
 
@@ -865,6 +868,7 @@ def test_a_short_pickup_puts_the_first_window_on_the_beat_without_the_meter_sign
     accompany(
         stand_in_model(meter=False), [(melody, bar_starts, 4 + 3 * BAR)],
         window=WindowConfig(2, 1), decoder=recorder, chords=[chords],
+        candidates=1,
     )
     lead = 4  # (a model with the meter signal reads the bar lines instead: no lead)
     # The first window covers the pickup and bar 1, from 4 steps before the melody; its
@@ -883,6 +887,7 @@ def test_a_pickup_of_whole_beats_needs_no_lead():
     accompany(
         stand_in_model(meter=False), [([Note(0, 4, 72, 80)], [0, 8, 8 + BAR], 8 + 2 * BAR)],
         window=WindowConfig(2, 1), decoder=recorder,
+        candidates=1,
     )
     assert recorder.calls[0]["limits"] == [8 + BAR]
 

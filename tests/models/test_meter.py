@@ -213,7 +213,8 @@ def test_each_window_gets_its_own_bar_lines_from_its_origin():
     melody = [Note(t, t + 4, 72, 80) for t in range(0, 4 * bar, 12)]
     recorder = BarRecorder()
     stand_in = types.SimpleNamespace(config=ModelConfig(kind="fnet", **TINY))
-    accompany(stand_in, [(melody, bar_starts, 4 * bar)], window=WindowConfig(2, 1), decoder=recorder)
+    accompany(stand_in, [(melody, bar_starts, 4 * bar)], window=WindowConfig(2, 1),
+              decoder=recorder, candidates=1)
     # Windows of 2 bars overlapping by 1 (bars 0-1, 1-2, 2-3): lines at 0 and 36 of each.
     assert len(recorder.calls) == 3
     for call in recorder.calls:
@@ -231,7 +232,8 @@ def test_a_pickup_window_and_its_bar_lines(meter, lines):
     melody = [Note(t, t + 2, 72, 80) for t in range(0, 76, 4)]
     recorder = BarRecorder()
     stand_in = types.SimpleNamespace(config=ModelConfig(kind="fnet", meter=meter, **TINY))
-    accompany(stand_in, [(melody, bar_starts, 76)], window=WindowConfig(8, 2), decoder=recorder)
+    accompany(stand_in, [(melody, bar_starts, 76)], window=WindowConfig(8, 2), decoder=recorder,
+              candidates=1)
     assert recorder.calls[0]["limits"] == [76 + (0 if meter else 4)]
     np.testing.assert_array_equal(recorder.calls[0]["bars"][0, :5], [*lines, NO_BAR])
 

@@ -318,7 +318,8 @@ def page_html(
 
 
 TABLE_NOTE = (
-    "<p>96 32-bar segments of the 91 test songs at sampling seeds 0, 1 and 2: the median "
+    "<p>96 32-bar segments of the 91 test songs at sampling seeds 0, 1 and 2, one candidate "
+    "per window (made before reranking became the default): the median "
     "over seeds, [min, max] across them (<code>results/evaluation.json</code>, "
     "<code>results/evaluation_estimated_chords.json</code>; <code>docs/metrics.md</code> "
     "defines each metric and the quality bar).</p>"
@@ -328,7 +329,7 @@ INTRO = """<p>Each excerpt is played by the melody alone, by the pianist of POP9
 truth) and by the two shipped models, FNet and the Transformer: given a <em>lead sheet</em>
 (the song's annotated chords) and given the <em>melody alone</em> (chords chosen for it by the
 harmoniser learned from POP909, as <code>pianoacc accompany</code> does). Sampling seed {seed},
-default sampling otherwise; the test songs and the folk tunes were never trained on. Piano
+default generation otherwise (8 candidates per window, the one most like a pianist kept); the test songs and the folk tunes were never trained on. Piano
 rolls: melody in red, accompaniment in blue, darker notes louder. Audio: the SoundFont piano
 of pretty_midi (TimGM6mb), MP3. Written by <code>pianoacc report</code>.</p>"""
 

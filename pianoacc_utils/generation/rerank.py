@@ -5,7 +5,8 @@ The critic of :mod:`~pianoacc_utils.evaluation.critic` tells the models' accompa
 from the pianist's by what is heard in 2-bar windows (:mod:`~pianoacc_utils.generation.critic_features`,
 which lives here, before evaluation, because reranking reads it too).
 The same kind of classifier, trained once on the *training* split (the pianist's windows
-against the shipped models' windows of the same songs: ``results/reranker.py``), scores
+against the shipped models' windows of the same songs, block chords and the pianist
+jittered by a sixteenth: ``results/reranker.py``), scores
 each sampled candidate for a window: the candidate whose 2-bar windows it finds most like
 the pianist's is kept (:func:`choose`). It never saw a validation or test song; the number
 of candidates is chosen on validation with the critic (``results/critic_rerank.md``).
@@ -36,7 +37,6 @@ from pianoacc_utils.generation.critic_features import (
 
 RERANKER_FILE = "reranker/reranker.npz"
 """The shipped reranker, under ``pretrained/`` (``generation.pretrained_dir``)."""
-
 
 
 # --------------------------------------------------------------------------- trees as arrays

@@ -15,13 +15,10 @@ pianist. One candidate per window (no reranking), so that the chords alone chang
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from critic_validation import SEED, accompany_songs, log, whole_songs
+from critic_validation import SEED, accompany_songs, critic_in_tensorflow, log, whole_songs
 
 from pianoacc_utils import harmony
 from pianoacc_utils.common import write_atomic, write_json
@@ -64,10 +61,7 @@ def main() -> None:
         label = f"harmoniser_scale{scale:g}_weight{weight:g}"
         notes[name] = accompany_songs(songs, "validation", name, "fnet", label,
                                       {"candidates": 1}, chord_finder(scale, weight))
-    if os.environ.get("KERAS_BACKEND") == "jax":  # the critic runs faster under TensorFlow
-        environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-        command = [sys.executable, __file__, "--songs", str(args.songs)]
-        raise SystemExit(subprocess.run(command, env=environment).returncode)
+    critic_in_tensorflow(__file__, args.songs)
     pieces = [critic.segment_piece(s) for s in songs]
     report = critic.critic_report(pieces, notes, None, critic.CriticConfig(seed=SEED))
     report["settings"].update(

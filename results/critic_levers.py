@@ -14,12 +14,9 @@ Only validation songs are used: the settings chosen here are then reported on te
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from critic_validation import SEED, accompany_songs, log, whole_songs
+from critic_validation import SEED, accompany_songs, critic_in_tensorflow, log, whole_songs
 
 from pianoacc_utils.common import write_atomic, write_json
 from pianoacc_utils.evaluation import critic
@@ -108,10 +105,7 @@ def main() -> None:
         name: accompany_songs(songs, "validation", name, "fnet", "estimated", {**EARLIER, **changes})
         for name, changes in LEVERS.items()
     }
-    if os.environ.get("KERAS_BACKEND") == "jax":  # the critic runs faster under TensorFlow
-        environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-        command = [sys.executable, __file__, "--songs", str(args.songs)]
-        raise SystemExit(subprocess.run(command, env=environment).returncode)
+    critic_in_tensorflow(__file__, args.songs)
     pieces = [critic.segment_piece(s) for s in songs]
     report = critic.critic_report(
         pieces, systems, None, critic.CriticConfig(seed=SEED, learned=False)

@@ -27,15 +27,12 @@ validation songs are used: the number chosen here is then reported on test.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 from critic_defaults import CHECK_SLACK
-from critic_validation import SEED, accompany_songs, log, whole_songs
+from critic_validation import SEED, accompany_songs, critic_in_tensorflow, log, whole_songs
 from defaults_validation import SHOWN, run
 
 from pianoacc_utils import evaluation
@@ -169,14 +166,11 @@ def main() -> None:
         bars[n] = quality_bar(n)
         log(f"{n} candidates: {bars[n]['passed']}/{bars[n]['checks']} checks the pianist passes, "
             f"{bars[n]['passed_all']}/{bars[n]['checks_all']} in all")
-    if os.environ.get("KERAS_BACKEND") == "jax":  # the critic runs faster under TensorFlow
-        environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-        command = [sys.executable, __file__, "--songs", str(args.songs)]
-        raise SystemExit(subprocess.run(command, env=environment).returncode)
+    critic_in_tensorflow(__file__, args.songs)
     pieces = [critic.segment_piece(s) for s in songs]
     report = critic.critic_report(pieces, notes, None, critic.CriticConfig(seed=SEED))
-    melody_only = {n: report["systems"][name]["accuracy"] for name, (chords, changes) in
-                   systems().items() if chords == "estimated" for n in [changes["candidates"]]}
+    melody_only = {changes["candidates"]: report["systems"][name]["accuracy"]
+                   for name, (chords, changes) in systems().items() if chords == "estimated"}
     chosen = choose(melody_only, bars)
     report["settings"].update(
         split="validation", songs=[s.song_id for s in songs],

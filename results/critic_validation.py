@@ -104,10 +104,30 @@ def generation_key(checkpoint: str, chords: str, changes: dict) -> str:
         "chords": chords, "sampling": config_dict(sampling), "rules": rules,
     }
     if rules.get("candidates", DEFAULT_CANDIDATES) > 1:  # and the reranker that chose
-        reranker = generation.pretrained_dir() / generation.RERANKER_FILE
-        description["reranker"] = hashlib.sha1(reranker.read_bytes()).hexdigest()
+        description["reranker"] = reranker_digest()
     digest = hashlib.sha1(json.dumps(description, sort_keys=True).encode()).hexdigest()
     return f"{checkpoint}-{chords}-{digest[:12]}"
+
+
+def reranker_digest() -> str:
+    """The SHA-1 of the shipped reranker's file: part of every cache key of a run that
+    reranks, so that a retrained reranker is never read from an older run's cache."""
+    return hashlib.sha1(
+        (generation.pretrained_dir() / generation.RERANKER_FILE).read_bytes()
+    ).hexdigest()
+
+
+def critic_in_tensorflow(script: str, count: int) -> None:
+    """Under JAX, run ``script --songs count`` again in a TensorFlow process and exit with
+    its status: generation (faster on JAX) is cached by then, and the critic's network
+    trains batch by batch about four times faster on TensorFlow here. Under another
+    backend, return and let the caller run the critic."""
+    if os.environ.get("KERAS_BACKEND") != "jax":
+        return
+    log("the critic runs in a TensorFlow process")
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    arguments = [sys.executable, script, "--songs", str(count)]
+    raise SystemExit(subprocess.run(arguments, env=environment).returncode)
 
 
 def cached_path(key: str, split: str, song_id: str) -> Path:
@@ -200,13 +220,7 @@ def run(
     songs = whole_songs(count, split)
     log(f"{len(songs)} {split} songs, {sum(s.num_bars for s in songs)} bars")
     systems = generate(songs, split, extra)
-    if os.environ.get("KERAS_BACKEND") == "jax":
-        # The critic's network trains batch by batch, about four times faster on TensorFlow
-        # than on JAX here; the accompaniments are cached, so a TensorFlow process goes on.
-        log("the critic runs in a TensorFlow process")
-        environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-        arguments = [sys.executable, script, "--songs", str(count)]
-        raise SystemExit(subprocess.run(arguments, env=environment).returncode)
+    critic_in_tensorflow(script, count)
     began = time.time()
     pieces = [critic.segment_piece(s) for s in songs]
     blocks = [block_chord_baseline(s) for s in songs]

@@ -31,7 +31,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pianoacc_utils import evaluation, generation
+from critic_validation import reranker_digest
+
+from pianoacc_utils import evaluation
 from pianoacc_utils.common import cache_dir, write_atomic, write_json
 from pianoacc_utils.defaults import (
     DEFAULT_CHORD_MASK,
@@ -99,8 +101,7 @@ def run(config: evaluation.EvaluationConfig) -> dict:
     """``evaluation_report`` of the checkpoint with ``config``, cached by its settings."""
     described = {"checkpoint": CHECKPOINT, **vars(config)}
     if config.candidates > 1:  # and the reranker that chose among them
-        reranker = generation.pretrained_dir() / generation.RERANKER_FILE
-        described["reranker"] = hashlib.sha1(reranker.read_bytes()).hexdigest()
+        described["reranker"] = reranker_digest()
     settings = json.dumps(described, sort_keys=True, default=str)
     path = cache_dir() / "defaults_validation" / f"{hashlib.sha256(settings.encode()).hexdigest()[:16]}.json"
     if path.is_file():

@@ -69,7 +69,7 @@ def windows(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     songs = whole_songs(count, "train")
     log(f"{len(songs)} training songs, {sum(s.num_bars for s in songs)} bars")
     pieces = [critic.segment_piece(s) for s in songs]
-    found, groups = critic._windows(pieces, [p.pianist for p in pieces], 2)
+    found, groups = critic.piece_windows(pieces, [p.pianist for p in pieces], 2)
     features, labels, counts = [feature_matrix(found)], [np.ones(len(found))], {"pianist": len(found)}
     rng = np.random.default_rng(0)
     others = {
@@ -81,7 +81,7 @@ def windows(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
             notes = accompany_songs(songs, "train", name, *SYSTEMS[name], {"candidates": 1})
         else:
             notes = others[name]
-        cut, songs_of = critic._windows(pieces, notes, 2)
+        cut, songs_of = critic.piece_windows(pieces, notes, 2)
         features.append(feature_matrix(cut))
         labels.append(np.zeros(len(cut)))
         groups += songs_of

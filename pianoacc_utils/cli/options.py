@@ -95,8 +95,8 @@ def candidates_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--candidates", type=int, metavar="N", default=DEFAULT_CANDIDATES,
         help=f"sample N candidates for every window and keep the one the reranker finds most "
-        f"like a pianist (1..{MAX_CANDIDATES}; default {DEFAULT_CANDIDATES}; 1: no reranking; "
-        "generating takes about N/2 times as long)",
+        f"like a pianist (1..{MAX_CANDIDATES}; default {DEFAULT_CANDIDATES}; 1: no reranking, "
+        "the fastest; docs/generation.md says what each costs)",
     )
 
 

@@ -149,6 +149,7 @@ from pianoacc_utils.evaluation.critic import (
     critic_report,
     feature_aucs,
     grouped_folds,
+    piece_windows,
     segment_piece,
     song_bootstrap_ci,
     two_sample_test,

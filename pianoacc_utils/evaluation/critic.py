@@ -288,9 +288,11 @@ def other_song_pianist(pieces: Sequence[CriticPiece]) -> list[list[Note]]:
     return chosen
 
 
-def _windows(pieces: Sequence[CriticPiece], accompaniments: Sequence[Sequence[Note]], bars: int
-             ) -> tuple[list[CriticWindow], list[str]]:
-    """Windows of every piece with the given accompaniment, and each window's song."""
+def piece_windows(
+    pieces: Sequence[CriticPiece], accompaniments: Sequence[Sequence[Note]], bars: int
+) -> tuple[list[CriticWindow], list[str]]:
+    """The critic's windows (:func:`~pianoacc_utils.generation.critic_features.critic_windows`)
+    of every piece with its accompaniment in ``accompaniments``, and each window's song."""
     if len(accompaniments) != len(pieces):
         raise PianoaccError(f"{len(accompaniments)} accompaniments for {len(pieces)} pieces")
     windows, groups = [], []
@@ -339,7 +341,7 @@ def _critic_report(
 
     began = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    pianist, groups = _windows(pieces, [p.pianist for p in pieces], config.bars)
+    pianist, groups = piece_windows(pieces, [p.pianist for p in pieces], config.bars)
     if not pianist:
         raise PianoaccError("the critic found no window in which the melody sounds")
     pianist_features = feature_matrix(pianist)
@@ -351,7 +353,7 @@ def _critic_report(
     pianist_rolls = roll_tensor(pianist) if config.learned else None
 
     def against_pianist(accompaniments: Sequence[Sequence[Note]]) -> dict[str, Any]:
-        windows, other_groups = _windows(pieces, accompaniments, config.bars)
+        windows, other_groups = piece_windows(pieces, accompaniments, config.bars)
         rolls = roll_tensor(windows) if config.learned else None
         return two_sample_test(
             pianist_features, feature_matrix(windows), groups, other_groups, config,

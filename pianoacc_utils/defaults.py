@@ -79,7 +79,7 @@ critic among 1, 2, 4 and 8, keeping the quality bar's checks (``results/critic_r
 the critic told FNet from the pianist on 0.59 of the windows of 20 whole validation songs
 from the melody alone at 8, 0.75 at 1. Generating takes several times as long: a 120-bar
 melody took 13.2 s against 4.1 s with one candidate, its caches filled, on 2 Intel Xeon
-cores (``benchmarks/results/accompany_wait.json``)."""
+cores (``benchmarks/results/accompany_wait.json``, labels ``shortlist-8`` and ``current``)."""
 
 
 MAX_CANDIDATES = 16

@@ -34,9 +34,11 @@ from pianoacc_utils.generation import (
     GREEDY,
     MELODY_BUCKET,
     SHIFT_STEPS,
+    SHORTLIST,
     TABLE_BEATS,
     CachedDecoder,
     SamplingConfig,
+    ShortlistTopPSampler,
     WindowConfig,
     accompany,
     accompany_segment,
@@ -397,6 +399,52 @@ def test_seeded_sampling_is_reproducible():
         for tokens in rows:
             assert TOKENIZER.duration_steps(tokens) <= 48
             assert not {TOKENIZER.pad_id, TOKENIZER.start_id, TOKENIZER.end_id} & set(tokens)
+
+
+def test_the_shortlist_sampler_draws_the_token_keras_hubs_top_p_sampler_draws():
+    """Row for row and step for step the same tokens, both where the shortlist holds the
+    nucleus of every row (peaked rows) and where a flat row makes it sort everything."""
+    import keras_hub
+
+    rng = np.random.default_rng(3)
+    vocabulary = len(TOKENIZER)
+
+    def rows(scale: float, batch: int = 6) -> np.ndarray:
+        logits = rng.normal(size=(batch, vocabulary)) * scale
+        logits[:, rng.random(vocabulary) < 0.4] = -1e9  # masked tokens: probability 0
+        logits[0, 5:12] = logits[0, 5]  # ties
+        probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return (probabilities / probabilities.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+    peaked = [rows(6.0) for _ in range(20)]
+    mixed = [np.concatenate([rows(6.0, 5), rows(0.1, 1)]) for _ in range(20)]
+    leading = lambda p: np.sort(p, axis=-1)[:, ::-1][:, :SHORTLIST].sum(axis=-1)  # noqa: E731
+    assert all((leading(p) > 0.95).all() for p in peaked)  # the shortlist path
+    assert all((leading(p) <= 0.95).any() for p in mixed)  # the full sort
+    for batches in (peaked, mixed):
+        ours = ShortlistTopPSampler(p=0.95, seed=11)
+        theirs = keras_hub.samplers.TopPSampler(p=0.95, seed=11)
+        for probabilities in batches:
+            tensor = ops.convert_to_tensor(probabilities)
+            a = ops.convert_to_numpy(ours.get_next_token(tensor))
+            b = ops.convert_to_numpy(theirs.get_next_token(tensor))
+            np.testing.assert_array_equal(a, b)
+
+
+def test_compiled_decoding_with_the_shortlist_sampler_equals_keras_hubs():
+    import keras_hub
+
+    model = tiny_model("transformer")
+    padded = pad_melodies([random_melody(0), random_melody(1)], model.config.melody_length)
+    runs = []  # at temperature 0.3 some steps sort the shortlist only, others everything
+    for sampler in (None, keras_hub.samplers.TopPSampler(p=0.9, seed=5, temperature=0.3)):
+        decoder = CachedDecoder(model, SamplingConfig(temperature=0.3, seed=5, top_p=0.9))
+        assert isinstance(decoder.sampler, ShortlistTopPSampler)
+        if sampler is not None:
+            decoder.sampler = sampler
+        runs.append(decoder.decode(padded, [[], []], [48, 48], max_length=48))
+    assert runs[0] == runs[1]
+    assert all(runs[0])
 
 
 @pytest.mark.parametrize(

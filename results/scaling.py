@@ -1,18 +1,30 @@
-"""FNet against the Transformer at three model sizes and four token budgets on 2 CPU cores.
+"""FNet against the Transformer at four model sizes and token budgets up to the shipped runs'.
 
-    python results/scaling.py            # train the runs not yet cached, fit, write the JSON
+    python results/scaling.py [--hours H] [--sizes xs s]   # train (resuming), fit, write the JSON
     python results/scaling.py --speed    # measure seconds per token again (an idle machine)
     python results/scaling.py --fit      # only refit and rewrite from the cached runs
 
 Data: the ``small`` profile's prepared split (8-bar segments of all songs, the data of
-the shipped models), so that the shipped 1M-parameter runs, trained far longer, test the
-fitted curves out of sample. Sizes: the small profile's model and two narrower,
-shallower ones (:data:`SIZES`, about 17x in parameters). Each size and encoder trains
-once with batch 16, peak learning rate 1e-3 after 100 warm-up steps, inverse-square-root
-decay (no run length in the schedule: the model at each budget is what a run of that
-budget gives, :func:`pianoacc_utils.training.scaling.train_to_budgets`), and is
-measured on a fixed 256-segment validation subset at :data:`BUDGETS` target tokens.
-Every budget is under one pass over the split, so no segment is seen twice.
+the shipped models). Sizes (:data:`SIZES`): the small profile's model as shipped (``m``,
+1.06M parameters), two narrower, shallower ones (``xs``, ``s``) and the ``cpu``
+profile's width and depth (``l``, 6.9M): about 75x in parameters. Each size and encoder
+trains once with batch 16, peak learning rate 1e-3 after 100 warm-up steps,
+inverse-square-root decay (no run length in the schedule: the model at each budget is
+what a run of that budget gives, :func:`pianoacc_utils.training.scaling.train_to_budgets`),
+and is measured on a fixed 256-segment validation subset at :data:`BUDGETS` target
+tokens, up to the 41M the shipped runs saw (16 epochs); past the first epoch segments
+are seen again, as in the shipped runs.
+
+Runs take hours (the whole campaign: many sittings on 2 CPU cores), so each one resumes:
+its model, optimizer state and counters are saved in ``cache/scaling/<encoder>_<size>/``
+at every budget and every :data:`CHECKPOINT_STEPS` steps, and ``--hours`` stops the
+invocation after that much training, leaving every run resumable (run the same command
+again). The smaller sizes run first. Every sitting of a run records the processor,
+backend and precision it ran on (machines differ).
+
+The fit is judged out of sample (:func:`held_out_check`): the largest budget each size
+has reached is held out, the law is fitted to the rest and predicts it; a law whose
+held-out error falls outside its own 95% interval is reported as failing.
 
 Compute is measured apart from the runs, on one median-length batch per size and
 encoder (seconds per target token, fastest of 5 steps after 2 warm-up steps), because
@@ -35,6 +47,7 @@ split."""
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -67,9 +80,16 @@ SIZES = {
     "xs": dict(hidden_dim=32, num_heads=2, intermediate_dim=128, encoder_layers=1, decoder_layers=1),
     "s": dict(hidden_dim=64, num_heads=2, intermediate_dim=256, encoder_layers=2, decoder_layers=2),
     "m": {},  # the small profile's model, as shipped
+    "l": {field: getattr(PROFILES["cpu"].model, field)  # the cpu profile's width and depth
+          for field in ("hidden_dim", "num_heads", "intermediate_dim", "encoder_layers",
+                        "decoder_layers")},
 }
-BUDGETS = (250_000, 500_000, 1_000_000, 2_000_000)
-"""Target tokens seen at which the validation loss is measured."""
+BUDGETS = (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 16_000_000,
+           41_000_000)
+"""Target tokens seen at which the validation loss is measured: doubling, then the
+shipped runs' 41M (16 epochs of the split)."""
+CHECKPOINT_STEPS = 200
+"""Optimizer steps between saves of a run (besides one at every budget)."""
 SETTINGS = TrainConfig(batch_size=16, learning_rate=1e-3, warmup_steps=100, seed=909,
                        harmony_dropout=SMALL.train.harmony_dropout, length_multiple=128)
 VALIDATION_SEGMENTS = 256
@@ -117,27 +137,46 @@ def shipped_check(kind: str, validation) -> dict:
             "val_loss": round(scaling.validation_loss(model, validation), 5)}
 
 
-def train_runs() -> None:
+def train_runs(sizes: list[str], hours: float | None) -> None:
+    """Train (or go on training) every run of ``sizes``, smallest first, for at most
+    ``hours`` of this invocation; each run's JSON is rewritten after every sitting."""
     folder = prepare(SMALL.prepare, progress=False)
     train_split, validation_split = load_split(folder, "train"), load_split(folder, "validation")
     CACHE.mkdir(parents=True, exist_ok=True)
-    for size in SIZES:
+    deadline = None if hours is None else time.perf_counter() + hours * 3600
+    for size in sizes:
         for kind in KINDS:
             path = CACHE / f"{kind}_{size}.json"
-            if path.exists():
+            earlier = json.loads(path.read_text()) if path.exists() else {}
+            if earlier.get("finished") and [r["budget"] for r in earlier["budgets"]] == list(BUDGETS):
+                continue
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0:
+                print(f"{kind} {size}: out of time; run again to go on", flush=True)
                 continue
             config = size_config(size, kind)
             validation = batches(validation_split, config, False, VALIDATION_SEGMENTS)
             load = load_average()
             began = time.perf_counter()
-            run = scaling.train_to_budgets(config, batches(train_split, config, True),
-                                           validation, BUDGETS, SETTINGS,
-                                           report=lambda row: print(kind, size, row, flush=True))
-            run.update(kind=kind, size=size, model=SIZES[size], load_average=[load, load_average()],
-                       seconds=round(time.perf_counter() - began, 1))
+            run = scaling.train_to_budgets(
+                config, batches(train_split, config, True), validation, BUDGETS, SETTINGS,
+                report=lambda row: print(kind, size, row, flush=True),
+                state_dir=CACHE / f"{kind}_{size}", checkpoint_steps=CHECKPOINT_STEPS,
+                stop_after_seconds=left,
+            )
+            sitting = {"processor": processor(), "backend": keras.backend.backend(),
+                       "precision": keras.mixed_precision.global_policy().name,
+                       "seconds": round(time.perf_counter() - began, 1),
+                       "load_average": [load, load_average()],
+                       "budgets_reached": len(run["budgets"])}
+            # Sittings of this run before its state was kept (budgets up to 2M) are not continued.
+            sittings = earlier.get("sittings", []) if "sittings" in earlier else []
+            run.update(kind=kind, size=size, model=SIZES[size], sittings=[*sittings, sitting],
+                       seconds=round(sum(s["seconds"] for s in [*sittings, sitting]), 1))
             write_json(path, run)
             print(kind, size, run["parameters"]["total"],
-                  [row["val_loss"] for row in run["budgets"]], f"{run['seconds']:.0f} s", flush=True)
+                  [row["val_loss"] for row in run["budgets"]], f"{run['seconds']:.0f} s",
+                  "finished" if run["finished"] else "to be continued", flush=True)
 
 
 def measure_speed() -> dict:
@@ -181,14 +220,47 @@ def rms_residual(law, n, d, loss) -> float:
     return round(float(np.sqrt(np.mean((np.asarray(loss) / law.loss(n, d) - 1) ** 2))), 5)
 
 
+def held_out_check(runs: list[dict]) -> dict:
+    """The law judged out of sample: each size's largest measured budget held out, the
+    law fitted to every other point and asked for the held-out ones, with its 68% and 95%
+    intervals. ``fails`` when a measured loss lies outside its 95% interval."""
+    held, kept = [], []
+    for run in runs:
+        rows = run["budgets"]
+        for position, row in enumerate(rows):
+            point = (run["parameters"]["total"], row["tokens"], row["val_loss"])
+            (held if position == len(rows) - 1 and len(rows) > 2 else kept).append(
+                (run["size"], point))
+    n, d, loss = (np.array(column, float) for column in zip(*(p for _, p in kept)))
+    targets = {f"{size}, {int(point[1]):,} tokens": point[:2] for size, point in held}
+    law, predictions = predict(n, d, loss, targets)
+    for (size, point), (name, prediction) in zip(held, predictions.items()):
+        measured = point[2]
+        low68, high68 = prediction["interval_68"]
+        low95, high95 = prediction["interval_95"]
+        prediction.update(
+            measured=measured,
+            relative_error=round(prediction["predicted"] / measured - 1, 4),
+            inside_68=bool(low68 <= measured <= high68),
+            inside_95=bool(low95 <= measured <= high95),
+        )
+    return {
+        "law_without_held_out": law.to_dict(),
+        "held_out": predictions,
+        "fails": not all(p["inside_95"] for p in predictions.values()),
+    }
+
+
 def fit() -> dict:
     runs = [json.loads((CACHE / f"{kind}_{size}.json").read_text())
-            for size in SIZES for kind in KINDS]
+            for size in SIZES for kind in KINDS if (CACHE / f"{kind}_{size}.json").exists()]
     speed_path = CACHE / "speed.json"
-    speed = json.loads(speed_path.read_text()) if speed_path.exists() else measure_speed()
+    speed = json.loads(speed_path.read_text()) if speed_path.exists() else {}
+    if any(f"{run['kind']}_{run['size']}" not in speed for run in runs):
+        speed = measure_speed()  # a size measured for the first time: all again, alike
     validation_split = load_split(prepare(SMALL.prepare, progress=False), "validation")
     for run in runs:
-        run["seconds_per_token"] = speed[f"{run['kind']}_{run['size']}"]
+        run["seconds_per_token"] = speed.get(f"{run['kind']}_{run['size']}")
         if run["size"] == "m":
             config = size_config("m", run["kind"])
             run["shipped"] = shipped_check(run["kind"], batches(validation_split, config, False,
@@ -216,6 +288,7 @@ def fit() -> dict:
             "full profile size, the original's budget": (sizes["full"][kind], original),
         })
         encoders[kind] = {
+            "out_of_sample": held_out_check(mine),
             "law": law.to_dict(),
             "relative_rms_residual": rms_residual(law, n, d, loss),
             "law_with_shipped_run": law_all.to_dict(),
@@ -228,10 +301,16 @@ def fit() -> dict:
 
 
 def main() -> None:
-    if "--speed" in sys.argv[1:]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speed", action="store_true", help="measure seconds per token again")
+    parser.add_argument("--fit", action="store_true", help="only refit from the cached runs")
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--hours", type=float, help="stop training after this long (resumable)")
+    args = parser.parse_args()
+    if args.speed:
         measure_speed()
-    elif "--fit" not in sys.argv[1:]:
-        train_runs()
+    elif not args.fit:
+        train_runs(args.sizes, args.hours)
     report = {
         "command": "python results/scaling.py",
         "backend": keras.backend.backend(),

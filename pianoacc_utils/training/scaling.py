@@ -18,18 +18,21 @@ can be trusted, most of all far outside the measured sizes and budgets.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pianoacc_utils.common import PianoaccError
+from pianoacc_utils.common import PianoaccError, write_json
 from pianoacc_utils.models.config import count_parameters
 from pianoacc_utils.models.seq2seq import build_model
 from pianoacc_utils.training.batches import PAD_ID, SegmentBatches
+from pianoacc_utils.training.checkpoints import load_checkpoint
 from pianoacc_utils.training.loss import compile_model
 from pianoacc_utils.training.profiles import TrainConfig
 
@@ -49,6 +52,10 @@ def validation_loss(model: Any, batches: SegmentBatches) -> float:
     return total / tokens
 
 
+BUDGET_STATE = "budget_state.json"
+"""The file of a resumable budget run (:func:`train_to_budgets` with ``state_dir``)."""
+
+
 def train_to_budgets(
     model_config: Any,
     train_batches: SegmentBatches,
@@ -56,17 +63,30 @@ def train_to_budgets(
     budgets: Sequence[int],
     settings: TrainConfig,
     report: Callable[[dict[str, Any]], None] | None = None,
+    state_dir: str | Path | None = None,
+    checkpoint_steps: int | None = None,
+    stop_after_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Train a fresh ``model_config`` model (AdamW as :func:`compile_model` sets it up, with
     ``settings``' schedule) on ``train_batches`` until it has seen ``max(budgets)`` target
     tokens; at each budget, the validation loss. Epochs follow one another when the split
     runs out (``train_batches`` moves on to its next epoch).
 
-    Returns ``parameters`` (:func:`count_parameters`) and one row per budget: ``tokens``
-    (target tokens actually seen: the first step at or past the budget), ``steps``,
-    ``epochs`` (passes over the split), ``val_loss``, ``train_seconds`` (wall time in
-    training steps, compilation included) and ``train_cpu_seconds`` (this process's CPU
-    time in them). ``report`` is called with each row as it is measured.
+    Returns ``parameters`` (:func:`count_parameters`), ``finished`` (every budget reached)
+    and one row per budget reached: ``tokens`` (target tokens actually seen: the first
+    step at or past the budget), ``steps``, ``epochs`` (passes over the split),
+    ``val_loss``, ``train_seconds`` (wall time in training steps, compilation included,
+    summed over sittings) and ``train_cpu_seconds`` (CPU time in them). ``report`` is
+    called with each row as it is measured.
+
+    Runs long enough to need several sittings resume: with ``state_dir``, the model with
+    its optimizer state and the run's counters are saved there at every budget and every
+    ``checkpoint_steps`` optimizer steps (:func:`save_budget_state`), and a later call
+    with the same arguments goes on from the last save, replaying the batches a run that
+    never stopped would have seen (their order is a function of the seed and the epoch).
+    More budgets than before extend a run: the rows already measured are kept.
+    ``stop_after_seconds``: save and return (``finished`` False) once this call has
+    trained that long.
     """
     import keras
 
@@ -75,13 +95,38 @@ def train_to_budgets(
     budgets = sorted(int(b) for b in budgets)
     if not budgets or budgets[0] <= 0:
         raise PianoaccError(f"token budgets must be positive, got {budgets}")
-    keras.utils.set_random_seed(settings.seed)
-    model = compile_model(build_model(model_config), settings)
-    seen = steps = 0
-    wall = cpu = 0.0
-    rows = []
-    epoch_start = train_batches.epoch
+    folder = None if state_dir is None else Path(state_dir)
+    state = load_budget_state(folder) if folder is not None else None
+    if state is None:
+        keras.utils.set_random_seed(settings.seed)
+        model = compile_model(build_model(model_config), settings)
+        counters = {"seen": 0, "steps": 0, "wall": 0.0, "cpu": 0.0,
+                    "epoch_start": train_batches.epoch, "rows": []}
+    else:
+        model, counters = state
+        train_batches.seek(counters["epoch"], counters["next_batch"])
+    rows = [row for row in counters["rows"] if row["budget"] in budgets]
+    if [row["budget"] for row in rows] != budgets[: len(rows)]:
+        raise PianoaccError(
+            f"{folder}: the run measured budgets {[r['budget'] for r in counters['rows']]}; "
+            f"a resumed run may only add larger ones, got {budgets}"
+        )
+    seen, steps = counters["seen"], counters["steps"]
+    wall, cpu = counters["wall"], counters["cpu"]
+    epoch_start = counters["epoch_start"]
+    began_call = time.perf_counter()
+
+    def save(next_batch: int) -> None:
+        epoch = train_batches.epoch
+        if next_batch >= train_batches.batches_per_epoch:
+            epoch, next_batch = epoch + 1, 0
+        save_budget_state(folder, model, {
+            "seen": seen, "steps": steps, "wall": wall, "cpu": cpu,
+            "epoch_start": epoch_start, "rows": rows, "epoch": epoch, "next_batch": next_batch,
+        })
+
     while budgets[len(rows):]:
+        first = train_batches.start_batch
         for index in range(len(train_batches)):
             inputs, target = train_batches[index]
             began, began_cpu = time.perf_counter(), time.process_time()
@@ -90,21 +135,57 @@ def train_to_budgets(
             cpu += time.process_time() - began_cpu
             seen += int((target != PAD_ID).sum())
             steps += 1
+            measured = False
             while budgets[len(rows):] and seen >= budgets[len(rows)]:
                 rows.append({
                     "budget": budgets[len(rows)], "tokens": seen, "steps": steps,
                     "epochs": round(train_batches.epoch - epoch_start
-                                    + (index + 1) / train_batches.batches_per_epoch, 3),
+                                    + (first + index + 1) / train_batches.batches_per_epoch, 3),
                     "val_loss": round(validation_loss(model, validation_batches), 5),
                     "train_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),
                 })
+                measured = True
                 if report is not None:
                     report(rows[-1])
+            if folder is not None and (
+                measured or (checkpoint_steps and steps % checkpoint_steps == 0)
+            ):
+                save(first + index + 1)
+                out_of_time = (stop_after_seconds is not None
+                               and time.perf_counter() - began_call >= stop_after_seconds)
+                if out_of_time and budgets[len(rows):]:
+                    return {"parameters": count_parameters(model), "budgets": rows,
+                            "finished": False}
             if not budgets[len(rows):]:
                 break
         else:
             train_batches.on_epoch_end()
-    return {"parameters": count_parameters(model), "budgets": rows}
+    return {"parameters": count_parameters(model), "budgets": rows, "finished": True}
+
+
+def save_budget_state(folder: Path, model: Any, counters: dict[str, Any]) -> None:
+    """Save a budget run where it stands: the model with its optimizer state under a name
+    that carries its optimizer step, then :data:`BUDGET_STATE` naming that file (written
+    atomically: the commit), then older model files are removed, so that a crash at any
+    point leaves the last committed state whole."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"budget_run.{counters['steps']}.keras"
+    model.save(folder / name)
+    write_json(folder / BUDGET_STATE, {**counters, "checkpoint": name})
+    for stale in folder.glob("budget_run.*.keras"):
+        if stale.name != name:
+            stale.unlink()
+
+
+def load_budget_state(folder: Path) -> tuple[Any, dict[str, Any]] | None:
+    """The model and counters :func:`save_budget_state` last committed in ``folder``, or
+    ``None`` when there are none; a damaged model file raises :class:`PianoaccError`
+    naming it."""
+    path = folder / BUDGET_STATE
+    if not path.is_file():
+        return None
+    counters = json.loads(path.read_text())
+    return load_checkpoint(folder / counters["checkpoint"]), counters
 
 
 # --------------------------------------------------------------------------- the fit

@@ -1,5 +1,5 @@
 """Scaling curves: the fit recovers a known law, says how uncertain it is, refuses too
-little data; and a run to token budgets measures at each budget."""
+little data; and a run to token budgets measures at each budget, over several sittings."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_fit_refuses_too_few_points_sizes_or_budgets():
         fit_scaling_law(n, d, -loss)
 
 
-def test_train_to_budgets_measures_at_each_budget(test_environment):
+def test_train_to_budgets_measures_at_each_budget_and_resumes(test_environment, tmp_path):
     folder = prepare(PrepareConfig(bars_per_segment=4, hop_bars=4, songs=8, max_tokens=256),
                      progress=False)
     config = ModelConfig(kind="fnet", **TINY)
@@ -82,10 +82,30 @@ def test_train_to_budgets_measures_at_each_budget(test_environment):
     assert 1.0 < rows[-1]["epochs"] < 2.0
     assert all(math.isfinite(row["val_loss"]) for row in rows)
     assert rows[-1]["val_loss"] < rows[0]["val_loss"]
-    assert run["parameters"]["total"] > 0
+    assert run["parameters"]["total"] > 0 and run["finished"]
     with pytest.raises(PianoaccError, match="inverse_sqrt"):
         cosine = dataclasses.replace(settings, decay="cosine", decay_steps=10)
         train_to_budgets(config, train, validation, budgets, cosine)
+
+    # The same run over three sittings: stopped after its first budget, then after its
+    # next save, it goes on where it stood and measures what the run above measured.
+    state = tmp_path / "run"
+    sittings = []
+    for stop in (0.0, 0.0, None):
+        fresh = SegmentBatches(load_split(folder, "train"), config, 8, seed=1, **one_length)
+        sittings.append(train_to_budgets(config, fresh, validation, budgets, settings,
+                                         state_dir=state, checkpoint_steps=3,
+                                         stop_after_seconds=stop))
+    counts = [len(s["budgets"]) for s in sittings]
+    assert counts[0] == 1 and counts[0] <= counts[1] < counts[2] == 3
+    assert [s["finished"] for s in sittings] == [False, False, True]
+    resumed = sittings[-1]["budgets"]
+    assert [(r["tokens"], r["steps"], r["epochs"]) for r in resumed] == [
+        (r["tokens"], r["steps"], r["epochs"]) for r in rows]
+    assert [r["val_loss"] for r in resumed] == pytest.approx([r["val_loss"] for r in rows], rel=1e-3)
+    assert len(list(state.glob("budget_run.*.keras"))) == 1
+    with pytest.raises(PianoaccError, match="only add larger"):
+        train_to_budgets(config, train, validation, [300, *budgets], settings, state_dir=state)
 
 
 def synthetic_report() -> dict:

@@ -115,6 +115,9 @@ def report_markdown(root: Path) -> str:
             f"| {kind} | {run['shipped']['best_val_loss']:.4f} | " + " | ".join(losses[:epochs])
             + f" | {minutes} |"
         )
+    processors = sorted({run["processor"] for run in runs.values() if run.get("processor")})
+    if processors:
+        lines += ["", f"Training time on {', '.join(processors)}."]
     available = tuple(c for c in COLUMNS if (root / "results" / f"{c[1]}.json").is_file())
     setting = json.loads((root / "results" / "evaluation.json").read_text())["details"]["config"]
     forced = []
@@ -123,6 +126,26 @@ def report_markdown(root: Path) -> str:
         if system in model:
             forced.append(f"{heading} {model[system]['teacher_forced']['loss']:.3f}")
     lines += ["", "Teacher-forced loss on the test split: " + ", ".join(forced) + "."]
+    sampling = ("temperature", "top_k", "top_p", "velocity_temperature", "note_off_bias",
+                "candidates")
+    configs = {
+        name: json.loads((root / "results" / f"{name}.json").read_text())["details"]["config"]
+        for _, name, _ in available
+    }
+    settings = {json.dumps({k: c.get(k) for k in sampling}, sort_keys=True) for c in configs.values()}
+    if len(settings) > 1:  # the shipped models' reports were remade at other defaults since
+        lines += [
+            "",
+            "## Test split",
+            "",
+            "Not compared here: the reports of the models trained on "
+            "(`results/continued_evaluation*.json`) were made at the sampling defaults of "
+            "their time, and the shipped models' reports have since been remade at other "
+            "ones, so their columns would not be alike. Which checkpoint ships is decided "
+            "on the validation split: `results/checkpoint_choice.md`.",
+            "",
+        ]
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         (
@@ -188,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     out = root / "runs" / "continued" / f"{args.kind}-from-epoch-{len(shipped_history['epoch'])}"
     previous = json.loads((root / OUT).read_text()) if (root / OUT).is_file() else {}
     earlier = previous.get(args.kind, {})
-    seconds = earlier.get("training_seconds", 0.0) if earlier.get("run") == out.name else 0.0
+    # A resumed run adds to the seconds of its earlier sittings; a run started afresh
+    # (no state in its folder) does not inherit those of a run made elsewhere.
+    resuming = (out / "training_state.json").is_file()
+    seconds = earlier.get("training_seconds", 0.0) if resuming and earlier.get("run") == out.name else 0.0
     began = time.time()
     if not training.is_finished_run(out, profile, args.kind):
         resume = (out / "training_state.json").is_file()
@@ -206,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": dataclasses.asdict(profile.train),
         "finished": training.is_finished_run(out, profile, args.kind),
         "training_seconds": round(seconds, 1),
+        "processor": processor_name(),
         "shipped": {
             "epochs": len(shipped_history["epoch"]),
             "val_loss": shipped_history["val_loss"],

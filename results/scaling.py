@@ -300,6 +300,18 @@ def fit() -> dict:
             "runs": runs}
 
 
+def unfinished_runs() -> list[str]:
+    """The runs (``<encoder>_<size>``) that have not reached every budget of :data:`BUDGETS`."""
+    out = []
+    for size in SIZES:
+        for kind in KINDS:
+            path = CACHE / f"{kind}_{size}.json"
+            run = json.loads(path.read_text()) if path.exists() else {}
+            if not (run.get("finished") and [r["budget"] for r in run["budgets"]] == list(BUDGETS)):
+                out.append(f"{kind}_{size}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed", action="store_true", help="measure seconds per token again")
@@ -311,6 +323,11 @@ def main() -> None:
         measure_speed()
     elif not args.fit:
         train_runs(args.sizes, args.hours)
+        unfinished = unfinished_runs()
+        if unfinished:  # a partial campaign would mix budgets: keep the last whole report
+            print(f"not finished: {', '.join(unfinished)}; {OUT.name} left as it is "
+                  "(run again to go on, or --fit to fit what there is)", flush=True)
+            return
     report = {
         "command": "python results/scaling.py",
         "backend": keras.backend.backend(),

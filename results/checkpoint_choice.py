@@ -1,0 +1,264 @@
+"""Which checkpoint ships: the 16-epoch models or the ones trained on, chosen on validation.
+
+    KERAS_BACKEND=jax .venv/bin/python results/checkpoint_choice.py [--songs N]
+
+The shipped FNet and Transformer were trained for 16 epochs; ``results/continued_training.py``
+trains each for 4 more epochs from its weights (``runs/continued/<kind>-from-epoch-16``).
+The choice between them was once made on test-split outputs; here it is made on the
+*validation* split only, with two measures:
+
+* the teacher-forced validation loss of each run (``results/continued_training.json``);
+* the critic of ``evaluation.critic`` on the first :data:`SONGS` whole validation songs,
+  accompanied as ``pianoacc accompany`` does at the defaults (reranked candidates
+  included), from the melody alone and with a lead sheet: the same songs, seed and
+  critic as ``results/critic_validation.py``, whose generation cache this run shares;
+* the quality bar's checks on :data:`SEGMENTS` 32-bar validation segments from the
+  melody alone (as ``results/critic_rerank.py``), counting the checks the pianist of
+  those segments passes.
+
+The rule, fixed before any result was seen (:func:`choose`): a continued model ships
+only if its validation loss is lower, it passes at least as many of the quality bar's
+checks, *and* the critic tells it from the pianist less often, by more than
+:data:`EQUAL_WITHIN` on the mean of the two chord settings, without being told apart
+more often in either of them by more than that. Otherwise the shipped model stays. Only finished continued runs are judged; one still training is reported as
+such. Writes results/checkpoint_choice.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import critic_validation  # noqa: E402  (the same songs, cache and critic)
+
+from pianoacc_utils import evaluation, generation  # noqa: E402
+from pianoacc_utils.common import cache_dir, project_root, write_atomic, write_json  # noqa: E402
+
+DECIDES_ON = "validation"
+"""The split this script chooses on (which checkpoint ships), ``None`` where it chooses
+nothing; ``tests/test_project.py`` checks that no script chooses on the test split."""
+
+OUT = Path("results/checkpoint_choice")
+SONGS = critic_validation.SONGS
+SEGMENTS = 32
+"""32-bar validation segments of the quality-bar check (as ``results/critic_rerank.py``)."""
+EQUAL_WITHIN = 0.01
+"""Critic accuracies this close count as equal (as in ``results/critic_rerank.py``)."""
+CHORDS = {"melody_only": "estimated", "lead_sheet": "annotated"}
+KINDS = ("fnet", "transformer")
+TRAINING = Path("results/continued_training.json")
+COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/checkpoint_choice.py"
+
+
+def continued_checkpoint(kind: str) -> Path | None:
+    """The best checkpoint of ``kind``'s continued run, ``None`` when the run is missing
+    or has not done all its epochs (its own ``training_state.json`` says so: a run still
+    training already has a ``best.keras`` of the epochs so far)."""
+    training = json.loads((project_root() / TRAINING).read_text()).get(kind, {})
+    run = project_root() / "runs" / "continued" / training.get("run", "-")
+    state = run / "training_state.json"
+    done = json.loads(state.read_text()).get("epochs_done", 0) if state.is_file() else 0
+    epochs = training.get("settings", {}).get("epochs")
+    best = run / "best.keras"
+    return best if epochs and done >= epochs and best.is_file() else None
+
+
+def quality_bar(checkpoint: str) -> dict:
+    """The quality bar's checks that ``checkpoint`` passes on :data:`SEGMENTS` validation
+    segments from the melody alone, at the defaults; counted over the checks the pianist
+    of those segments passes, the others listed. Cached by the weights and the reranker."""
+    config = evaluation.EvaluationConfig(
+        split="validation", segments=SEGMENTS, chords="estimated", copy_check=False,
+        critic=False,
+    )
+    weights = hashlib.sha1(generation.resolve_checkpoint(checkpoint).read_bytes()).hexdigest()
+    described = json.dumps({"weights": weights, "config": vars(config),
+                            "reranker": critic_validation.reranker_digest()},
+                           sort_keys=True, default=str)
+    path = cache_dir() / "checkpoint_choice" / f"bar-{hashlib.sha1(described.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    report = evaluation.evaluation_report([checkpoint], config, teacher_forced=False)
+    (name,) = report["details"]["models"]
+    first_seed = SimpleNamespace(summary=report["summary"]["summary"])
+    pianist = evaluation.quality_bar(first_seed, "ground_truth", report["quality_reference"])
+    fair = {row["criterion"] for row in pianist if row["passed"]}
+    bar = report["quality_bar"][name]
+    result = {
+        "passed": sum(row["passed"] for row in bar if row["criterion"] in fair),
+        "checks": len(fair),
+        "pianist_fails": sorted({row["criterion"] for row in pianist} - fair),
+        "failed": [row["criterion"] for row in bar if not row["passed"]],
+    }
+    write_json(path, result)
+    return result
+
+
+def choose(
+    shipped: dict[str, float], continued: dict[str, float], losses: dict, checks: dict
+) -> str:
+    """``"continued"`` or ``"shipped"`` by the rule of the module docstring: critic
+    accuracies per chord setting, validation losses and quality-bar checks passed, each
+    ``{"shipped", "continued"}``."""
+    if losses["continued"] >= losses["shipped"] or checks["continued"] < checks["shipped"]:
+        return "shipped"
+    mean = lambda accuracy: sum(accuracy.values()) / len(accuracy)  # noqa: E731
+    if any(continued[c] > shipped[c] + EQUAL_WITHIN for c in CHORDS):
+        return "shipped"
+    return "continued" if mean(continued) < mean(shipped) - EQUAL_WITHIN else "shipped"
+
+
+def decisions(critic_report: dict, bars: dict) -> dict:
+    """Per model kind: both validation losses, both critics per chord setting (with
+    intervals), both quality bars (``bars``: kind -> shipped/continued ->
+    :func:`quality_bar`), and the choice; or why there is none yet."""
+    training = json.loads((project_root() / TRAINING).read_text())
+    systems = critic_report["systems"]
+    out = {}
+    for kind in KINDS:
+        names = {c: (f"{kind}_{c}", f"{kind}_continued_{c}") for c in CHORDS}
+        if not all(n in systems for pair in names.values() for n in pair):
+            out[kind] = {"choice": None, "why": "the continued run is not finished"}
+            continue
+        losses = {
+            "shipped": training[kind]["shipped"]["best_val_loss"],
+            "continued": training[kind]["continued"]["best_val_loss"],
+        }
+        critic = {
+            which: {c: {k: systems[names[c][i]][k]
+                        for k in ("accuracy", "accuracy_lo", "accuracy_hi", "critic")}
+                    for c in CHORDS}
+            for i, which in enumerate(("shipped", "continued"))
+        }
+        accuracy = {w: {c: critic[w][c]["accuracy"] for c in CHORDS} for w in critic}
+        checks = {w: bars[kind][w]["passed"] for w in ("shipped", "continued")}
+        out[kind] = {
+            "validation_loss": losses,
+            "critic": critic,
+            "quality_bar": bars[kind],
+            "choice": choose(accuracy["shipped"], accuracy["continued"], losses, checks),
+        }
+    return out
+
+
+def shipped_now(decisions: dict) -> list[str]:
+    """A line per model kind: whether ``pretrained/<kind>`` holds the chosen weights (its
+    history has 16 epochs, or 20 once the continued run is exported)."""
+    lines = []
+    for kind, decision in decisions.items():
+        if decision["choice"] is None:
+            continue
+        history = project_root() / "pretrained" / kind / "history.csv"
+        epochs = len(history.read_text().strip().splitlines()) - 1
+        holds = "continued" if epochs > 16 else "shipped"
+        if holds == decision["choice"]:
+            lines.append(f"- {kind}: `pretrained/{kind}` holds the chosen weights ({epochs} epochs).")
+        else:
+            lines.append(
+                f"- {kind}: `pretrained/{kind}` still holds the {epochs}-epoch weights. To ship "
+                f"the choice: `python results/continued_training.py --kind {kind} --export`, "
+                "then remake the reports that show this model (`docs/training.md`, "
+                "\"Training on\")."
+            )
+    return lines
+
+
+def markdown(report: dict) -> str:
+    settings = report["settings"]
+    lines = [
+        "# Which checkpoint ships (validation split)",
+        "",
+        f"Written by `{settings['command']}`. Measures: the best teacher-forced validation "
+        f"loss of each run (whole validation split, nats per token; `{TRAINING}`), and "
+        f"the critic's accuracy on {len(settings['songs'])} whole validation songs "
+        f"({settings['bars']} bars), accompanied at the defaults ({settings['sampling']}), "
+        "from the melody alone and with the annotated chords (0.5: indistinguishable; "
+        "95% interval from resampling songs; the most accurate of the three critics "
+        "counts). Test outputs play no part.",
+        "",
+        f"Rule, fixed before the results: a continued model ships only if its validation "
+        f"loss is lower, it passes at least as many of the quality bar's checks "
+        f"({SEGMENTS} validation segments of 32 bars, melody only; the checks the pianist "
+        f"there passes), and the critic's accuracy on it is lower by more than "
+        f"{EQUAL_WITHIN} on the mean of the two chord settings, and higher by at most "
+        f"{EQUAL_WITHIN} in either.",
+        "",
+        "| model | validation loss, 16 epochs | + 4 epochs | checks passed, 16 epochs "
+        "| + 4 epochs | critic, melody only, 16 epochs | + 4 epochs "
+        "| critic, lead sheet, 16 epochs | + 4 epochs | chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cell = lambda c: f"{c['accuracy']:.2f} [{c['accuracy_lo']:.2f}, {c['accuracy_hi']:.2f}]"  # noqa: E731
+    for kind, decision in report["decisions"].items():
+        if decision["choice"] is None:
+            lines.append(f"| {kind} | | | | | | | | | not judged: {decision['why']} |")
+            continue
+        loss, critic = decision["validation_loss"], decision["critic"]
+        ships = "16 epochs" if decision["choice"] == "shipped" else "+ 4 epochs"
+        bar = decision["quality_bar"]
+        passed = {w: f"{bar[w]['passed']} of {bar[w]['checks']}" for w in bar}
+        lines.append(
+            f"| {kind} | {loss['shipped']:.4f} | {loss['continued']:.4f} | "
+            f"{passed['shipped']} | {passed['continued']} | "
+            f"{cell(critic['shipped']['melody_only'])} | {cell(critic['continued']['melody_only'])} | "
+            f"{cell(critic['shipped']['lead_sheet'])} | {cell(critic['continued']['lead_sheet'])} | "
+            f"**{ships}** |"
+        )
+    failed = [
+        f"- {kind}, checks failed: 16 epochs: "
+        + ", ".join(f"`{c}`" for c in decision["quality_bar"]["shipped"]["failed"])
+        + "; + 4 epochs: "
+        + ", ".join(f"`{c}`" for c in decision["quality_bar"]["continued"]["failed"])
+        + " (the pianist of these segments fails "
+        + ", ".join(f"`{c}`" for c in decision["quality_bar"]["shipped"]["pianist_fails"])
+        + ", left out of the counts)."
+        for kind, decision in report["decisions"].items() if decision["choice"] is not None
+    ]
+    lines += ["", *failed, *shipped_now(report["decisions"]), "",
+              "The critic's full report (controls and what gives each system away) follows.",
+              "", critic_validation.critic.critic_markdown(report["critic_report"])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
+    parser.add_argument("--report", action="store_true",
+                        help=f"only rewrite {OUT}.md from {OUT}.json")
+    args = parser.parse_args()
+    if args.report:
+        report = json.loads(OUT.with_suffix(".json").read_text())
+        write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
+        return
+    extra, bars = {}, {}
+    for kind in KINDS:
+        checkpoint = continued_checkpoint(kind)
+        if checkpoint is None:
+            critic_validation.log(f"{kind}: no finished continued run, not judged")
+            continue
+        relative = str(checkpoint.relative_to(project_root()))
+        for chords_name, chords in CHORDS.items():
+            extra[f"{kind}_continued_{chords_name}"] = (relative, chords, {})
+        bars[kind] = {"shipped": quality_bar(kind), "continued": quality_bar(relative)}
+        critic_validation.log(f"{kind}: quality bar {bars[kind]}")
+    scratch = Path(critic_validation.cache_dir()) / "checkpoint_choice"
+    critic_validation.run("validation", args.songs, scratch, COMMAND, __file__, extra)
+    critic_report = json.loads(scratch.with_suffix(".json").read_text())
+    report = {
+        "settings": critic_report["settings"],
+        "decisions": decisions(critic_report, bars),
+        "critic_report": critic_report,
+    }
+    write_json(OUT.with_suffix(".json"), report)
+    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
+    critic_validation.log(f"wrote {OUT}.json and .md")
+
+
+if __name__ == "__main__":
+    main()

@@ -31,11 +31,11 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import critic_validation  # noqa: E402  (the same songs, cache and critic)
+from critic_rerank import checks_the_pianist_passes  # noqa: E402  (the same counting)
 
 from pianoacc_utils import evaluation, generation  # noqa: E402
 from pianoacc_utils.common import cache_dir, project_root, write_atomic, write_json  # noqa: E402
@@ -86,16 +86,7 @@ def quality_bar(checkpoint: str) -> dict:
         return json.loads(path.read_text())
     report = evaluation.evaluation_report([checkpoint], config, teacher_forced=False)
     (name,) = report["details"]["models"]
-    first_seed = SimpleNamespace(summary=report["summary"]["summary"])
-    pianist = evaluation.quality_bar(first_seed, "ground_truth", report["quality_reference"])
-    fair = {row["criterion"] for row in pianist if row["passed"]}
-    bar = report["quality_bar"][name]
-    result = {
-        "passed": sum(row["passed"] for row in bar if row["criterion"] in fair),
-        "checks": len(fair),
-        "pianist_fails": sorted({row["criterion"] for row in pianist} - fair),
-        "failed": [row["criterion"] for row in bar if not row["passed"]],
-    }
+    result = checks_the_pianist_passes(report, name)
     write_json(path, result)
     return result
 

@@ -148,7 +148,7 @@ def train_runs(sizes: list[str], hours: float | None) -> None:
         for kind in KINDS:
             path = CACHE / f"{kind}_{size}.json"
             earlier = json.loads(path.read_text()) if path.exists() else {}
-            if earlier.get("finished") and [r["budget"] for r in earlier["budgets"]] == list(BUDGETS):
+            if reached_every_budget(earlier):
                 continue
             left = None if deadline is None else deadline - time.perf_counter()
             if left is not None and left <= 0:
@@ -158,6 +158,7 @@ def train_runs(sizes: list[str], hours: float | None) -> None:
             validation = batches(validation_split, config, False, VALIDATION_SEGMENTS)
             load = load_average()
             began = time.perf_counter()
+            resuming = (CACHE / f"{kind}_{size}" / scaling.BUDGET_STATE).is_file()
             run = scaling.train_to_budgets(
                 config, batches(train_split, config, True), validation, BUDGETS, SETTINGS,
                 report=lambda row: print(kind, size, row, flush=True),
@@ -169,8 +170,9 @@ def train_runs(sizes: list[str], hours: float | None) -> None:
                        "seconds": round(time.perf_counter() - began, 1),
                        "load_average": [load, load_average()],
                        "budgets_reached": len(run["budgets"])}
-            # Sittings of this run before its state was kept (budgets up to 2M) are not continued.
-            sittings = earlier.get("sittings", []) if "sittings" in earlier else []
+            # A run that resumed adds a sitting; one started afresh (no saved state, e.g. the
+            # earlier 2M-token runs) does not inherit the sittings of what it replaces.
+            sittings = earlier.get("sittings", []) if resuming else []
             run.update(kind=kind, size=size, model=SIZES[size], sittings=[*sittings, sitting],
                        seconds=round(sum(s["seconds"] for s in [*sittings, sitting]), 1))
             write_json(path, run)
@@ -300,16 +302,16 @@ def fit() -> dict:
             "runs": runs}
 
 
+def reached_every_budget(run: dict) -> bool:
+    """Whether a run's JSON (``{}``: none yet) has measured every budget of :data:`BUDGETS`."""
+    return bool(run.get("finished")) and [r["budget"] for r in run["budgets"]] == list(BUDGETS)
+
+
 def unfinished_runs() -> list[str]:
     """The runs (``<encoder>_<size>``) that have not reached every budget of :data:`BUDGETS`."""
-    out = []
-    for size in SIZES:
-        for kind in KINDS:
-            path = CACHE / f"{kind}_{size}.json"
-            run = json.loads(path.read_text()) if path.exists() else {}
-            if not (run.get("finished") and [r["budget"] for r in run["budgets"]] == list(BUDGETS)):
-                out.append(f"{kind}_{size}")
-    return out
+    paths = {f"{kind}_{size}": CACHE / f"{kind}_{size}.json" for size in SIZES for kind in KINDS}
+    return [name for name, path in paths.items()
+            if not reached_every_budget(json.loads(path.read_text()) if path.exists() else {})]
 
 
 def main() -> None:

@@ -104,6 +104,11 @@ def train_to_budgets(
                     "epoch_start": train_batches.epoch, "rows": []}
     else:
         model, counters = state
+        if model.config != model_config:
+            raise PianoaccError(
+                f"{folder}: the saved run is of another model ({model.config}); "
+                "remove the folder to start this one afresh"
+            )
         train_batches.seek(counters["epoch"], counters["next_batch"])
     rows = [row for row in counters["rows"] if row["budget"] in budgets]
     if [row["budget"] for row in rows] != budgets[: len(rows)]:

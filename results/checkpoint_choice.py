@@ -138,6 +138,13 @@ def decisions(critic_report: dict, bars: dict) -> dict:
     return out
 
 
+def shipped_epochs(kind: str) -> int:
+    """The epochs in ``pretrained/<kind>``'s history: 16, or 20 once a continued run is
+    exported."""
+    history = project_root() / "pretrained" / kind / "history.csv"
+    return len(history.read_text().strip().splitlines()) - 1
+
+
 def shipped_now(decisions: dict) -> list[str]:
     """A line per model kind: whether ``pretrained/<kind>`` holds the chosen weights (its
     history has 16 epochs, or 20 once the continued run is exported)."""
@@ -145,8 +152,7 @@ def shipped_now(decisions: dict) -> list[str]:
     for kind, decision in decisions.items():
         if decision["choice"] is None:
             continue
-        history = project_root() / "pretrained" / kind / "history.csv"
-        epochs = len(history.read_text().strip().splitlines()) - 1
+        epochs = shipped_epochs(kind)
         holds = "continued" if epochs > 16 else "shipped"
         if holds == decision["choice"]:
             lines.append(f"- {kind}: `pretrained/{kind}` holds the chosen weights ({epochs} epochs).")
@@ -227,6 +233,13 @@ def main() -> None:
         report = json.loads(OUT.with_suffix(".json").read_text())
         write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
         return
+    exported = [kind for kind in KINDS if shipped_epochs(kind) > 16]
+    if exported:
+        raise SystemExit(
+            f"pretrained/{exported[0]} already holds the continued weights: the choice would "
+            "compare the run with itself. It was made with the 16-epoch weights (git show "
+            "7e480d4:pretrained/<kind>/model.keras); --report rewrites the report."
+        )
     extra, bars = {}, {}
     for kind in KINDS:
         checkpoint = continued_checkpoint(kind)

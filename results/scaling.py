@@ -16,7 +16,8 @@ tokens, up to the 41M the shipped runs saw (16 epochs); past the first epoch seg
 are seen again, as in the shipped runs.
 
 Runs take hours (the whole campaign: many sittings on 2 CPU cores), so each one resumes:
-its model, optimizer state and counters are saved in ``cache/scaling/<encoder>_<size>/``
+its model, optimizer state and counters are saved in ``<cache>/scaling/<encoder>_<size>/``
+(``<cache>``: ``PIANOACC_CACHE``, else ``cache/`` in the checkout)
 at every budget and every :data:`CHECKPOINT_STEPS` steps, and ``--hours`` stops the
 invocation after that much training, leaving every run resumable (run the same command
 again). The smaller sizes run first. Every sitting of a run records the processor,
@@ -32,8 +33,9 @@ the runs' own wall time includes compilation and whatever else shares the machin
 first fit measures it (``cache/scaling/speed.json``) unless ``--speed`` did already.
 
 Runs are cached one per size and encoder in ``cache/scaling/`` (an interrupted
-invocation starts again at the first missing run). About 50 minutes on 2 CPU cores
-under JAX. Writes ``results/scaling.json``.
+invocation starts again at the first missing run). The committed 2M-token campaign took
+about 50 minutes on 2 CPU cores under JAX; to 41M tokens ``xs``, ``s`` and ``m`` take
+about 10 hours, ``l`` longer (``docs/training.md``). Writes ``results/scaling.json``.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from machine import load_average, processor, versions  # noqa: E402
 
-from pianoacc_utils.common import write_json  # noqa: E402
+from pianoacc_utils.common import cache_dir, write_json  # noqa: E402
 from pianoacc_utils.models import KINDS, build_model, count_parameters  # noqa: E402
 from pianoacc_utils.prepare import PrepareConfig, load_split, prepare  # noqa: E402
 from pianoacc_utils.training import (  # noqa: E402
@@ -74,7 +76,7 @@ from pianoacc_utils.training.loss import compile_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "scaling.json"
-CACHE = ROOT / "cache" / "scaling"
+CACHE = cache_dir() / "scaling"  # PIANOACC_CACHE, else cache/ in the checkout
 SMALL = PROFILES["small"]
 SIZES = {
     "xs": dict(hidden_dim=32, num_heads=2, intermediate_dim=128, encoder_layers=1, decoder_layers=1),

@@ -45,6 +45,7 @@ from pianoacc_utils.training.export import (
     export_run,
 )
 from pianoacc_utils.training.loop import (
+    first_stage_profile,
     is_finished_run,
     run_profile,
     train,

@@ -291,6 +291,20 @@ def run_profile(out_dir: str | Path) -> Profile:
     return Profile.from_dict(json.loads(path.read_text())["profile"])
 
 
+def first_stage_profile(out_dir: str | Path) -> Profile:
+    """The profile of a run's first stage: a run trained on from an exported one
+    (``config.json``'s ``continued_from``, written by ``training.export_run``) keeps the
+    earlier stages' configurations, the oldest of which is the first; otherwise the
+    run's own profile. Two runs trained the same way share it."""
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        raise PianoaccError(f"{path}: missing, not a training run folder")
+    saved = json.loads(path.read_text())
+    while "continued_from" in saved:
+        saved = saved["continued_from"]
+    return Profile.from_dict(saved["profile"])
+
+
 def is_finished_run(out_dir: str | Path, profile_or_name: str | Profile, kind: str) -> bool:
     """True when ``out_dir`` holds a ``kind`` run of exactly this profile's settings
     that has done all of the profile's epochs (``training_state.json``)."""

@@ -35,11 +35,13 @@ from pianoacc_utils.training import (
     WarmupSchedule,
     compile_model,
     export_run,
+    first_stage_profile,
     get_profile,
     pad_batch,
     padded_length,
     pick_strategy,
     read_history,
+    run_profile,
     segment_batch,
     teacher_forcing,
     train,
@@ -352,6 +354,10 @@ def test_train_resume_continues_epochs_and_schedule(quick_data, tmp_path):
     assert merged["val_loss"] == first["val_loss"] + second["val_loss"]
     config = json.loads((shipped / "config.json").read_text())
     assert config["continued_from"] == first_config and "init_weights" not in config
+    # The first stage's profile: the one both stages started from, not the continued one.
+    assert first_stage_profile(shipped) == Profile.from_dict(first_config["profile"])
+    assert first_stage_profile(shipped) != run_profile(shipped)
+    assert first_stage_profile(tmp_path / "continued") == run_profile(tmp_path / "continued")
     card = (shipped / "MODEL_CARD.md").read_text()
     assert "### Stage 1: quick profile" in card and "### Stage 2:" in card
     assert card.count("wall time: 1.5 min") == 1 and card.count("wall time: 0.5 min") == 1

@@ -101,12 +101,23 @@ def generation_key(checkpoint: str, chords: str, changes: dict) -> str:
     weights = generation.resolve_checkpoint(checkpoint)
     description = {
         "weights": hashlib.sha1(weights.read_bytes()).hexdigest(),
-        "chords": chords, "sampling": config_dict(sampling), "rules": rules,
+        "chords": chords, "sampling": sampling_key(sampling), "rules": rules,
     }
     if rules.get("candidates", DEFAULT_CANDIDATES) > 1:  # and the reranker that chose
         description["reranker"] = reranker_digest()
     digest = hashlib.sha1(json.dumps(description, sort_keys=True).encode()).hexdigest()
     return f"{checkpoint}-{chords}-{digest[:12]}"
+
+
+LATER_SETTINGS = ("shift_temperature", "pitch_temperature")
+"""Sampling settings added after the cache's first runs: they enter a cache key only when
+set, so that the runs made before them are still found."""
+
+
+def sampling_key(sampling: SamplingConfig) -> dict:
+    """The sampling settings as a cache key holds them (:data:`LATER_SETTINGS` only when set)."""
+    return {k: v for k, v in config_dict(sampling).items()
+            if not (k in LATER_SETTINGS and v is None)}
 
 
 def reranker_digest() -> str:
@@ -117,17 +128,17 @@ def reranker_digest() -> str:
     ).hexdigest()
 
 
-def critic_in_tensorflow(script: str, count: int) -> None:
-    """Under JAX, run ``script --songs count`` again in a TensorFlow process and exit with
-    its status: generation (faster on JAX) is cached by then, and the critic's network
-    trains batch by batch about four times faster on TensorFlow here. Under another
-    backend, return and let the caller run the critic."""
+def critic_in_tensorflow(script: str, count: int, *arguments: str) -> None:
+    """Under JAX, run ``script --songs count`` (and ``arguments``) again in a TensorFlow
+    process and exit with its status: generation (faster on JAX) is cached by then, and
+    the critic's network trains batch by batch about four times faster on TensorFlow
+    here. Under another backend, return and let the caller run the critic."""
     if os.environ.get("KERAS_BACKEND") != "jax":
         return
     log("the critic runs in a TensorFlow process")
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    arguments = [sys.executable, script, "--songs", str(count)]
-    raise SystemExit(subprocess.run(arguments, env=environment).returncode)
+    command = [sys.executable, script, "--songs", str(count), *arguments]
+    raise SystemExit(subprocess.run(command, env=environment).returncode)
 
 
 def cached_path(key: str, split: str, song_id: str) -> Path:
@@ -239,7 +250,7 @@ def run(
                for name, (c, h, changes) in (extra or {}).items()},
         },
         sampling_seed=SEED,
-        sampling=", ".join(f"{k} {v}" for k, v in {**config_dict(sampling), **rules}.items()
+        sampling=", ".join(f"{k} {v}" for k, v in {**sampling_key(sampling), **rules}.items()
                            if k != "seed"),
         command=command,
     )

@@ -25,6 +25,7 @@ from pianoacc_utils.cli.options import (
     harmony_rule_arguments,
     candidates_argument,
     note_off_bias_argument,
+    kind_temperature_arguments,
     velocity_temperature_argument,
 )
 from pianoacc_utils.common import PianoaccError, check_outputs
@@ -195,6 +196,7 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"0: greedy (default {DEFAULT_TEMPERATURE})",
     )
     velocity_temperature_argument(parser)
+    kind_temperature_arguments(parser)
     note_off_bias_argument(parser)
     parser.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
     parser.add_argument(
@@ -257,7 +259,8 @@ def _accompany(args: argparse.Namespace) -> None:
 
     sampling = SamplingConfig(
         args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask,
-        args.velocity_temperature, args.note_off_bias,
+        args.velocity_temperature, args.note_off_bias, args.shift_temperature,
+        args.pitch_temperature,
     )
     clock.lap("melody")
     model, window = load_checkpoint(args.checkpoint)

@@ -13,6 +13,7 @@ from pianoacc_utils.cli.options import (
     harmony_rule_arguments,
     candidates_argument,
     note_off_bias_argument,
+    kind_temperature_arguments,
     velocity_temperature_argument,
 )
 from pianoacc_utils.common import PianoaccError, check_outputs, write_atomic, write_json
@@ -44,6 +45,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--primer-tokens", type=int, default=0, help="ground-truth tokens to prime with")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     velocity_temperature_argument(parser)
+    kind_temperature_arguments(parser)
     note_off_bias_argument(parser)
     candidates_argument(parser)
     parser.add_argument("--top-k", type=int)
@@ -98,6 +100,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         primer_tokens=args.primer_tokens,
         temperature=args.temperature,
         velocity_temperature=args.velocity_temperature,
+        shift_temperature=args.shift_temperature,
+        pitch_temperature=args.pitch_temperature,
         note_off_bias=args.note_off_bias,
         top_k=args.top_k,
         top_p=args.top_p,

@@ -75,6 +75,18 @@ def velocity_temperature_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def kind_temperature_arguments(parser: argparse.ArgumentParser) -> None:
+    """--shift-temperature and --pitch-temperature: ``SamplingConfig``'s temperatures of
+    the choice among time shifts and among note-ons (default: --temperature's)."""
+    for kind, what in (("shift", "time shifts (how long to wait)"),
+                       ("pitch", "note-ons (which pitch to strike)")):
+        parser.add_argument(
+            f"--{kind}-temperature", type=positive_float, metavar="T", default=None,
+            help=f"temperature of the choice among {what}; default: --temperature's "
+            "(results/critic_temperatures.md measured others against the critic)",
+        )
+
+
 def finite_float(text: str) -> float:
     """A finite number (argparse type)."""
     value = float(text)

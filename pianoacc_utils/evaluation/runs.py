@@ -233,7 +233,8 @@ class EvaluationConfig:
     another (empty: ``seed`` alone); each run samples with its own seed as ``seed``.
     ``copy_check``: also look every system's bars up in the train split
     (:mod:`~pianoacc_utils.evaluation.copying`; the index is built once, then cached).
-    ``critic``: run the critic (:func:`~pianoacc_utils.evaluation.critic.critic_report`:
+    ``shift_temperature``, ``pitch_temperature``: as ``SamplingConfig``'s (``None``: the
+    main temperature). ``critic``: run the critic (:func:`~pianoacc_utils.evaluation.critic.critic_report`:
     can a classifier tell each model, and the controls, from the pianist?) on the
     segments; :func:`~pianoacc_utils.evaluation.evaluation_report` runs it at the first
     seed only.
@@ -260,13 +261,16 @@ class EvaluationConfig:
     seeds: tuple[int, ...] = ()
     copy_check: bool = True
     critic: bool = True
+    shift_temperature: float | None = None
+    pitch_temperature: float | None = None
 
     def sampling(self) -> SamplingConfig:
         """The ``generation.SamplingConfig`` of these settings."""
 
         return SamplingConfig(
             self.temperature, self.top_k, self.top_p, self.seed, self.chord_mask,
-            self.velocity_temperature, self.note_off_bias,
+            self.velocity_temperature, self.note_off_bias, self.shift_temperature,
+            self.pitch_temperature,
         )
 
 

@@ -74,6 +74,7 @@ from pianoacc_utils.generation.sampling import (
     SamplingConfig,
     ShortlistTopPSampler,
     chord_allowed,
+    kind_logits,
     mask_logits,
     note_off_logits,
     shape_logits,

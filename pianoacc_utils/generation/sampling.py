@@ -69,6 +69,9 @@ class SamplingConfig:
     (:data:`~pianoacc_utils.defaults.DEFAULT_VELOCITY_TEMPERATURE`) was chosen on the
     validation split so that the velocities vary about as much as the pianists'
     (``results/velocity_validation.md``).
+    ``shift_temperature`` / ``pitch_temperature``: the same for the choice among time
+    shifts (how long to wait) and among note-ons (which pitch), ``None``: ``temperature``
+    (the default: ``results/critic_temperatures.md`` measured them against the critic).
     ``note_off_bias``: added to every note-off logit before the temperature (nats, so
     ``-1`` makes each note-off about e times less likely against the rest); below 0
     notes are held longer (:func:`note_off_logits`); no effect when greedy unless a
@@ -84,6 +87,8 @@ class SamplingConfig:
     chord_mask: bool = DEFAULT_CHORD_MASK
     velocity_temperature: float | None = DEFAULT_VELOCITY_TEMPERATURE
     note_off_bias: float = DEFAULT_NOTE_OFF_BIAS
+    shift_temperature: float | None = None
+    pitch_temperature: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -92,9 +97,10 @@ class SamplingConfig:
             raise PianoaccError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.top_k is not None and self.top_k < 1:
             raise PianoaccError(f"top-k must be >= 1, got {self.top_k}")
-        velocity = self.velocity_temperature
-        if velocity is not None and not (math.isfinite(velocity) and velocity > 0):
-            raise PianoaccError(f"velocity temperature must be a number > 0, got {velocity}")
+        for name in ("velocity", "shift", "pitch"):
+            value = getattr(self, f"{name}_temperature")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise PianoaccError(f"{name} temperature must be a number > 0, got {value}")
         if not math.isfinite(self.note_off_bias):
             raise PianoaccError(f"note-off bias must be a finite number, got {self.note_off_bias}")
 
@@ -102,9 +108,20 @@ class SamplingConfig:
     def velocity_factor(self) -> float:
         """``temperature / velocity_temperature`` (1 when unset or greedy): see
         :func:`velocity_logits`."""
-        if self.velocity_temperature is None or self.temperature == 0:
+        return self._factor(self.velocity_temperature)
+
+    def kind_factors(self) -> list[tuple[np.ndarray, float]]:
+        """Each kind of token drawn at a temperature of its own, as (the kind's token
+        mask, ``temperature`` / its temperature): velocities, time shifts, note-ons; only
+        those whose factor is not 1 (see :func:`kind_logits`)."""
+        kinds = ((IS_VELOCITY, self.velocity_temperature), (IS_TIME_SHIFT, self.shift_temperature),
+                 (IS_NOTE_ON, self.pitch_temperature))
+        return [(mask, self._factor(t)) for mask, t in kinds if self._factor(t) != 1.0]
+
+    def _factor(self, temperature: float | None) -> float:
+        if temperature is None or self.temperature == 0:
             return 1.0
-        return self.temperature / self.velocity_temperature
+        return self.temperature / temperature
 
     def sampler(self) -> keras_hub.samplers.Sampler:
         """The keras-hub sampler for these settings (greedy, top-p, top-k or plain random).
@@ -215,6 +232,20 @@ IS_VELOCITY[TOKENIZER.velocity_offset : TOKENIZER.vocabulary_size] = True
 """The velocity tokens (their temperature: ``SamplingConfig.velocity_temperature``)."""
 
 
+IS_NOTE_ON = np.zeros(len(TOKENIZER), bool)
+
+
+IS_NOTE_ON[TOKENIZER.note_on_offset : TOKENIZER.note_off_offset] = True
+"""The note-on tokens (their temperature: ``SamplingConfig.pitch_temperature``)."""
+
+
+IS_TIME_SHIFT = np.zeros(len(TOKENIZER), bool)
+
+
+IS_TIME_SHIFT[TOKENIZER.time_shift_offset : TOKENIZER.velocity_offset] = True
+"""The time-shift tokens (their temperature: ``SamplingConfig.shift_temperature``)."""
+
+
 IS_NOTE_OFF = np.zeros(len(TOKENIZER), bool)
 
 
@@ -242,22 +273,27 @@ def mask_logits(logits: Any, remaining: Any, allowed: Any = None) -> Any:
     return ops.where(banned, ops.cast(-1e9, logits.dtype), logits)
 
 
-def velocity_logits(logits: Any, factor: float, temperature: float) -> Any:
-    """Logits (B, V) whose velocity tokens, once the sampler divides by ``temperature``,
-    are drawn as at temperature ``temperature / factor`` among themselves, while their
-    total probability stays what it was.
+def kind_logits(logits: Any, kind: np.ndarray, factor: float, temperature: float) -> Any:
+    """Logits (B, V) whose tokens of one ``kind`` (a token mask), once the sampler
+    divides by ``temperature``, are drawn as at temperature ``temperature / factor``
+    among themselves, while their total probability stays what it was.
 
-    Multiplying the velocity logits by ``factor`` alone would also move probability
-    between velocity tokens and the rest (a "hotter" velocity would mean fewer velocity
-    changes, hence *flatter* dynamics); the added constant keeps the velocity tokens'
-    log-sum-exp at ``temperature`` unchanged.
+    Multiplying the kind's logits by ``factor`` alone would also move probability
+    between that kind and the rest (a "hotter" velocity would mean fewer velocity
+    changes, hence *flatter* dynamics); the added constant keeps the kind's log-sum-exp
+    at ``temperature`` unchanged. Masked tokens (-1e9) stay masked.
     """
-    velocity = ops.convert_to_tensor(IS_VELOCITY)[None, :]
+    chosen = ops.convert_to_tensor(kind)[None, :]
     floor = ops.cast(-1e9, logits.dtype)
-    before = ops.logsumexp(ops.where(velocity, logits, floor) / temperature, axis=-1, keepdims=True)
+    before = ops.logsumexp(ops.where(chosen, logits, floor) / temperature, axis=-1, keepdims=True)
     scaled = logits * factor
-    after = ops.logsumexp(ops.where(velocity, scaled, floor) / temperature, axis=-1, keepdims=True)
-    return ops.where(velocity, scaled + temperature * (before - after), logits)
+    after = ops.logsumexp(ops.where(chosen, scaled, floor) / temperature, axis=-1, keepdims=True)
+    return ops.where(chosen, scaled + temperature * (before - after), logits)
+
+
+def velocity_logits(logits: Any, factor: float, temperature: float) -> Any:
+    """:func:`kind_logits` of the velocity tokens (``SamplingConfig.velocity_temperature``)."""
+    return kind_logits(logits, IS_VELOCITY, factor, temperature)
 
 
 def note_off_logits(logits: Any, bias: float) -> Any:
@@ -275,12 +311,12 @@ def note_off_logits(logits: Any, bias: float) -> Any:
 def shape_logits(
     logits: Any, sampling: SamplingConfig, remaining: Any, allowed: Any = None
 ) -> Any:
-    """A step's logits (B, V) as the sampler gets them: the velocity temperature
-    (:func:`velocity_logits`), the note-off bias (:func:`note_off_logits`), then the masks
+    """A step's logits (B, V) as the sampler gets them: the velocity, time-shift and
+    pitch temperatures (:func:`kind_logits`), the note-off bias (:func:`note_off_logits`), then the masks
     (:func:`mask_logits`; ``remaining`` (B,) grid steps left, ``allowed`` the chord mask's
     row or ``None``). The decoding loop and the behaviour pins both call it."""
-    if sampling.velocity_factor != 1.0:
-        logits = velocity_logits(logits, sampling.velocity_factor, sampling.temperature)
+    for kind, factor in sampling.kind_factors():
+        logits = kind_logits(logits, kind, factor, sampling.temperature)
     if sampling.note_off_bias != 0.0:
         logits = note_off_logits(logits, sampling.note_off_bias)
     return mask_logits(logits, remaining, allowed)

@@ -92,6 +92,11 @@ MELODIES = {
     "2-2": (lambda p: simple_melody(p, 8, numerator=2, denominator=2), "meter 2/2", ()),
     # three candidates per window, the shipped reranker keeping one
     "4-4 reranked": (lambda p: simple_melody(p, 8), "meter 4/4", ("--candidates", 3)),
+    # time shifts and pitches at temperatures of their own
+    "4-4 own temperatures": (
+        lambda p: simple_melody(p, 8), "meter 4/4",
+        ("--shift-temperature", 1.25, "--pitch-temperature", 0.8),
+    ),
     # meters POP909 never has (nor the re-barred training segments)
     "5-4": (lambda p: simple_melody(p, 6, numerator=5, denominator=4), "meter 5/4", ()),
     "7-8": (lambda p: simple_melody(p, 6, numerator=7, denominator=8), "meter 7/8", ()),

@@ -47,6 +47,7 @@ from pianoacc_utils.generation import (
     note_off_logits,
     pad_melodies,
     primer_tokens,
+    shape_logits,
     velocity_logits,
 )
 from pianoacc_utils.models import (
@@ -459,6 +460,8 @@ def test_compiled_decoding_with_the_shortlist_sampler_equals_keras_hubs():
         (dict(top_k=0), "top-k"),
         (dict(velocity_temperature=0.0), "velocity temperature"),
         (dict(velocity_temperature=float("inf")), "velocity temperature"),
+        (dict(shift_temperature=0.0), "shift temperature"),
+        (dict(pitch_temperature=-1.0), "pitch temperature"),
         (dict(note_off_bias=float("-inf")), "note-off bias"),
         (dict(note_off_bias=float("nan")), "note-off bias"),
     ],
@@ -486,6 +489,39 @@ def test_velocity_logits_reshape_the_velocity_choice_and_keep_its_share():
     np.testing.assert_allclose(
         after[:, is_velocity] / after[:, is_velocity].sum(-1, keepdims=True),
         softmax(logits[:, is_velocity] / velocity_temperature, axis=-1), rtol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("field, kind", [("shift_temperature", "time_shift"),
+                                         ("pitch_temperature", "note_on")])
+def test_shift_and_pitch_temperatures_reshape_their_own_kind_only(field, kind):
+    """The time shifts (how long to wait) and the note-ons (which pitch) drawn at their own
+    temperatures: through shape_logits, only that kind's logits move, its total probability
+    stays, and among themselves they follow their own temperature."""
+    def softmax(x, axis=-1):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    first = getattr(TOKENIZER, f"{kind}_offset")
+    last = {"time_shift": TOKENIZER.velocity_offset, "note_on": TOKENIZER.note_off_offset}[kind]
+    chosen = np.zeros(VOCAB, bool)
+    chosen[first:last] = True
+    logits = np.random.default_rng(2).normal(0, 3, (2, VOCAB)).astype(np.float32)
+    own = 1.6
+    sampling = SamplingConfig(temperature=0.8, velocity_temperature=None, **{field: own})
+    assert [factor for _, factor in sampling.kind_factors()] == [0.8 / own]
+    assert SamplingConfig(velocity_temperature=None).kind_factors() == []
+    assert SamplingConfig(temperature=0.0, **{field: own}).kind_factors() == []
+    remaining = np.full(2, 10_000, np.int32)  # no window end: only PAD/START masked
+    plain = np.asarray(shape_logits(logits, SamplingConfig(temperature=0.8,
+                                                           velocity_temperature=None), remaining))
+    moved = np.asarray(shape_logits(logits, sampling, remaining))
+    np.testing.assert_array_equal(moved[:, ~chosen], plain[:, ~chosen])
+    before, after = softmax(plain / 0.8), softmax(moved / 0.8)
+    np.testing.assert_allclose(after[:, chosen].sum(-1), before[:, chosen].sum(-1), rtol=1e-4)
+    np.testing.assert_allclose(
+        after[:, chosen] / after[:, chosen].sum(-1, keepdims=True),
+        softmax(logits[:, chosen] / own), rtol=1e-3, atol=1e-7,
     )
 
 

@@ -18,10 +18,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from critic_validation import SEED, accompany_songs, critic_in_tensorflow, log, whole_songs
+from critic_validation import (
+    accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
+)
 
 from pianoacc_utils import harmony
-from pianoacc_utils.common import write_atomic, write_json
 from pianoacc_utils.evaluation import critic
 
 DECIDES_ON = "validation"
@@ -62,13 +63,7 @@ def main() -> None:
         notes[name] = accompany_songs(songs, "validation", name, "fnet", label,
                                       {"candidates": 1}, chord_finder(scale, weight))
     critic_in_tensorflow(__file__, args.songs)
-    pieces = [critic.segment_piece(s) for s in songs]
-    report = critic.critic_report(pieces, notes, None, critic.CriticConfig(seed=SEED))
-    report["settings"].update(
-        split="validation", songs=[s.song_id for s in songs],
-        bars=sum(s.num_bars for s in songs), decodings=DECODINGS, command=COMMAND,
-    )
-    write_json(OUT.with_suffix(".json"), report)
+    report = critic_on_songs(songs, notes, decodings=DECODINGS, command=COMMAND)
     lines = [
         "# The harmoniser's decoding against the critic, on whole validation songs", "",
         f"Written by `{COMMAND}` ({report['seconds']:.0f} s for the critic). FNet on "
@@ -80,8 +75,7 @@ def main() -> None:
         "indistinguishable; 95% interval from resampling songs).", "",
         critic.critic_markdown(report),
     ]
-    write_atomic(OUT.with_suffix(".md"), "\n".join(lines).encode())
-    log(f"wrote {OUT}.json and .md")
+    write_report(OUT, report, "\n".join(lines))
 
 
 if __name__ == "__main__":

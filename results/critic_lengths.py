@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from critic_validation import SEED, accompany_songs, critic_in_tensorflow, log, whole_songs
+from critic_validation import (
+    accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
+)
 
-from pianoacc_utils.common import write_atomic, write_json
 from pianoacc_utils.data import Note
 from pianoacc_utils.defaults import STEPS_PER_BEAT
 from pianoacc_utils.evaluation import critic
@@ -154,18 +155,11 @@ def main() -> None:
                 lengthened(notes, song.num_steps, **change) for notes, song in zip(played, songs)
             ]
     critic_in_tensorflow(__file__, args.songs)
-    pieces = [critic.segment_piece(s) for s in songs]
-    report = critic.critic_report(
-        pieces, systems, None, critic.CriticConfig(seed=SEED, learned=False)
+    report = critic_on_songs(
+        songs, systems, learned=False, changes=CHANGES, margin=MARGIN, command=COMMAND
     )
-    report["feature_means"] = feature_means(pieces, systems)
-    report["settings"].update(
-        split="validation", songs=[s.song_id for s in songs],
-        bars=sum(s.num_bars for s in songs), changes=CHANGES, margin=MARGIN, command=COMMAND,
-    )
-    write_json(OUT.with_suffix(".json"), report)
-    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
-    log(f"wrote {OUT}.json and .md")
+    report["feature_means"] = feature_means([critic.segment_piece(s) for s in songs], systems)
+    write_report(OUT, report, markdown(report))
 
 
 if __name__ == "__main__":

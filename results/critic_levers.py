@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from critic_validation import SEED, accompany_songs, critic_in_tensorflow, log, whole_songs
+from critic_validation import (
+    accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
+)
 
-from pianoacc_utils.common import write_atomic, write_json
 from pianoacc_utils.evaluation import critic
 
 DECIDES_ON = "validation"
@@ -106,17 +107,10 @@ def main() -> None:
         for name, changes in LEVERS.items()
     }
     critic_in_tensorflow(__file__, args.songs)
-    pieces = [critic.segment_piece(s) for s in songs]
-    report = critic.critic_report(
-        pieces, systems, None, critic.CriticConfig(seed=SEED, learned=False)
+    report = critic_on_songs(
+        songs, systems, learned=False, earlier=EARLIER, levers=LEVERS, command=COMMAND
     )
-    report["settings"].update(
-        split="validation", songs=[s.song_id for s in songs],
-        bars=sum(s.num_bars for s in songs), earlier=EARLIER, levers=LEVERS, command=COMMAND,
-    )
-    write_json(OUT.with_suffix(".json"), report)
-    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
-    log(f"wrote {OUT}.json and .md")
+    write_report(OUT, report, markdown(report))
 
 
 if __name__ == "__main__":

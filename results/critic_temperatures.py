@@ -27,9 +27,10 @@ import argparse
 import json
 from pathlib import Path
 
-from critic_validation import SEED, accompany_songs, critic_in_tensorflow, log, whole_songs
+from critic_validation import (
+    accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
+)
 
-from pianoacc_utils.common import write_atomic, write_json
 from pianoacc_utils.evaluation import critic
 
 DECIDES_ON = "validation"
@@ -144,19 +145,9 @@ def main() -> None:
     else:
         systems = screen(songs)
     critic_in_tensorflow(__file__, args.songs, *(["--confirm"] if args.confirm else []))
-    pieces = [critic.segment_piece(s) for s in songs]
-    result = critic.critic_report(pieces, systems, None, critic.CriticConfig(seed=SEED, learned=False))
-    if args.confirm:
-        report = {"screen": screened, "confirm": result}
-    else:
-        result["settings"].update(
-            split="validation", songs=[s.song_id for s in songs],
-            bars=sum(s.num_bars for s in songs), settings=SETTINGS, command=COMMAND,
-        )
-        report = {"screen": result}
-    write_json(OUT.with_suffix(".json"), report)
-    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
-    log(f"wrote {OUT}.json and .md")
+    result = critic_on_songs(songs, systems, learned=False, settings=SETTINGS, command=COMMAND)
+    report = {"screen": screened, "confirm": result} if args.confirm else {"screen": result}
+    write_report(OUT, report, markdown(report))
 
 
 if __name__ == "__main__":

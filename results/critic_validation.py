@@ -197,6 +197,29 @@ def generate(
     }
 
 
+def critic_on_songs(
+    songs: list[Segment], systems: dict[str, list[list[Note]]], learned: bool = True,
+    split: str = "validation", **settings: object,
+) -> dict:
+    """The critic's report (``evaluation.critic.critic_report``, seed :data:`SEED`; without
+    the piece-roll network when not ``learned``) of ``systems`` against the pianist on
+    whole ``songs``, its settings naming the split, the songs, their bars and ``settings``."""
+    pieces = [critic.segment_piece(s) for s in songs]
+    report = critic.critic_report(pieces, systems, None, critic.CriticConfig(seed=SEED, learned=learned))
+    report["settings"].update(
+        split=split, songs=[s.song_id for s in songs], bars=sum(s.num_bars for s in songs),
+        **settings,
+    )
+    return report
+
+
+def write_report(out: Path, report: dict, text: str) -> None:
+    """``report`` as ``out``.json and ``text`` as ``out``.md."""
+    write_json(out.with_suffix(".json"), report)
+    write_atomic(out.with_suffix(".md"), text.encode())
+    log(f"wrote {out}.json and .md")
+
+
 def markdown(report: dict) -> str:
     """The report's tables under a few lines on what was compared."""
     settings = report["settings"]

@@ -312,9 +312,10 @@ def shape_logits(
     logits: Any, sampling: SamplingConfig, remaining: Any, allowed: Any = None
 ) -> Any:
     """A step's logits (B, V) as the sampler gets them: the velocity, time-shift and
-    pitch temperatures (:func:`kind_logits`), the note-off bias (:func:`note_off_logits`), then the masks
-    (:func:`mask_logits`; ``remaining`` (B,) grid steps left, ``allowed`` the chord mask's
-    row or ``None``). The decoding loop and the behaviour pins both call it."""
+    pitch temperatures (:func:`kind_logits`), the note-off bias (:func:`note_off_logits`),
+    then the masks (:func:`mask_logits`; ``remaining`` (B,) grid steps left, ``allowed``
+    the chord mask's row or ``None``). The decoding loop and the behaviour pins both call
+    it."""
     for kind, factor in sampling.kind_factors():
         logits = kind_logits(logits, kind, factor, sampling.temperature)
     if sampling.note_off_bias != 0.0:

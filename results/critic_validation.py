@@ -93,10 +93,13 @@ def split_settings(changes: dict) -> tuple[SamplingConfig, dict]:
     return sampling, rules
 
 
-def generation_key(checkpoint: str, chords: str, changes: dict) -> str:
+def generation_key(
+    checkpoint: str, chords: str, changes: dict, reranker: Path | None = None
+) -> str:
     """The cache folder of one way of accompanying: the model (its weights' digest), the
-    chords it is given and every generation setting, so that a changed default or a
-    retrained model is never read from an older run's cache."""
+    chords it is given, every generation setting and, where it reranks, the reranker's file
+    (``reranker``, default the shipped one), so that a changed default, a retrained model
+    or another reranker is never read from an older run's cache."""
     sampling, rules = split_settings(changes)
     weights = generation.resolve_checkpoint(checkpoint)
     description = {
@@ -104,7 +107,7 @@ def generation_key(checkpoint: str, chords: str, changes: dict) -> str:
         "chords": chords, "sampling": sampling_key(sampling), "rules": rules,
     }
     if rules.get("candidates", DEFAULT_CANDIDATES) > 1:  # and the reranker that chose
-        description["reranker"] = reranker_digest()
+        description["reranker"] = reranker_digest(reranker)
     digest = hashlib.sha1(json.dumps(description, sort_keys=True).encode()).hexdigest()
     return f"{checkpoint}-{chords}-{digest[:12]}"
 
@@ -120,12 +123,12 @@ def sampling_key(sampling: SamplingConfig) -> dict:
             if not (k in LATER_SETTINGS and v is None)}
 
 
-def reranker_digest() -> str:
-    """The SHA-1 of the shipped reranker's file: part of every cache key of a run that
-    reranks, so that a retrained reranker is never read from an older run's cache."""
-    return hashlib.sha1(
-        (generation.pretrained_dir() / generation.RERANKER_FILE).read_bytes()
-    ).hexdigest()
+def reranker_digest(path: Path | None = None) -> str:
+    """The SHA-1 of a reranker's file (``None``: the shipped one): part of every cache key
+    of a run that reranks, so that a retrained reranker is never read from an older run's
+    cache."""
+    path = path or generation.pretrained_dir() / generation.RERANKER_FILE
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
 def critic_in_tensorflow(script: str, count: int, *arguments: str) -> None:
@@ -148,18 +151,23 @@ def cached_path(key: str, split: str, song_id: str) -> Path:
 def accompany_songs(
     songs: list[Segment], split: str, name: str, checkpoint: str, chords: str,
     changes: dict | None = None, chord_spans: Callable[[Segment], list] | None = None,
+    reranker: Path | None = None,
 ) -> list[list[Note]]:
     """``checkpoint``'s accompaniment of every song as ``pianoacc accompany`` makes it
     (window by window, ``chords`` from ``generation.CHORD_SOURCES``), with ``changes`` to
     the default settings; from the cache, or generated and cached song by song.
     ``chord_spans`` (a song's chord spans) replaces the chord source; ``chords`` then
-    names it (in the cache's folder name: one name per way of finding chords)."""
+    names it (in the cache's folder name: one name per way of finding chords).
+    ``reranker``: the file of the reranker that chooses among candidates (``None``: the
+    shipped one)."""
     changes = changes or {}
-    key = generation_key(checkpoint, chords, changes)
+    key = generation_key(checkpoint, chords, changes, reranker)
     missing = [s for s in songs if not cached_path(key, split, s.song_id).is_file()]
     if missing:
         model, window = generation.load_checkpoint(checkpoint)
         sampling, rules = split_settings(changes)
+        if reranker is not None:
+            rules["reranker"] = generation.Reranker.load(reranker)
         decoder = generation.CachedDecoder(model, sampling)
         for first in range(0, len(missing), BATCH_SONGS):
             batch = missing[first : first + BATCH_SONGS]

@@ -101,7 +101,9 @@ def run(config: evaluation.EvaluationConfig) -> dict:
     """``evaluation_report`` of the checkpoint with ``config``, cached by its settings."""
     described = {"checkpoint": CHECKPOINT, **vars(config)}
     if config.candidates > 1:  # and the reranker that chose among them
-        described["reranker"] = reranker_digest()
+        described["reranker"] = reranker_digest(config.reranker)
+    else:
+        described.pop("reranker")
     settings = json.dumps(described, sort_keys=True, default=str)
     path = cache_dir() / "defaults_validation" / f"{hashlib.sha256(settings.encode()).hexdigest()[:16]}.json"
     if path.is_file():

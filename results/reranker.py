@@ -12,6 +12,14 @@ them apart. Its accuracy is measured first with 5 folds grouped by song; then it
 on every window and written as arrays to ``pretrained/reranker/reranker.npz``
 (``generation.rerank``), with ``results/reranker.json`` and ``.md``.
 
+A second round (``--base FILE``) also learns from what reranking leaves: the first
+:data:`ROUND_TWO_SONGS` training songs accompanied at the default number of candidates,
+chosen by the reranker in ``FILE``, by each system of :data:`ROUND_TWO_SYSTEMS`; written
+to ``--out`` (default the shipped file), its report to ``results/reranker_round2.json``
+and ``.md``. Whether a
+second round replaces the first is decided on validation
+(``results/critic_rerank_rounds.py``).
+
 It chooses nothing: its settings are the critic's trees with more of them, fixed
 beforehand, and it sees no validation or test song. How many candidates it reranks is
 chosen on validation (``results/critic_rerank.py``). Generation is cached as in
@@ -56,6 +64,15 @@ Two kinds of windows no model made join them, so that the reranker does not take
 never saw for a pianist: block chords on every beat of the annotated chords, and the
 pianist's notes each moved by a sixteenth at random (the critic's controls, here on
 training songs)."""
+ROUND_TWO_SONGS = 48
+"""Training songs accompanied again for a second round (each about 15 s per system at 8
+candidates on two cores)."""
+ROUND_TWO_SYSTEMS = {
+    "fnet_melody_only_reranked": ("fnet", "estimated"),
+    "transformer_melody_only_reranked": ("transformer", "estimated"),
+}
+"""The windows a second round adds: each model from the melody alone at the default
+settings, candidates included, reranked by the first round (the tells reranking leaves)."""
 TREES = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=15, early_stopping=False,
              class_weight="balanced", random_state=0)
 """``HistGradientBoostingClassifier`` settings: the critic's trees (200 instead of 100)
@@ -64,8 +81,11 @@ COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/reranker.py"
 OUT = Path(__file__).resolve().parent / "reranker"
 
 
-def windows(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Features, labels (1: the pianist) and songs of every window, and window counts."""
+def windows(
+    count: int, base: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Features, labels (1: the pianist) and songs of every window, and window counts;
+    with ``base`` (a reranker's file), the second round's windows too."""
     songs = whole_songs(count, "train")
     log(f"{len(songs)} training songs, {sum(s.num_bars for s in songs)} bars")
     pieces = [critic.segment_piece(s) for s in songs]
@@ -76,12 +96,18 @@ def windows(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         "block_chords": [block_chord_baseline(s) for s in songs],
         "pianist_jittered": [critic.jittered(p.pianist, rng) for p in pieces],
     }
-    for name in [*SYSTEMS, *others]:
+    rounds = ROUND_TWO_SYSTEMS if base is not None else {}
+    for name in [*SYSTEMS, *others, *rounds]:
+        used = pieces
         if name in SYSTEMS:
             notes = accompany_songs(songs, "train", name, *SYSTEMS[name], {"candidates": 1})
+        elif name in rounds:
+            used = pieces[:ROUND_TWO_SONGS]
+            notes = accompany_songs(songs[:ROUND_TWO_SONGS], "train", name, *rounds[name],
+                                    {}, reranker=base)
         else:
             notes = others[name]
-        cut, songs_of = critic.piece_windows(pieces, notes, 2)
+        cut, songs_of = critic.piece_windows(used, notes, 2)
         features.append(feature_matrix(cut))
         labels.append(np.zeros(len(cut)))
         groups += songs_of
@@ -92,12 +118,16 @@ def windows(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="a second round, over the first round's reranker in this file")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the trees (default: the shipped file)")
     args = parser.parse_args()
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
-    features, labels, groups, counts = windows(args.songs)
+    features, labels, groups, counts = windows(args.songs, args.base)
     began = time.time()
     model = HistGradientBoostingClassifier(**TREES)
     held_out = cross_val_predict(model, features, labels, groups=groups, cv=GroupKFold(5),
@@ -108,17 +138,49 @@ def main() -> None:
     model.fit(features, labels)
     reranker = Reranker(tuple(feature_names()), TreeEnsemble.from_sklearn(model))
     gap = float(np.max(np.abs(reranker.trees.decision(features) - model.decision_function(features))))
-    path = pretrained_dir() / RERANKER_FILE
+    shipped = pretrained_dir() / RERANKER_FILE
+    path = args.out or shipped
     reranker.save(path)
+    out = OUT if args.base is None else OUT.with_name("reranker_round2")
+    if args.base is None and path.resolve() != shipped.resolve():
+        out = path.with_suffix("")  # a first round elsewhere: the shipped one's report stays
+    command = COMMAND
+    if args.base is not None:
+        command += f" --base {relative(args.base)}"
+    if args.out is not None:
+        command += f" --out {relative(args.out)}"
     report = {
-        "command": COMMAND, "songs": args.songs, "systems": SYSTEMS, "windows": counts,
+        "command": command, "songs": args.songs, "systems": SYSTEMS, "windows": counts,
         "trees": TREES, "held_out_accuracy": round(accuracy, 4), "held_out_auc": round(auc, 4),
         "nodes": int(len(reranker.trees.feature)), "numpy_against_sklearn": gap,
-        "seconds": round(time.time() - began, 1), "file": f"pretrained/{RERANKER_FILE}",
+        "seconds": round(time.time() - began, 1), "file": relative(path),
     }
-    write_json(OUT.with_suffix(".json"), report)
-    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
-    log(f"wrote {path} and {OUT}.json and .md")
+    if args.base is not None:
+        report.update(base=relative(args.base), round_two_songs=ROUND_TWO_SONGS,
+                      round_two_systems=ROUND_TWO_SYSTEMS)
+    write_json(out.with_suffix(".json"), report)
+    write_atomic(out.with_suffix(".md"), markdown(report).encode())
+    log(f"wrote {path} and {out}.json and .md")
+
+
+def second_round(report: dict) -> str:
+    """The sentence a second round's report adds: which windows it learned from besides."""
+    names = ", ".join(f"{name} ({report['windows'][name]} windows)"
+                      for name in report["round_two_systems"])
+    return (
+        f"; in a second round also from {names}: the first {report['round_two_songs']} of "
+        "those songs accompanied at the default settings, the default number of candidates "
+        f"included, each window chosen by the first round's reranker (`{report['base']}`)"
+    )
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the checkout where it lies inside it (as a report names it)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def markdown(report: dict) -> str:
@@ -129,17 +191,21 @@ def markdown(report: dict) -> str:
         f"Gradient-boosted trees over the critic's named features of 2-bar windows, trained to "
         f"tell the pianist ({counts['pianist']} windows) from the shipped models and two "
         "controls: "
-        + ", ".join(f"{name} ({n} windows)" for name, n in counts.items() if name != "pianist")
+        + ", ".join(f"{name} ({n} windows)" for name, n in counts.items()
+                    if name != "pianist" and name not in report.get("round_two_systems", {}))
         + f" on the first {report['songs']} whole songs of the **training** split, accompanied "
-        "at the default settings with one candidate per window (seed 0). It sees no "
-        "validation or test song.\n\n"
+        "at the default settings with one candidate per window (seed 0)"
+        + (second_round(report) if "base" in report else "")
+        + ". It sees no validation or test song.\n\n"
         "| measure, 5 folds grouped by song | value |\n|---|---|\n"
         f"| accuracy on held-out songs | {report['held_out_accuracy']:.3f} |\n"
         f"| AUC on held-out songs | {report['held_out_auc']:.3f} |\n\n"
         f"{report['nodes']} tree nodes; the NumPy evaluation of `generation.rerank` differs "
         f"from scikit-learn's by at most {report['numpy_against_sklearn']:.1e} in log-odds. "
-        "How many candidates it chooses among is decided on validation: "
-        "`results/critic_rerank.md`.\n"
+        + ("Whether it replaces the first round is decided on validation: "
+           "`results/critic_rerank_rounds.md`.\n" if "base" in report else
+           "How many candidates it chooses among is decided on validation: "
+           "`results/critic_rerank.md`.\n")
     )
 
 

@@ -157,6 +157,7 @@ def evaluate_melodies(
     hanging_beats: float = HANGING_BEATS,
     compound: str = DEFAULT_COMPOUND,
     candidates: int = DEFAULT_CANDIDATES,
+    reranker: generation.Reranker | None = None,
 ) -> dict[str, Any]:
     """Accompany melody MIDI files with a checkpoint and judge them with :func:`melody_metrics`.
 
@@ -164,7 +165,7 @@ def evaluate_melodies(
     accompany`` would one by one; ``sampling`` defaults to ``SamplingConfig()``.
     The model plays to chords estimated from each melody (``chords="estimated"``,
     as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release``,
-    ``hanging_beats`` and ``candidates`` as in ``generation.accompany``, ``compound`` as in
+    ``hanging_beats``, ``candidates`` and ``reranker`` as in ``generation.accompany``, ``compound`` as in
     ``generation.accompany_melodies``.
     With ``out_dir`` each arrangement (melody + PIANO) is written there as
     ``<melody name>.mid``. Returns a JSON-ready dict (NaN as ``None``):
@@ -195,6 +196,7 @@ def evaluate_melodies(
         hanging_beats=hanging_beats,
         compound=compound,
         candidates=candidates,
+        reranker=reranker,
     )
     seconds = time.perf_counter() - began
     rows = []

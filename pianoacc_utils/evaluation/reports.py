@@ -21,6 +21,7 @@ from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.evaluation.copying import COPY_METRICS
 from pianoacc_utils.evaluation.critic import critic_markdown, critic_row
 from pianoacc_utils.evaluation.melodies import evaluate_melodies
+from pianoacc_utils.generation.rerank import Reranker
 from pianoacc_utils.evaluation.metrics import METRICS
 from pianoacc_utils.evaluation.reference import PIANIST_PERCENTILES, load_reference
 from pianoacc_utils.evaluation.runs import EvaluationConfig, evaluate_checkpoints
@@ -290,6 +291,8 @@ def evaluation_report(
                 hanging_beats=config.hanging_beats,
                 compound=config.compound,
                 candidates=config.candidates,
+                reranker=None if config.reranker is None
+                else Reranker.load(config.reranker),
             )
             for name, info in details["models"].items()
         }

@@ -224,7 +224,8 @@ class EvaluationConfig:
     (``generation.release_notes``), those the decoder never ended after at most
     ``hanging_beats`` beats. ``candidates``: windows sampled per window, of which the
     reranker keeps the one most like the pianist (``generation.rerank``; 1: no
-    reranking). ``compound``: how melody files' compound bars are
+    reranking); ``reranker``: that reranker's file (``None``: the shipped one).
+    ``compound``: how melody files' compound bars are
     accompanied (:data:`~pianoacc_utils.common.COMPOUND_MODES`; POP909 has none).
     ``meter``: the segments' four-beat bars re-barred (:func:`pianoacc_utils.data.rebar`,
     ``"3/4"`` or ``"2/4"``; ``"4/4"`` leaves them), ground truth included, to measure
@@ -256,6 +257,7 @@ class EvaluationConfig:
     release: bool = DEFAULT_RELEASE
     hanging_beats: float = HANGING_BEATS
     candidates: int = DEFAULT_CANDIDATES
+    reranker: str | None = None
     compound: str = DEFAULT_COMPOUND
     meter: str = "4/4"
     seeds: tuple[int, ...] = ()
@@ -348,13 +350,14 @@ def generate_for_segments(
     model, window = generation.load_checkpoint(checkpoint)
     sampling = config.sampling()
     decoder = generation.CachedDecoder(model, sampling)
+    reranker = None if config.reranker is None else generation.Reranker.load(config.reranker)
     results: list[list[Note]] = []
     for first in range(0, len(segments), config.batch_size):
         batch = segments[first : first + config.batch_size]
         results += generation.accompany_segment(
             model, batch, sampling, window, config.primer_tokens, decoder, chords=config.chords,
             release=config.release, hanging_beats=config.hanging_beats,
-            candidates=config.candidates,
+            candidates=config.candidates, reranker=reranker,
         )
     return results
 

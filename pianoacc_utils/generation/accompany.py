@@ -361,6 +361,7 @@ def accompany_melodies(
     compound: str = DEFAULT_COMPOUND,
     decoder: CachedDecoder | None = None,
     candidates: int = DEFAULT_CANDIDATES,
+    reranker: Reranker | None = None,
 ) -> list[list[Note]]:
     """Accompaniment of melodies read from MIDI files (:func:`~pianoacc_utils.data.load_melody`).
 
@@ -384,7 +385,7 @@ def accompany_melodies(
         known = [time_map.spans_to_model(spans) for time_map, spans in zip(maps, chords)]
     results = accompany(
         model, jobs, sampling, window, decoder=decoder, chords=known, release=release,
-        hanging_beats=hanging_beats, candidates=candidates,
+        hanging_beats=hanging_beats, candidates=candidates, reranker=reranker,
     )
     moved = []
     for melody, time_map, notes in zip(melodies, maps, results):
@@ -444,11 +445,13 @@ def accompany_segment(
     release: bool = DEFAULT_RELEASE,
     hanging_beats: float = HANGING_BEATS,
     candidates: int = DEFAULT_CANDIDATES,
+    reranker: Reranker | None = None,
 ) -> list[list[Note]]:
     """Accompany POP909 segments; ``primer_tokens`` > 0 keeps that many ground-truth
     accompaniment tokens as a primer (0: from the melody alone). ``chords``: one of
     :data:`CHORD_SOURCES` (``"annotated"``: the segment's chords, moved with its
-    ``transpose``); ``release``, ``hanging_beats`` and ``candidates`` as in :func:`accompany`."""
+    ``transpose``); ``release``, ``hanging_beats``, ``candidates`` and ``reranker`` as in
+    :func:`accompany`."""
     primers = None
     if primer_tokens > 0:
         primers = [
@@ -459,7 +462,7 @@ def accompany_segment(
     return accompany(
         model, melodies, sampling, window, primers, decoder,
         chords=[segment_chords(seg, chords) for seg in segments], release=release,
-        hanging_beats=hanging_beats, candidates=candidates,
+        hanging_beats=hanging_beats, candidates=candidates, reranker=reranker,
     )
 
 

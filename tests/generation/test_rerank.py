@@ -3,14 +3,18 @@ and what the shipped reranker prefers."""
 
 from __future__ import annotations
 
+import importlib
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import pytest
 
+from pianoacc_utils import generation
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.data import Note, load_song, segment
 from pianoacc_utils.defaults import MAX_CANDIDATES
-from pianoacc_utils.evaluation import block_chord_baseline
+from pianoacc_utils.evaluation import EvaluationConfig, block_chord_baseline, runs
 from pianoacc_utils.evaluation.critic import segment_piece
 from pianoacc_utils.generation.critic_features import critic_windows, feature_names
 from pianoacc_utils.generation import (
@@ -164,3 +168,37 @@ def test_the_shipped_reranker_prefers_the_pianist_to_block_chords(pop909_dir):
     assert len(scores["pianist"]) == len(scores["blocks"]) >= 10
     assert scores["pianist"].mean() > scores["blocks"].mean() + 1.0
     assert np.mean(scores["pianist"] > scores["blocks"]) > 0.8
+
+
+def test_a_reranker_given_reaches_the_windows_of_segments_and_of_evaluations(
+    monkeypatch, tmp_path
+):
+    """``accompany_segment`` passes the reranker it is given on to ``accompany``, and an
+    evaluation with ``EvaluationConfig(reranker=FILE)`` reranks with the trees in FILE, not
+    the shipped ones (how a retrained reranker is judged before it ships)."""
+    module = importlib.import_module("pianoacc_utils.generation.accompany")
+
+    seen = []
+    monkeypatch.setattr(
+        module, "accompany",
+        lambda model, melodies, *args, **kwargs: seen.append(kwargs["reranker"]) or [[]],
+    )
+    segment_of = SimpleNamespace(melody=[], bar_starts=[0], num_steps=16)
+    counting = Counting()
+    module.accompany_segment(None, [segment_of], chords="none", reranker=counting)
+    assert seen == [counting]
+
+    path = tmp_path / "other.npz"
+    shipped_like(tmp_path).save(path)
+    used = []
+    monkeypatch.setattr(generation, "load_checkpoint", lambda checkpoint: (None, None))
+    monkeypatch.setattr(generation, "CachedDecoder", lambda model, sampling: None)
+    monkeypatch.setattr(
+        generation, "accompany_segment",
+        lambda *args, **kwargs: used.append(kwargs["reranker"]) or [[] for _ in args[1]],
+    )
+    runs.generate_for_segments("fnet", [segment_of], EvaluationConfig(reranker=str(path)))
+    runs.generate_for_segments("fnet", [segment_of], EvaluationConfig())
+    assert isinstance(used[0], Reranker) and used[1] is None
+    rows = np.random.default_rng(0).normal(size=(4, len(feature_names())))
+    assert np.array_equal(used[0].trees.decision(rows), Reranker.load(path).trees.decision(rows))

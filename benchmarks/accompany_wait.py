@@ -50,6 +50,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -100,12 +101,13 @@ def write_melody(path: Path, bars: int = 120, seed: int = 0, bpm: float = 100.0)
 
 
 def run_command(
-    melody: Path, out: Path, backend: str, cache: Path, source: Path | None
+    melody: Path, out: Path, backend: str, cache: Path, source: Path | None,
+    extra: tuple[str, ...] = (),
 ) -> dict:
     """One ``pianoacc accompany`` process with its caches in ``cache``: wall and CPU
     seconds, its ``--timings`` report (``None`` when the checkout has no such option),
     the load average before it."""
-    arguments = ["accompany", str(melody), "-o", str(out)]
+    arguments = ["accompany", str(melody), "-o", str(out), *extra]
     if source is None:
         command = [str(Path(sys.executable).with_name("pianoacc")), *arguments, "--timings"]
     else:
@@ -139,17 +141,20 @@ def run_command(
 
 
 def measure(
-    config: str, melody: Path, folder: Path, repeats: int, source: Path | None
+    config: str, melody: Path, folder: Path, repeats: int, source: Path | None,
+    extra: tuple[str, ...] = (),
 ) -> dict:
-    """``repeats`` runs of one ``backend/cache`` configuration, and their summary."""
+    """``repeats`` runs of one ``backend/cache`` configuration (the command given
+    ``extra`` arguments), and their summary."""
     backend, cache = config.split("/")
     shared = folder / "cache"
     if cache == "warm":  # fill the shared caches (and the OS's file cache) first
-        run_command(melody, folder / "warm-up.mid", backend, shared, source)
+        run_command(melody, folder / "warm-up.mid", backend, shared, source, extra)
     runs = []
     for repeat in range(repeats):
         caches = shared if cache == "warm" else folder / f"cache-{repeat}"  # empty: cold
-        runs.append(run_command(melody, folder / f"{repeat}.mid", backend, caches, source))
+        runs.append(run_command(melody, folder / f"{repeat}.mid", backend, caches, source,
+                                extra))
         print(f"  {config:<18} run {repeat + 1}: {runs[-1]['wall']:6.2f} s wall, "
               f"{runs[-1]['cpu']:6.2f} s CPU (load {runs[-1]['load_before']})", flush=True)
     walls = [run["wall"] for run in runs]
@@ -209,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="current", help="name of these runs in the results")
     parser.add_argument("--note", help="what to know about these runs (kept with them)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--arguments", default="",
+                        help="more arguments of the command, e.g. '--decode-groups 2'")
     args = parser.parse_args(argv)
+    extra = tuple(shlex.split(args.arguments))
 
     payload = migrate(json.loads(args.out.read_text())) if args.out.is_file() else {}
     began = time.perf_counter()
@@ -219,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.label}: {args.bars}-bar melody, {args.repeats} runs per configuration")
         results = {
             config: measure(config, melody, folder / config.replace("/", "-"), args.repeats,
-                            args.source)
+                            args.source, extra)
             for config in args.configs
         }
     entry = payload.setdefault("labels", {}).setdefault(args.label, {})
@@ -233,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.note:
         entry["note"] = args.note
+    if extra:
+        entry["arguments"] = list(extra)
     entry.setdefault("results", {}).update(results)
     payload.update(
         melody={"bars": args.bars, "meter": "4/4", "bpm": 100, "writer": "write_melody(seed=0)"},

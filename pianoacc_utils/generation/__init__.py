@@ -55,6 +55,7 @@ from pianoacc_utils.generation.decoder import (
     naive_decode,
     pad_melodies,
 )
+from pianoacc_utils.generation.grouped import GroupedDecoder, default_groups, group_seed
 from pianoacc_utils.generation.rerank import (
     RERANKER_FILE,
     Reranker,

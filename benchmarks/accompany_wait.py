@@ -36,6 +36,8 @@ cores, library versions of the command's process) and a ``--note``; a new run ad
 the file, replacing only the configurations it measures under its label, so that the
 numbers of other processors and of earlier code stay beside it.
 
+``--arguments '...'`` gives the command more options (kept with the label's results).
+
 ``--source DIR`` runs the command from another checkout of the package (e.g. an older
 commit unpacked with ``git archive COMMIT | tar -x -C DIR``) with this virtual
 environment, to measure the wait before a change.

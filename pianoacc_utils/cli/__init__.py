@@ -24,7 +24,6 @@ from pianoacc_utils.cli.options import (
     compound_argument,
     harmony_rule_arguments,
     candidates_argument,
-    decode_groups_argument,
     note_off_bias_argument,
     kind_temperature_arguments,
     velocity_temperature_argument,
@@ -220,7 +219,6 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     )
     harmony_rule_arguments(parser)
     candidates_argument(parser)
-    decode_groups_argument(parser)
     compound_argument(parser)
     parser.add_argument("--wav", type=Path, help="also render the arrangement to this WAV file")
     parser.add_argument("--timings", action="store_true", help="print phase times (JSON, stderr)")
@@ -271,7 +269,7 @@ def _accompany(args: argparse.Namespace) -> None:
         f"model: {resolve_checkpoint(args.checkpoint)} ({model.config.kind}; windows of "
         f"{window.bars} bars, {window.overlap_bars} overlapping)"
     )
-    decoder = generation.GroupedDecoder(model, sampling, args.decode_groups)
+    decoder = generation.CachedDecoder(model, sampling)
     (notes,) = accompany_melodies(
         model, [melody], sampling, window, chords=[chords], release=args.release,
         hanging_beats=args.hanging_beats, compound=args.compound, decoder=decoder,

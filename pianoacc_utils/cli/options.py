@@ -112,15 +112,6 @@ def candidates_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def decode_groups_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--decode-groups", type=int, metavar="N", default=1,
-        help="decode the candidates of each window in N groups at once, one thread each "
-        "(default 1; on 2 CPU cores 2 generate 1.5-2.5x faster, with another sample for the "
-        "same seed: docs/generation.md)",
-    )
-
-
 def compound_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compound", choices=COMPOUND_MODES, default=DEFAULT_COMPOUND,

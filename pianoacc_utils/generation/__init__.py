@@ -55,7 +55,6 @@ from pianoacc_utils.generation.decoder import (
     naive_decode,
     pad_melodies,
 )
-from pianoacc_utils.generation.grouped import GroupedDecoder, default_groups, group_seed
 from pianoacc_utils.generation.rerank import (
     RERANKER_FILE,
     Reranker,

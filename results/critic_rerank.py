@@ -55,13 +55,14 @@ EQUAL_WITHIN = 0.01
 COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/critic_rerank.py"
 
 
-def quality_bar(candidates: int) -> dict:
-    """Checks passed by FNet with ``candidates`` on :data:`SEGMENTS` validation segments."""
+def quality_bar(candidates: int, reranker: str | None = None) -> dict:
+    """Checks passed by FNet with ``candidates`` on :data:`SEGMENTS` validation segments,
+    chosen among by the reranker in the file ``reranker`` (``None``: the shipped one)."""
     config = evaluation.EvaluationConfig(
         split="validation", segments=SEGMENTS, chords="estimated", copy_check=False,
         critic=False,
     )
-    report = run(replace(config, candidates=candidates))
+    report = run(replace(config, candidates=candidates, reranker=reranker))
     summary = report["seeds"]["median"]
     return {
         **checks_the_pianist_passes(report, "fnet"),

@@ -75,11 +75,23 @@ out, and after :data:`MAX_HELD_BEATS`. Chosen on the validation split:
 DEFAULT_CANDIDATES = 8
 """Candidates sampled per window, of which the reranker keeps the one most like the
 pianist (``generation.rerank``; 1: no reranking). Chosen on the validation split with the
-critic among 1, 2, 4 and 8, keeping the quality bar's checks (``results/critic_rerank.md``):
-the critic told FNet from the pianist on 0.59 of the windows of 20 whole validation songs
-from the melody alone at 8, 0.75 at 1. Generating takes several times as long: a 120-bar
+critic among 1, 2, 4, 8 and 16, keeping the quality bar's checks
+(``results/critic_rerank.md``): the critic told FNet from the pianist on 0.59 of the windows
+of 20 whole validation songs from the melody alone at 8 and at 16, 0.75 at 1. Generating takes several times as long: a 120-bar
 melody took 13.2 s against 4.1 s with one candidate, its caches filled, on 2 Intel Xeon
 cores (``benchmarks/results/accompany_wait.json``, labels ``shortlist-8`` and ``current``)."""
+
+
+WINDOW_NEW_BARS = 0.25
+"""Share of a model's window (the bars of its training segments) that each window after
+the first adds, at least one bar; the bars before them, the accompaniment already made,
+prime the decoder (``generation.WindowConfig``, ``generation.default_window``: 2 new
+bars and 6 primed for the shipped models' 8). With reranking, each window's candidates are
+chosen among once per window, so fewer new bars mean finer choices, here once per 2-bar
+window, the unit the critic hears. Chosen on the validation split with the critic among
+6, 4 and 2 new bars of 8 (``results/critic_overlap.md``): the critic told FNet from the
+pianist on 0.56 of the windows of 20 whole validation songs from the melody alone with 2
+new bars, 0.59 with 6 (the share before, 0.75), and 0.59 against 0.64 with a lead sheet."""
 
 
 MAX_CANDIDATES = 16

@@ -75,10 +75,11 @@ def quality_bar(checkpoint: str) -> dict:
     of those segments passes, the others listed. Cached by the weights and the reranker."""
     config = evaluation.EvaluationConfig(
         split="validation", segments=SEGMENTS, chords="estimated", copy_check=False,
-        critic=False,
+        critic=False, overlap_bars=critic_validation.LEGACY_OVERLAP,  # as when it was chosen
     )
     weights = hashlib.sha1(generation.resolve_checkpoint(checkpoint).read_bytes()).hexdigest()
-    described = json.dumps({"weights": weights, "config": vars(config),
+    described = json.dumps({"weights": weights, "config": {k: v for k, v in vars(config).items()
+                                                      if k != "overlap_bars"},  # the legacy one
                             "reranker": critic_validation.reranker_digest()},
                            sort_keys=True, default=str)
     path = cache_dir() / "checkpoint_choice" / f"bar-{hashlib.sha1(described.encode()).hexdigest()[:16]}.json"

@@ -30,6 +30,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from critic_validation import LEGACY_OVERLAP
 from defaults_validation import CHECKPOINT, SHOWN, run
 
 from pianoacc_utils import evaluation
@@ -58,6 +59,7 @@ def main() -> int:
     base = evaluation.EvaluationConfig(
         split="validation", segments=args.segments, chords="estimated", copy_check=False,
         critic=False, candidates=1,  # before reranking (results/critic_rerank.py)
+        overlap_bars=LEGACY_OVERLAP,  # and before results/critic_overlap.py
     )
     rows = []
     ranked = sorted(

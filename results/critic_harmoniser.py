@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from critic_validation import (
-    accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
+    LEGACY_OVERLAP, accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
 )
 
 from pianoacc_utils import harmony
@@ -61,7 +61,7 @@ def main() -> None:
     for name, (scale, weight) in DECODINGS.items():
         label = f"harmoniser_scale{scale:g}_weight{weight:g}"
         notes[name] = accompany_songs(songs, "validation", name, "fnet", label,
-                                      {"candidates": 1}, chord_finder(scale, weight))
+                                      {"candidates": 1, "overlap_bars": LEGACY_OVERLAP}, chord_finder(scale, weight))
     critic_in_tensorflow(__file__, args.songs)
     report = critic_on_songs(songs, notes, decodings=DECODINGS, command=COMMAND)
     lines = [

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from critic_validation import (
-    accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
+    LEGACY_OVERLAP, accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
 )
 
 from pianoacc_utils.data import Note
@@ -148,7 +148,8 @@ def main() -> None:
     songs = whole_songs(args.songs)
     systems = {}
     for chords, source in (("melody only", "estimated"), ("lead sheet", "annotated")):
-        played = accompany_songs(songs, "validation", f"fnet {chords}", "fnet", source)
+        played = accompany_songs(songs, "validation", f"fnet {chords}", "fnet", source,
+                                 {"overlap_bars": LEGACY_OVERLAP})
         systems[f"{chords}: as generated"] = played
         for name, change in CHANGES.items():
             systems[f"{chords}: {name}"] = [

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from critic_validation import (
-    accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
+    LEGACY_OVERLAP, accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
 )
 
 from pianoacc_utils.evaluation import critic
@@ -31,7 +31,7 @@ OUT = Path("results/critic_levers")
 SONGS = 20
 EARLIER = {
     "temperature": 0.7, "top_p": 0.8, "velocity_temperature": 2.0, "note_off_bias": 0.0,
-    "release": True, "hanging_beats": 4.0, "candidates": 1,
+    "release": True, "hanging_beats": 4.0, "candidates": 1, "overlap_bars": LEGACY_OVERLAP,
 }
 """The generation defaults the levers were first tried against (chosen on validation
 before the critic existed: ``results/sampling_validation.md``, ``velocity_validation.md``,

@@ -34,6 +34,7 @@ from critic_defaults import CHECK_SLACK
 from critic_rerank import SEGMENTS
 from critic_rerank import quality_bar as rerank_quality_bar
 from critic_validation import (
+    LEGACY_OVERLAP,
     SEED,
     SYSTEMS,
     accompany_songs,
@@ -166,7 +167,7 @@ def main() -> None:
     songs = whole_songs(args.songs)
     notes = {
         f"{system}, {name}": accompany_songs(songs, "validation", system, checkpoint, chords,
-                                             {}, reranker=path)
+                                             {"overlap_bars": LEGACY_OVERLAP}, reranker=path)
         for name, path in files.items() for system, (checkpoint, chords) in SYSTEMS.items()
     }
     bars = {}

@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 
 from critic_validation import (
-    accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
+    LEGACY_OVERLAP, accompany_songs, critic_in_tensorflow, critic_on_songs, whole_songs, write_report,
 )
 
 from pianoacc_utils.evaluation import critic
@@ -52,15 +52,18 @@ SCREEN_MARGIN = 0.02
 MARGIN = 0.01
 """How much lower both confirmed accuracies must be for a setting to be adopted."""
 CHORDS = {"melody only": "estimated", "lead sheet": "annotated"}
+LEGACY = {"overlap_bars": LEGACY_OVERLAP}
+"""The windows of the defaults when this report was written (``results/critic_overlap.py``
+chose others later)."""
 
 
 def screen(songs: list) -> dict[str, list]:
     """FNet from the melody alone with one candidate per window, per setting."""
     systems = {"no own temperature": accompany_songs(
-        songs, "validation", "baseline", "fnet", "estimated", {"candidates": 1})}
+        songs, "validation", "baseline", "fnet", "estimated", {"candidates": 1, **LEGACY})}
     for name, changes in SETTINGS.items():
         systems[name] = accompany_songs(
-            songs, "validation", name, "fnet", "estimated", {**changes, "candidates": 1})
+            songs, "validation", name, "fnet", "estimated", {**changes, "candidates": 1, **LEGACY})
     return systems
 
 
@@ -73,10 +76,10 @@ def confirm(songs: list, screened: dict) -> dict[str, list]:
     systems = {}
     for chords, source in CHORDS.items():
         systems[f"{chords}: today's defaults"] = accompany_songs(
-            songs, "validation", chords, "fnet", source)
+            songs, "validation", chords, "fnet", source, LEGACY)
         for name in kept:
             systems[f"{chords}: {name}"] = accompany_songs(
-                songs, "validation", f"{chords}: {name}", "fnet", source, SETTINGS[name])
+                songs, "validation", f"{chords}: {name}", "fnet", source, {**SETTINGS[name], **LEGACY})
     return systems
 
 

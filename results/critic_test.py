@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from critic_levers import EARLIER
-from critic_validation import run
+from critic_validation import LEGACY_OVERLAP, run
 
 DECIDES_ON = None
 """The split this script chooses on: none (it only reports); ``tests/test_project.py``
@@ -27,13 +27,16 @@ OUT = Path("results/critic_test")
 SONGS = 30
 """Test songs judged (the first of the split's order): about 40 minutes of generation for
 the four systems on two cores, and 10 for the critic."""
+BEFORE = {"candidates": 1, "overlap_bars": LEGACY_OVERLAP}
+"""One candidate per window, windows adding 6 bars: the defaults before reranking."""
 EXTRA = {
-    "fnet_melody_only_one_candidate": ("fnet", "estimated", {"candidates": 1}),
-    "fnet_lead_sheet_one_candidate": ("fnet", "annotated", {"candidates": 1}),
+    "fnet_melody_only_one_candidate": ("fnet", "estimated", BEFORE),
+    "fnet_lead_sheet_one_candidate": ("fnet", "annotated", BEFORE),
     "fnet_melody_only_earlier_defaults": ("fnet", "estimated", {**EARLIER, "candidates": 1}),
     "fnet_lead_sheet_earlier_defaults": ("fnet", "annotated", {**EARLIER, "candidates": 1}),
 }
-"""FNet without reranking (one candidate per window) and at the sampling defaults before
+"""FNet without reranking (one candidate per window, windows adding 6 bars as before
+``results/critic_overlap.py``) and at the sampling defaults before
 the critic chose them (``critic_levers.EARLIER``), so that the report shows what the
 choices made on validation changed on test."""
 COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/critic_test.py"

@@ -60,6 +60,8 @@ SYSTEMS = {
 }
 """System name -> (shipped model, chords it is given: ``generation.CHORD_SOURCES``)."""
 SEED = 0
+WINDOW_BARS = 8
+"""Bars of the shipped models' windows (their training segments')."""
 COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/critic_validation.py"
 started = time.time()
 
@@ -80,16 +82,25 @@ def whole_songs(count: int, split: str = "validation") -> list[Segment]:
     return songs
 
 
+LEGACY_OVERLAP = 2
+"""Bars of overlap of the shipped models' windows in every run before
+``results/critic_overlap.py`` chose 6: an overlap enters a cache key only when it is
+another, so that those runs are still found."""
+
+
 def split_settings(changes: dict) -> tuple[SamplingConfig, dict]:
     """``changes`` to the default generation as (sampling settings at seed :data:`SEED`,
     the rules of ``generation.accompany_segment``: ``release``, ``hanging_beats`` and
-    ``candidates``)."""
+    ``candidates``, and the window's ``overlap_bars`` unless it is :data:`LEGACY_OVERLAP`)."""
     fields = {f.name for f in dataclasses.fields(SamplingConfig)}
     sampling = SamplingConfig(seed=SEED, **{k: v for k, v in changes.items() if k in fields})
     rules = {"release": DEFAULT_RELEASE, "hanging_beats": float(HANGING_BEATS)}
     if DEFAULT_CANDIDATES != 1:  # a key unchanged for the runs made before reranking
         rules["candidates"] = DEFAULT_CANDIDATES
+    rules["overlap_bars"] = generation.default_window(WINDOW_BARS).overlap_bars
     rules.update({k: v for k, v in changes.items() if k not in fields})
+    if rules["overlap_bars"] == LEGACY_OVERLAP:
+        del rules["overlap_bars"]
     return sampling, rules
 
 
@@ -166,6 +177,9 @@ def accompany_songs(
     if missing:
         model, window = generation.load_checkpoint(checkpoint)
         sampling, rules = split_settings(changes)
+        # How many bars of each window prime it (absent from the key: the legacy overlap).
+        window = dataclasses.replace(
+            window, overlap_bars=rules.pop("overlap_bars", LEGACY_OVERLAP))
         if reranker is not None:
             rules["reranker"] = generation.Reranker.load(reranker)
         decoder = generation.CachedDecoder(model, sampling)

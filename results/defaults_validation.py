@@ -31,9 +31,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from critic_validation import reranker_digest
+from critic_validation import LEGACY_OVERLAP, WINDOW_BARS, reranker_digest
 
-from pianoacc_utils import evaluation
+from pianoacc_utils import evaluation, generation
 from pianoacc_utils.common import cache_dir, write_atomic, write_json
 from pianoacc_utils.defaults import (
     DEFAULT_CHORD_MASK,
@@ -97,13 +97,28 @@ def label(setting: dict) -> str:
     return ", ".join(f"{name} {value}" for name, value in setting.items())
 
 
-def run(config: evaluation.EvaluationConfig) -> dict:
-    """``evaluation_report`` of the checkpoint with ``config``, cached by its settings."""
-    described = {"checkpoint": CHECKPOINT, **vars(config)}
+def settings_key(config: evaluation.EvaluationConfig) -> dict:
+    """``config``'s settings as a cache key: the reranker's digest where it chooses among
+    candidates, and the overlap the windows get, which enters only where it is not the
+    one of every run before ``results/critic_overlap.py`` (``critic_validation.LEGACY_OVERLAP``),
+    so that those runs are still found."""
+    described = dict(vars(config))
     if config.candidates > 1:  # and the reranker that chose among them
         described["reranker"] = reranker_digest(config.reranker)
     else:
         described.pop("reranker")
+    overlap = config.overlap_bars
+    if overlap is None:
+        overlap = generation.default_window(WINDOW_BARS).overlap_bars
+    described["overlap_bars"] = overlap
+    if overlap == LEGACY_OVERLAP:
+        described.pop("overlap_bars")
+    return described
+
+
+def run(config: evaluation.EvaluationConfig) -> dict:
+    """``evaluation_report`` of the checkpoint with ``config``, cached by its settings."""
+    described = {"checkpoint": CHECKPOINT, **settings_key(config)}
     settings = json.dumps(described, sort_keys=True, default=str)
     path = cache_dir() / "defaults_validation" / f"{hashlib.sha256(settings.encode()).hexdigest()[:16]}.json"
     if path.is_file():
@@ -123,6 +138,7 @@ def main() -> int:
     base = evaluation.EvaluationConfig(
         split="validation", segments=args.segments, chords="estimated", copy_check=False,
         candidates=1,  # one candidate per window: reranking was chosen later, on top of these
+        overlap_bars=LEGACY_OVERLAP,  # and the overlap (results/critic_overlap.py)
         **DEFAULTS,
     )
     factors, rows = {}, []

@@ -40,7 +40,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from critic_validation import accompany_songs, log, whole_songs  # noqa: E402
+from critic_validation import LEGACY_OVERLAP, accompany_songs, log, whole_songs  # noqa: E402
 
 from pianoacc_utils.common import write_atomic, write_json  # noqa: E402
 from pianoacc_utils.evaluation import block_chord_baseline, critic  # noqa: E402
@@ -100,11 +100,12 @@ def windows(
     for name in [*SYSTEMS, *others, *rounds]:
         used = pieces
         if name in SYSTEMS:
-            notes = accompany_songs(songs, "train", name, *SYSTEMS[name], {"candidates": 1})
+            notes = accompany_songs(songs, "train", name, *SYSTEMS[name],
+                                   {"candidates": 1, "overlap_bars": LEGACY_OVERLAP})
         elif name in rounds:
             used = pieces[:ROUND_TWO_SONGS]
             notes = accompany_songs(songs[:ROUND_TWO_SONGS], "train", name, *rounds[name],
-                                    {}, reranker=base)
+                                    {"overlap_bars": LEGACY_OVERLAP}, reranker=base)
         else:
             notes = others[name]
         cut, songs_of = critic.piece_windows(used, notes, 2)

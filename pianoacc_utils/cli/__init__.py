@@ -24,6 +24,7 @@ from pianoacc_utils.cli.options import (
     compound_argument,
     harmony_rule_arguments,
     candidates_argument,
+    overlap_argument,
     note_off_bias_argument,
     kind_temperature_arguments,
     velocity_temperature_argument,
@@ -219,6 +220,7 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     )
     harmony_rule_arguments(parser)
     candidates_argument(parser)
+    overlap_argument(parser)
     compound_argument(parser)
     parser.add_argument("--wav", type=Path, help="also render the arrangement to this WAV file")
     parser.add_argument("--timings", action="store_true", help="print phase times (JSON, stderr)")
@@ -264,6 +266,11 @@ def _accompany(args: argparse.Namespace) -> None:
     )
     clock.lap("melody")
     model, window = load_checkpoint(args.checkpoint)
+    if args.overlap_bars is not None:
+        if not 0 <= args.overlap_bars < window.bars:
+            raise PianoaccError(f"--overlap-bars {args.overlap_bars}: the model's windows have "
+                                f"{window.bars} bars, so it must be 0..{window.bars - 1}")
+        window = generation.WindowConfig(window.bars, args.overlap_bars)
     clock.lap("model")
     print(
         f"model: {resolve_checkpoint(args.checkpoint)} ({model.config.kind}; windows of "

@@ -12,6 +12,7 @@ from pianoacc_utils.cli.options import (
     compound_argument,
     harmony_rule_arguments,
     candidates_argument,
+    overlap_argument,
     note_off_bias_argument,
     kind_temperature_arguments,
     velocity_temperature_argument,
@@ -48,6 +49,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     kind_temperature_arguments(parser)
     note_off_bias_argument(parser)
     candidates_argument(parser)
+    overlap_argument(parser)
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     seeds = parser.add_mutually_exclusive_group()
@@ -111,6 +113,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         release=args.release,
         hanging_beats=args.hanging_beats,
         candidates=args.candidates,
+        overlap_bars=args.overlap_bars,
         compound=args.compound,
         meter=args.meter,
         seeds=tuple(args.seeds or ()),

@@ -112,6 +112,15 @@ def candidates_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def overlap_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overlap-bars", type=int, metavar="N",
+        help="bars of each window primed by the accompaniment already made (default: "
+        "three quarters of the model's window, 6 of the shipped models' 8: each window adds "
+        "2 bars; fewer: fewer, longer windows, docs/generation.md says what each costs)",
+    )
+
+
 def compound_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compound", choices=COMPOUND_MODES, default=DEFAULT_COMPOUND,

@@ -158,6 +158,7 @@ def evaluate_melodies(
     compound: str = DEFAULT_COMPOUND,
     candidates: int = DEFAULT_CANDIDATES,
     reranker: generation.Reranker | None = None,
+    overlap_bars: int | None = None,
 ) -> dict[str, Any]:
     """Accompany melody MIDI files with a checkpoint and judge them with :func:`melody_metrics`.
 
@@ -166,7 +167,8 @@ def evaluate_melodies(
     The model plays to chords estimated from each melody (``chords="estimated"``,
     as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release``,
     ``hanging_beats``, ``candidates`` and ``reranker`` as in ``generation.accompany``, ``compound`` as in
-    ``generation.accompany_melodies``.
+    ``generation.accompany_melodies``; ``overlap_bars`` as in ``generation.WindowConfig``
+    (``None``: the model's default).
     With ``out_dir`` each arrangement (melody + PIANO) is written there as
     ``<melody name>.mid``. Returns a JSON-ready dict (NaN as ``None``):
     ``checkpoint``, ``sampling``, ``generation_seconds``, ``melodies`` (per melody:
@@ -182,6 +184,8 @@ def evaluate_melodies(
     sampling = sampling if sampling is not None else generation.SamplingConfig()
     melodies = [data.load_melody(path) for path in paths]
     model, window = generation.load_checkpoint(checkpoint)
+    if overlap_bars is not None:
+        window = generation.WindowConfig(window.bars, overlap_bars)
     began = time.perf_counter()
     if chords not in ("estimated", "none"):
         raise PianoaccError(f"chords {chords!r} for melodies: expected estimated or none")

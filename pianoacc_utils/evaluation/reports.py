@@ -291,6 +291,7 @@ def evaluation_report(
                 hanging_beats=config.hanging_beats,
                 compound=config.compound,
                 candidates=config.candidates,
+                overlap_bars=config.overlap_bars,
                 reranker=None if config.reranker is None
                 else Reranker.load(config.reranker),
             )

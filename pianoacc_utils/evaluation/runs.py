@@ -225,7 +225,9 @@ class EvaluationConfig:
     ``hanging_beats`` beats. ``candidates``: windows sampled per window, of which the
     reranker keeps the one most like the pianist (``generation.rerank``; 1: no
     reranking); ``reranker``: that reranker's file (``None``: the shipped one).
-    ``compound``: how melody files' compound bars are
+    ``overlap_bars``: bars of each window primed by the accompaniment already made
+    (``generation.WindowConfig``; ``None``: the model's default,
+    ``generation.default_window``). ``compound``: how melody files' compound bars are
     accompanied (:data:`~pianoacc_utils.common.COMPOUND_MODES`; POP909 has none).
     ``meter``: the segments' four-beat bars re-barred (:func:`pianoacc_utils.data.rebar`,
     ``"3/4"`` or ``"2/4"``; ``"4/4"`` leaves them), ground truth included, to measure
@@ -258,6 +260,7 @@ class EvaluationConfig:
     hanging_beats: float = HANGING_BEATS
     candidates: int = DEFAULT_CANDIDATES
     reranker: str | None = None
+    overlap_bars: int | None = None
     compound: str = DEFAULT_COMPOUND
     meter: str = "4/4"
     seeds: tuple[int, ...] = ()
@@ -348,6 +351,7 @@ def generate_for_segments(
     """Accompaniments of a checkpoint for every segment, in batches."""
 
     model, window = generation.load_checkpoint(checkpoint)
+    window = config_window(window, config)
     sampling = config.sampling()
     decoder = generation.CachedDecoder(model, sampling)
     reranker = None if config.reranker is None else generation.Reranker.load(config.reranker)
@@ -360,6 +364,13 @@ def generate_for_segments(
             candidates=config.candidates, reranker=reranker,
         )
     return results
+
+
+def config_window(window: generation.WindowConfig, config: EvaluationConfig) -> generation.WindowConfig:
+    """A model's ``window`` with the overlap of ``config`` where it sets one."""
+    if config.overlap_bars is None:
+        return window
+    return generation.WindowConfig(window.bars, config.overlap_bars)
 
 
 def evaluate_checkpoints(

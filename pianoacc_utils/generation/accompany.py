@@ -73,10 +73,12 @@ CHORD_SOURCES = ("annotated", "estimated", "none")
 @dataclass(frozen=True)
 class WindowConfig:
     """How a melody is cut for the model: windows of ``bars`` bars, overlapping by
-    ``overlap_bars`` (whose accompaniment primes the next window)."""
+    ``overlap_bars`` (whose accompaniment primes the next window), so that each window
+    after the first adds ``bars - overlap_bars`` bars (``generation.default_window``: the
+    default for a model's window)."""
 
     bars: int = 8
-    overlap_bars: int = 2
+    overlap_bars: int = 6
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap_bars < self.bars:
@@ -244,6 +246,13 @@ def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> W
     # ``overlap_bars`` bars (after the first window) whose notes prime the decoder.
     first_bar = _bar_at_or_before(job.bar_starts, job.position)
     first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
+    # The window ends ``window.bars`` bars after that bar line (or at the melody's end).
+    last_bar = first_bar + window.bars
+    # Primer budget: half the decoder's tokens, the other half left for the new bars;
+    # where the overlap needs more, a later first bar (the window ends where it would).
+    budget = config.accompaniment_length // 2
+    if job.position > 0:
+        first_bar = _first_bar_within(job, first_bar, budget)
     # Origin: the window's step 0 (the model reads every time from it): its first
     # bar line, or step 0 for the first window.
     origin = job.bar_starts[first_bar] if job.position > 0 else 0
@@ -251,18 +260,15 @@ def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> W
     # pickup of part of a beat so that the first full bar falls on a beat.
     if first_bar == 0 and not config.meter:
         origin -= _pickup_lead(job.bar_starts)
-    # The window ends ``window.bars`` bars on (or at the melody's end), and always
-    # at least one step past the position, so that every pass makes progress.
-    last_bar = first_bar + window.bars
+    # The window's end, at least one step past the position: every pass makes progress.
     end = job.bar_starts[last_bar] if last_bar < len(job.bar_starts) else job.num_steps
     end = max(min(end, job.num_steps), job.position + 1)
     # The encoder's input: the window's melody notes, in tokens from the origin.
     melody_ids = TOKENIZER.encode(notes_in(job.melody, origin, end))[: config.melody_length]
     # Primer tokens: the final accompaniment from the origin to the position (the
-    # overlap bars), at most half the decoder's tokens, so that half the token
-    # budget is left for the new bars.
+    # overlap bars), within the budget.
     context = notes_in(job.notes, origin, job.position)
-    primer_ids = primer_tokens(context, job.position - origin, config.accompaniment_length // 2)
+    primer_ids = primer_tokens(context, job.position - origin, budget)
     # Harmony table (one row of chord tones per beat) and bar lines, both counted
     # from the origin: what the model reads of the window's chords and meter.
     return Window(
@@ -273,6 +279,23 @@ def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> W
         harmony_table=harmony.beat_table(job.chords, end - origin, origin=origin),
         bar_lines=[b - origin for b in job.bar_starts if origin <= b < end],
     )
+
+
+def _first_bar_within(job: Job, first_bar: int, budget: int) -> int:
+    """The earliest bar line from ``first_bar`` on whose accompaniment up to the job's
+    position fits ``budget`` primer tokens: whole bars are left out at the start rather
+    than the latest notes at the end (those that the new bars continue). The last bar
+    before the position is kept even where it alone needs more (:func:`primer_tokens`
+    then drops its latest events)."""
+    last = _bar_at_or_before(job.bar_starts, job.position - 1)
+    while first_bar < last:
+        start = job.bar_starts[first_bar]
+        tokens = TOKENIZER.encode(notes_in(job.notes, start, job.position))
+        rest = TOKENIZER.shift_tokens(job.position - start - TOKENIZER.duration_steps(tokens))
+        if len(tokens) + len(rest) <= budget:
+            break
+        first_bar += 1
+    return first_bar
 
 
 def window_arrays(windows: Sequence[Window], melody_length: int) -> dict[str, Any]:

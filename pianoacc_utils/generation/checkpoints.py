@@ -1,7 +1,8 @@
 """Loading a model to generate with: the shipped models or a training run's checkpoint.
 
 :func:`load_checkpoint` returns the model with the window it was trained on (bars per
-window from the run's ``config.json``; overlap a quarter of it), since the window loop
+window from the run's ``config.json``; each window adding a quarter of them,
+:func:`default_window`), since the window loop
 must cut a melody as the training segments were cut. Training a model when none exists
 is the notebooks' business (:func:`pianoacc_utils.course.checkpoints.find_checkpoint`),
 not this module's: loading never trains.
@@ -17,6 +18,7 @@ import keras
 from pianoacc_utils import models
 from pianoacc_utils.backends.loading import weights_from_file
 from pianoacc_utils.common import PianoaccError, project_root
+from pianoacc_utils.defaults import WINDOW_NEW_BARS
 from pianoacc_utils.generation.accompany import WindowConfig
 
 PRETRAINED = {"fnet": "fnet", "transformer": "transformer"}
@@ -54,6 +56,14 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     return path
 
 
+def default_window(bars: int) -> WindowConfig:
+    """The windows of a model trained on ``bars``-bar segments: each window after the first
+    adds :data:`~pianoacc_utils.defaults.WINDOW_NEW_BARS` of them (at least one bar), the
+    others prime it."""
+    new_bars = min(bars, max(1, round(bars * WINDOW_NEW_BARS)))
+    return WindowConfig(bars=bars, overlap_bars=bars - new_bars)
+
+
 def load_checkpoint(name_or_path: str | Path) -> tuple[models.AccompanimentModel, WindowConfig]:
     """Load a model and the window it was trained on (from ``config.json`` beside it)."""
     path = resolve_checkpoint(name_or_path)
@@ -68,4 +78,4 @@ def load_checkpoint(name_or_path: str | Path) -> tuple[models.AccompanimentModel
         saved = json.loads(config_path.read_text())
         prepare = saved.get("prepare") or saved.get("profile", {}).get("prepare") or {}
         bars = int(prepare.get("bars_per_segment", bars))
-    return model, WindowConfig(bars=bars, overlap_bars=max(1, bars // 4) if bars > 1 else 0)
+    return model, default_window(bars)

@@ -9,7 +9,9 @@ against the shipped models' windows of the same songs, block chords and the pian
 jittered by a sixteenth: ``results/reranker.py``), scores
 each sampled candidate for a window: the candidate whose 2-bar windows it finds most like
 the pianist's is kept (:func:`choose`). It never saw a validation or test song; the number
-of candidates is chosen on validation with the critic (``results/critic_rerank.md``).
+of candidates is chosen on validation with the critic (``results/critic_rerank.md``), and so
+is how many bars each window adds, that is how often the reranker chooses
+(``results/critic_overlap.md``).
 
 The classifier is scikit-learn's gradient-boosted trees, stored as plain arrays
 (:class:`TreeEnsemble`, ``pretrained/reranker/reranker.npz``) and evaluated with NumPy,

@@ -33,7 +33,8 @@ from pianoacc_utils.data import ARRANGEMENT_TRACK_NAME
 REPO = Path(__file__).resolve().parents[2]
 
 WINDOW_BARS = 4
-"""Segment length the test checkpoint was "trained" on: windows of 4 bars, 1 overlapping."""
+"""Segment length the test checkpoint was "trained" on: windows of 4 bars, each adding one
+(``generation.default_window``), the other 3 overlapping."""
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,8 @@ MELODIES = {
     "pickup": (pickup_melody, "meter 1/4 -> 4/4", ("--seed", 1)),
     "tempo-changes": (tempo_change_melody, "61.5-200 bpm", ()),
     "104-bars": (long_melody, "104 bars", ()),
+    # windows adding 3 bars each instead of the default's 1
+    "104-bars, overlap 1": (long_melody, "104 bars", ("--overlap-bars", 1)),
 }
 
 
@@ -117,6 +120,8 @@ def test_accompany_keeps_the_melody_and_stays_within_it(tmp_path, checkpoint, ca
     printed = capsys.readouterr().out
     assert 'track 0 "MELODY"' in printed and expected_text in printed
     assert f"windows of {WINDOW_BARS} bars" in printed and f"wrote {out}" in printed
+    overlap = options[options.index("--overlap-bars") + 1] if "--overlap-bars" in options else 3
+    assert f"{overlap} overlapping" in printed
 
     original = pretty_midi.PrettyMIDI(str(source))
     arrangement = pretty_midi.PrettyMIDI(str(out))
@@ -172,6 +177,7 @@ def bad_inputs(folder: Path) -> dict[str, tuple[Path, tuple]]:
         "negative temperature": (good, ("--temperature", -1)),
         "top-p of 0": (good, ("--top-p", 0)),
         "candidates of 0": (good, ("--candidates", 0)),
+        "overlap of a whole window": (good, ("--overlap-bars", WINDOW_BARS)),
     }
 
 
@@ -188,7 +194,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, checkpoint, capsys):
             error = capsys.readouterr().err.strip().splitlines()
             assert len(error) == 1, (name, error)
             assert error[0].startswith("pianoacc accompany: error: "), (name, error)
-            words = ("temperature", "top-p", "candidates")
+            words = ("temperature", "top-p", "candidates", "overlap")
             named = next((word for word in words if word in name), path.name)
             assert named in error[0], (name, error)
             if existing is None:

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras  # noqa: E402  (after models: the backend default is set there)
 import numpy as np
@@ -42,6 +43,7 @@ from pianoacc_utils.generation import (
     WindowConfig,
     accompany,
     accompany_segment,
+    default_window,
     mask_logits,
     naive_decode,
     note_off_logits,
@@ -50,6 +52,7 @@ from pianoacc_utils.generation import (
     shape_logits,
     velocity_logits,
 )
+from pianoacc_utils.generation.accompany import Job, next_window
 from pianoacc_utils.models import (
     KINDS,
     AccompanimentModel,
@@ -706,6 +709,38 @@ def test_primer_keeps_its_time_span_within_its_token_budget():
     assert primer_tokens(dense, 40, len(exact)) == exact
     assert primer_tokens(dense[:10], 40, 200) == TOKENIZER.encode(dense[:10]) + [shift_id(30)]
     assert primer_tokens([], 40, 10) == TOKENIZER.shift_tokens(40)
+
+
+def test_the_default_window_adds_a_quarter_of_its_bars():
+    """A model's windows each add a quarter of its bars, at least one; the rest prime them."""
+    assert default_window(8) == WindowConfig(bars=8, overlap_bars=6)
+    assert default_window(16) == WindowConfig(bars=16, overlap_bars=12)
+    assert default_window(4) == WindowConfig(bars=4, overlap_bars=3)
+    assert default_window(2) == WindowConfig(bars=2, overlap_bars=1)
+    assert default_window(1) == WindowConfig(bars=1, overlap_bars=0)
+
+
+def test_an_overlap_too_dense_for_the_primer_budget_starts_the_window_later():
+    """Bars of 16 steps, the position at bar 6: a window of 8 bars overlapping by 4 would
+    start at bar 2, but bars 2-3 are too dense for half the 64-token buffer. The window
+    then starts at bar 4, the first bar line whose notes up to the position fit: the
+    latest notes prime it whole, and it still ends 8 bars after bar 2. Sparse overlap
+    bars all prime it."""
+    velocity = TOKENIZER.bin_velocity(TOKENIZER.velocity_bin(80))  # survives a round trip
+    dense = [Note(t, t + 1, 60 + t % 12, velocity) for t in range(32, 64)]
+    sparse = [Note(64, 80, 48, velocity), Note(80, 96, 50, velocity)]
+    job = Job(melody=[], chords=[], bar_starts=list(range(0, 192, 16)), num_steps=192,
+              notes=dense + sparse, position=96)
+    config = SimpleNamespace(accompaniment_length=64, melody_length=64, meter=True)
+    window = WindowConfig(bars=8, overlap_bars=4)
+    win = next_window(job, window, config)
+    assert (win.origin, win.end) == (64, 160)
+    assert TOKENIZER.decode(win.primer_ids) == notes_in(sparse, 64, 96)
+    assert len(win.primer_ids) <= 32
+    job.notes = sparse
+    win = next_window(job, window, config)
+    assert (win.origin, win.end) == (32, 160)
+    assert TOKENIZER.decode(win.primer_ids) == notes_in(sparse, 32, 96)
 
 
 def test_primer_notes_are_kept_exactly(pop909_dir, notes_decoder):

@@ -10,8 +10,10 @@ The choice between them was once made on test-split outputs; here it is made on 
 * the teacher-forced validation loss of each run (``results/continued_training.json``);
 * the critic of ``evaluation.critic`` on the first :data:`SONGS` whole validation songs,
   accompanied as ``pianoacc accompany`` does at the defaults (reranked candidates
-  included), from the melody alone and with a lead sheet: the same songs, seed and
-  critic as ``results/critic_validation.py``, whose generation cache this run shares;
+  included; the committed report was made when each window added 6 bars, before
+  ``results/critic_overlap.py``), from the melody alone and with a lead sheet: the same
+  songs, seed and critic as ``results/critic_validation.py``, whose generation cache this
+  run shares;
 * the quality bar's checks on :data:`SEGMENTS` 32-bar validation segments from the
   melody alone (as ``results/critic_rerank.py``), counting the checks the pianist of
   those segments passes.

@@ -9,7 +9,9 @@ test report 30 (``results/critic_test.py``): their accuracies are not on one sca
 This script measures the critic (its two feature classifiers, the better counting; the
 network over piano rolls is left out: it never counted for the models) on the first
 :data:`SONGS` whole songs of each split, accompanied at the default settings as those
-reports do (their caches are shared), and on :data:`SUBSETS` random subsets of
+reports do (their caches are shared; the committed report was made when each window
+added 6 bars, before ``results/critic_overlap.py``; run again, it measures today's
+defaults), and on :data:`SUBSETS` random subsets of
 :data:`SIZES` songs of them, so that how many songs and which songs can be told apart.
 
 It chooses nothing: the test split is only reported. Writes ``results/critic_songs.json``

@@ -92,9 +92,9 @@ window, the unit the critic hears. Chosen on the validation split with the criti
 6, 4 and 2 new bars of 8 (``results/critic_overlap.md``): the critic told FNet from the
 pianist on 0.56 of the windows of 20 whole validation songs from the melody alone with 2
 new bars, 0.59 with 6 (the share before, 0.75), and 0.59 against 0.64 with a lead sheet.
-Three times the windows cost time: a 120-bar melody took 16.4 s against 9.0 s with 6 new
+Three times the windows cost time: a 120-bar melody took 10.9 s against 8.0 s with 6 new
 bars, its caches filled, on 2 Intel Xeon cores (``benchmarks/results/accompany_wait.json``,
-labels ``overlap-6`` and ``overlap-2``)."""
+labels ``grouped-overlap-6`` and ``grouped-overlap-2``)."""
 
 
 MAX_CANDIDATES = 16

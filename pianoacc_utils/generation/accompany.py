@@ -188,7 +188,7 @@ def accompany(
     while active := [job for job in jobs if job.position < job.num_steps]:
         windows = [next_window(job, window, model.config) for job in active]
         rows = [win for win in windows for _ in range(candidates)]
-        generated = decode_windows(decoder, rows, model.config.melody_length)
+        generated = decode_windows(decoder, rows, model.config.melody_length, candidates)
         for i, (job, win) in enumerate(zip(active, windows)):
             options = generated[i * candidates : (i + 1) * candidates]
             notes = [keep_new_notes(job, win, tokens, release, hanging_beats) for tokens in options]
@@ -248,8 +248,8 @@ def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> W
     first_bar = max(0, first_bar - (window.overlap_bars if job.position > 0 else 0))
     # The window ends ``window.bars`` bars after that bar line (or at the melody's end).
     last_bar = first_bar + window.bars
-    # Primer budget: half the decoder's tokens, the other half left for the new bars;
-    # where the overlap needs more, a later first bar (the window ends where it would).
+    # Primer budget: half the decoder's tokens (the rest for the new bars); where the
+    # overlap needs more, a later first bar (the window ends where it would).
     budget = config.accompaniment_length // 2
     if job.position > 0:
         first_bar = _first_bar_within(job, first_bar, budget)
@@ -316,15 +316,15 @@ def window_arrays(windows: Sequence[Window], melody_length: int) -> dict[str, An
 
 
 def decode_windows(
-    decoder: CachedDecoder, windows: Sequence[Window], melody_length: int
+    decoder: CachedDecoder, windows: Sequence[Window], melody_length: int, repeat: int = 1
 ) -> list[list[int]]:
     """The new tokens of every window (after its primer), from one batched, compiled
-    sampling loop over :func:`window_arrays`; no time shift may pass a window's end."""
+    sampling loop over :func:`window_arrays`; no time shift may pass a window's end.
+    ``repeat``: the windows come in groups of that many alike (a window's candidates)."""
     arrays = window_arrays(windows, melody_length)
-    return decoder.decode(
-        arrays["melody"], arrays["primers"], arrays["limits"],
-        harmony_tables=arrays["harmony_tables"], bar_tables=arrays["bar_tables"],
-    )
+    groups = {"repeat": repeat} if repeat > 1 else {}  # (stand-in decoders take no groups)
+    return decoder.decode(arrays["melody"], arrays["primers"], arrays["limits"], **groups,
+                          harmony_tables=arrays["harmony_tables"], bar_tables=arrays["bar_tables"])
 
 
 def keep_new_notes(

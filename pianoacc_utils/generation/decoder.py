@@ -33,7 +33,7 @@ from keras import ops
 from pianoacc_utils import harmony, models
 from pianoacc_utils.backends.compiled import compile_loop
 from pianoacc_utils.backends.timings import DecodeTiming
-from pianoacc_utils.common import config_dict
+from pianoacc_utils.common import PianoaccError, config_dict
 from pianoacc_utils.defaults import STEPS_PER_BEAT
 from pianoacc_utils.generation.sampling import (
     SHIFT_STEPS,
@@ -92,8 +92,10 @@ class CachedDecoder:
 
         :meth:`decode` runs it compiled: it is the body that :meth:`_compile` traces.
 
-        ``melody`` (B, Lm) token ids; ``table`` (B, beats, 24) harmony tables; ``bars``
-        (B, K) bar lines; ``allowed`` (B, beats, V) the chord mask per beat; ``prompt``
+        ``melody`` (W, Lm) token ids of W windows; ``table`` (W, beats, 24) harmony
+        tables; ``bars`` (W, K) bar lines; ``allowed`` (W, beats, V) the chord mask per
+        beat; the B rows of the other arguments (B a multiple of W) come in groups of
+        B / W alike, one per window. ``prompt``
         (B, L) START + primer tokens, zero-padded to the token buffer, and ``mask`` True
         on them (the sampler keeps those tokens); ``index`` the first position to
         generate; ``limit`` (B,) each window's length and ``elapsed`` (B,) the grid steps
@@ -102,18 +104,25 @@ class CachedDecoder:
         self._programs += 1  # Python runs here only while tracing, not in compiled calls
         model = self.model
         use_mask = self.sampling.chord_mask
+        # Rows come in groups of ``repeat`` alike (the candidates of one window): the
+        # melody, tables and primer are given once per window.
+        repeat = ops.shape(prompt)[0] // ops.shape(melody)[0]
         # Encode the melody once per window (with its chords and bar lines).
         encoder_output = model.encode(melody, harmony=table, bars=bars)
         # Empty self-attention caches, and the cross-attention keys/values of the
         # encoder output, computed once for every step.
-        cache = init_cache(model, 
+        cache = init_cache(model,
             encoder_output, melody, ops.shape(prompt)[1], harmony=table, bars=bars
         )
         # Prefill the self-attention cache by running the decoder over the whole
         # prompt buffer once. Only positions 0..index-2 matter: the loop feeds
         # token index-1 itself and overwrites every later position before any
         # step can attend to it (the attention is causal).
-        _, cache = decode_step(model, prompt, cache, 0)
+        first = ops.reshape(prompt, (-1, repeat, ops.shape(prompt)[1]))[:, 0, :]
+        _, cache = decode_step(model, first, cache, 0)
+        if repeat > 1:
+            cache = repeat_rows(cache, repeat, model.config.num_heads)
+            allowed = ops.repeat(allowed, repeat, axis=0)
 
         def next_token(prompt, state, index):
             """One step of the sampler: the logits of the token at ``index``."""
@@ -194,6 +203,7 @@ class CachedDecoder:
         max_length: int | None = None,
         harmony_tables: np.ndarray | None = None,
         bar_tables: np.ndarray | None = None,
+        repeat: int = 1,
     ) -> list[list[int]]:
         """Generate one window per row.
 
@@ -203,6 +213,10 @@ class CachedDecoder:
         ``harmony_tables`` (B, beats, 24) the chords of each window (``None``: none known);
         ``bar_tables`` (B, K) each window's bar lines, padded with
         :data:`~pianoacc_utils.models.NO_BAR` (``None``: 4/4 from the window start).
+        ``repeat``: the rows come in groups of that many alike (the candidates of one
+        window): the melody is encoded and the primer run through the decoder once per
+        group, and the caches copied to its rows (the same tokens as decoding every row
+        alone; a cost that otherwise grows with the rows).
         Returns each row's tokens after its primer, up to (not including) END.
         """
         # The token buffer: START + primer per row, zero-padded to the decoder's length;
@@ -237,11 +251,17 @@ class CachedDecoder:
         if self._compiled is None:  # compiled on first use, reused by every later window
             self._compiled = self._compile()
         began, programs = time.perf_counter(), self._programs
+        every = slice(None, None, repeat)  # one row per window (its candidates alike)
+        if repeat > 1 and not all(
+            (np.reshape(x, (-1, repeat, *np.shape(x)[1:])) == np.asarray(x)[every][:, None]).all()
+            for x in (melody, prompt, harmony_tables)
+        ):
+            raise PianoaccError(f"rows to decode in groups of {repeat} differ within a group")
         out = self._compiled(  # NumPy arrays: the compiled loop takes them to its backend
-            self._padded_melody(melody).astype(np.int32),
-            harmony_tables,
-            np.asarray(bar_tables, np.int32),
-            np.asarray(allowed, bool),
+            self._padded_melody(melody).astype(np.int32)[every],
+            harmony_tables[every],
+            np.asarray(bar_tables, np.int32)[every],
+            np.asarray(allowed, bool)[every],
             prompt,
             mask,
             np.int32(index),
@@ -258,6 +278,28 @@ class CachedDecoder:
                 tokens = tokens[: tokens.index(TOKENIZER.end_id)]
             results.append(tokens)
         return results
+
+
+def repeat_rows(cache: Any, repeat: int, heads: int) -> Any:
+    """``cache`` with each row repeated ``repeat`` times (caches of batch and heads in
+    one axis repeated per batch row)."""
+    def rows(x, merged):
+        if x is None:
+            return None
+        if merged:
+            shape = ops.shape(x)
+            x = ops.reshape(x, (-1, heads, shape[1], shape[2]))
+            return ops.reshape(ops.repeat(x, repeat, axis=0), (-1, shape[1], shape[2]))
+        return ops.repeat(x, repeat, axis=0)
+    return type(cache)(
+        keys=tuple(rows(x, True) for x in cache.keys),
+        values=tuple(rows(x, True) for x in cache.values),
+        cross_keys=tuple(rows(x, True) for x in cache.cross_keys),
+        cross_values=tuple(rows(x, True) for x in cache.cross_values),
+        melody_mask=rows(cache.melody_mask, False),
+        harmony=rows(cache.harmony, False),
+        bars=rows(cache.bars, False),
+    )
 
 
 DEFAULT_BARS = 64

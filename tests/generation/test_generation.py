@@ -711,6 +711,26 @@ def test_primer_keeps_its_time_span_within_its_token_budget():
     assert primer_tokens([], 40, 10) == TOKENIZER.shift_tokens(40)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_candidates_decoded_as_groups_draw_the_tokens_of_rows_decoded_alone(kind):
+    """Two windows of three candidates each: encoding each window's melody and running its
+    primer once, then copying the caches to its rows, samples the same tokens as decoding
+    all six rows alike; rows that differ within a group are refused."""
+    model = scaled_model(kind)
+    melodies = [random_melody(0, 30), random_melody(1, 40)]
+    primers = [[shift_id(4)], [shift_id(8), shift_id(2)]]
+    rows = [i for i in range(2) for _ in range(3)]
+    melody = pad_melodies([melodies[i] for i in rows], model.config.melody_length)
+    arguments = (melody, [primers[i] for i in rows], [48] * 6)
+    sampling = SamplingConfig(temperature=1.0, top_p=0.95, seed=5)
+    alone = CachedDecoder(model, sampling).decode(*arguments)
+    grouped = CachedDecoder(model, sampling).decode(*arguments, repeat=3)
+    assert grouped == alone
+    assert alone[0] != alone[1] or alone[1] != alone[2], "the candidates all alike"
+    with pytest.raises(PianoaccError, match="differ within a group"):
+        CachedDecoder(model, sampling).decode(*arguments, repeat=2)
+
+
 def test_the_default_window_adds_a_quarter_of_its_bars():
     """A model's windows each add a quarter of its bars, at least one; the rest prime them."""
     assert default_window(8) == WindowConfig(bars=8, overlap_bars=6)

@@ -9,8 +9,9 @@ reranking, the reranker keeps one of the window's candidates by the mean of its 
 windows (``generation.rerank.candidate_score``): one choice per 6 bars. With a larger
 overlap each window adds fewer bars and the reranker chooses more often, at a finer
 grain (with 6 bars of overlap, once per 2-bar window, the unit the critic hears), while
-the tokens decoded stay about the same (more windows, each shorter to decode); each
-window also reads more of what came before it. Where the overlap bars need more than
+each bar is still sampled once, in more windows (each window's primer run through the
+decoder again, so decoding takes longer: ``benchmarks/accompany_wait.py``); each window
+also reads more of what came before it. Where the overlap bars need more than
 half the decoder's tokens, the window starts at a later bar line
 (``generation.accompany.next_window``).
 

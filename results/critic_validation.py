@@ -178,8 +178,7 @@ def accompany_songs(
         model, window = generation.load_checkpoint(checkpoint)
         sampling, rules = split_settings(changes)
         # How many bars of each window prime it (absent from the key: the legacy overlap).
-        window = dataclasses.replace(
-            window, overlap_bars=rules.pop("overlap_bars", LEGACY_OVERLAP))
+        window = window.with_overlap(rules.pop("overlap_bars", LEGACY_OVERLAP))
         if reranker is not None:
             rules["reranker"] = generation.Reranker.load(reranker)
         decoder = generation.CachedDecoder(model, sampling)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_shift_tokens_split_long_gaps_into_at_most_32_steps(steps):
 @given(sparse_notes)
 def test_consecutive_time_shifts_only_after_a_full_32_step_shift(notes):
     ids = TOKENIZER.encode(notes)
-    for a, b in zip(ids, ids[1:]):
+    for a, b in itertools.pairwise(ids):
         if TOKENIZER.time_shift_steps(a) and TOKENIZER.time_shift_steps(b):
             assert TOKENIZER.time_shift_steps(a) == 32
 

@@ -266,11 +266,7 @@ def _accompany(args: argparse.Namespace) -> None:
     )
     clock.lap("melody")
     model, window = load_checkpoint(args.checkpoint)
-    if args.overlap_bars is not None:
-        if not 0 <= args.overlap_bars < window.bars:
-            raise PianoaccError(f"--overlap-bars {args.overlap_bars}: the model's windows have "
-                                f"{window.bars} bars, so it must be 0..{window.bars - 1}")
-        window = generation.WindowConfig(window.bars, args.overlap_bars)
+    window = window.with_overlap(args.overlap_bars)
     clock.lap("model")
     print(
         f"model: {resolve_checkpoint(args.checkpoint)} ({model.config.kind}; windows of "

@@ -184,8 +184,7 @@ def evaluate_melodies(
     sampling = sampling if sampling is not None else generation.SamplingConfig()
     melodies = [data.load_melody(path) for path in paths]
     model, window = generation.load_checkpoint(checkpoint)
-    if overlap_bars is not None:
-        window = generation.WindowConfig(window.bars, overlap_bars)
+    window = window.with_overlap(overlap_bars)
     began = time.perf_counter()
     if chords not in ("estimated", "none"):
         raise PianoaccError(f"chords {chords!r} for melodies: expected estimated or none")

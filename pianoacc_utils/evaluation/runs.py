@@ -368,9 +368,7 @@ def generate_for_segments(
 
 def config_window(window: generation.WindowConfig, config: EvaluationConfig) -> generation.WindowConfig:
     """A model's ``window`` with the overlap of ``config`` where it sets one."""
-    if config.overlap_bars is None:
-        return window
-    return generation.WindowConfig(window.bars, config.overlap_bars)
+    return window.with_overlap(config.overlap_bars)
 
 
 def evaluate_checkpoints(

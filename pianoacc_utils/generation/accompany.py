@@ -39,7 +39,7 @@ Times are grid steps (a 32nd note: :data:`~pianoacc_utils.defaults.STEPS_PER_BEA
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -50,14 +50,8 @@ from pianoacc_utils.data import compound as compound_meter
 from pianoacc_utils.data.melody_midi import Melody
 from pianoacc_utils.data.notes import Note, Span, normalize_notes, notes_in
 from pianoacc_utils.data.pop909 import Segment
-from pianoacc_utils.defaults import (
-    DEFAULT_CANDIDATES,
-    DEFAULT_COMPOUND,
-    DEFAULT_RELEASE,
-    HANGING_BEATS,
-    MAX_HELD_BEATS,
-    STEPS_PER_BEAT,
-)
+from pianoacc_utils.defaults import (DEFAULT_CANDIDATES, DEFAULT_COMPOUND, DEFAULT_RELEASE,
+                                     HANGING_BEATS, MAX_HELD_BEATS, STEPS_PER_BEAT)
 from pianoacc_utils.generation.decoder import BAR_BUCKET, TABLE_BEATS, CachedDecoder, pad_melodies
 from pianoacc_utils.generation import rerank
 from pianoacc_utils.generation.rerank import Reranker
@@ -82,7 +76,12 @@ class WindowConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap_bars < self.bars:
-            raise PianoaccError(f"overlap_bars must be in 0..{self.bars - 1}")
+            raise PianoaccError(f"windows of {self.bars} bars overlap by 0 to {self.bars - 1} "
+                                f"bars, not {self.overlap_bars}")
+
+    def with_overlap(self, overlap_bars: int | None) -> "WindowConfig":
+        """These windows overlapping by ``overlap_bars`` instead (``None``: unchanged)."""
+        return self if overlap_bars is None else replace(self, overlap_bars=overlap_bars)
 
 
 @dataclass
@@ -322,8 +321,7 @@ def decode_windows(
     sampling loop over :func:`window_arrays`; no time shift may pass a window's end.
     ``repeat``: the windows come in groups of that many alike (a window's candidates)."""
     arrays = window_arrays(windows, melody_length)
-    groups = {"repeat": repeat} if repeat > 1 else {}  # (stand-in decoders take no groups)
-    return decoder.decode(arrays["melody"], arrays["primers"], arrays["limits"], **groups,
+    return decoder.decode(arrays["melody"], arrays["primers"], arrays["limits"], repeat=repeat,
                           harmony_tables=arrays["harmony_tables"], bar_tables=arrays["bar_tables"])
 
 

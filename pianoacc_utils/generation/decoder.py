@@ -104,9 +104,10 @@ class CachedDecoder:
         self._programs += 1  # Python runs here only while tracing, not in compiled calls
         model = self.model
         use_mask = self.sampling.chord_mask
-        # Rows come in groups of ``repeat`` alike (the candidates of one window): the
-        # melody, tables and primer are given once per window.
-        repeat = ops.shape(prompt)[0] // ops.shape(melody)[0]
+        # Rows come in groups alike (the candidates of one window): the melody, tables and
+        # primer are given once per window. ``group``: each row's window.
+        rows, windows = ops.shape(prompt)[0], ops.shape(melody)[0]
+        group = ops.arange(rows) // (rows // windows)
         # Encode the melody once per window (with its chords and bar lines).
         encoder_output = model.encode(melody, harmony=table, bars=bars)
         # Empty self-attention caches, and the cross-attention keys/values of the
@@ -118,11 +119,12 @@ class CachedDecoder:
         # prompt buffer once. Only positions 0..index-2 matter: the loop feeds
         # token index-1 itself and overwrites every later position before any
         # step can attend to it (the attention is causal).
-        first = ops.reshape(prompt, (-1, repeat, ops.shape(prompt)[1]))[:, 0, :]
+        first = ops.take(prompt, ops.arange(windows) * (rows // windows), axis=0)
         _, cache = decode_step(model, first, cache, 0)
-        if repeat > 1:
-            cache = repeat_rows(cache, repeat, model.config.num_heads)
-            allowed = ops.repeat(allowed, repeat, axis=0)
+        # Each window's caches and chord mask copied to its rows (gathers: the batch may
+        # be of unknown size where TensorFlow traces one program for several).
+        cache = rows_of(cache, group, model.config.num_heads)
+        allowed = ops.take(allowed, group, axis=0)
 
         def next_token(prompt, state, index):
             """One step of the sampler: the logits of the token at ``index``."""
@@ -280,25 +282,23 @@ class CachedDecoder:
         return results
 
 
-def repeat_rows(cache: Any, repeat: int, heads: int) -> Any:
-    """``cache`` with each row repeated ``repeat`` times (caches of batch and heads in
-    one axis repeated per batch row)."""
-    def rows(x, merged):
-        if x is None:
-            return None
-        if merged:
-            shape = ops.shape(x)
-            x = ops.reshape(x, (-1, heads, shape[1], shape[2]))
-            return ops.reshape(ops.repeat(x, repeat, axis=0), (-1, shape[1], shape[2]))
-        return ops.repeat(x, repeat, axis=0)
+def rows_of(cache: Any, group: Any, heads: int) -> Any:
+    """``cache`` with row ``i`` taken from row ``group[i]`` (the rows of the caches that
+    hold batch and heads in one axis taken head by head)."""
+    merged = ops.arange(ops.shape(group)[0] * heads)
+    merged = ops.take(group, merged // heads) * heads + merged % heads
+
+    def take(x, index):
+        return None if x is None else ops.take(x, index, axis=0)
+
     return type(cache)(
-        keys=tuple(rows(x, True) for x in cache.keys),
-        values=tuple(rows(x, True) for x in cache.values),
-        cross_keys=tuple(rows(x, True) for x in cache.cross_keys),
-        cross_values=tuple(rows(x, True) for x in cache.cross_values),
-        melody_mask=rows(cache.melody_mask, False),
-        harmony=rows(cache.harmony, False),
-        bars=rows(cache.bars, False),
+        keys=tuple(take(x, merged) for x in cache.keys),
+        values=tuple(take(x, merged) for x in cache.values),
+        cross_keys=tuple(take(x, merged) for x in cache.cross_keys),
+        cross_values=tuple(take(x, merged) for x in cache.cross_values),
+        melody_mask=take(cache.melody_mask, group),
+        harmony=take(cache.harmony, group),
+        bars=take(cache.bars, group),
     )
 
 

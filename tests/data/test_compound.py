@@ -110,7 +110,8 @@ class Recorder:
     def __init__(self):
         self.calls = []
 
-    def decode(self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None):
+    def decode(self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None,
+               repeat=1):
         self.calls.append({"melody": np.array(melody), "limits": list(limits), "bars": np.array(bar_tables)})
         answers = []
         for primer, limit in zip(primers, limits):

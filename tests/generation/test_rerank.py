@@ -191,7 +191,8 @@ def test_a_reranker_given_reaches_the_windows_of_segments_and_of_evaluations(
     path = tmp_path / "other.npz"
     shipped_like(tmp_path).save(path)
     used = []
-    monkeypatch.setattr(generation, "load_checkpoint", lambda checkpoint: (None, None))
+    monkeypatch.setattr(generation, "load_checkpoint",
+                        lambda checkpoint: (None, generation.WindowConfig()))
     monkeypatch.setattr(generation, "CachedDecoder", lambda model, sampling: None)
     monkeypatch.setattr(
         generation, "accompany_segment",

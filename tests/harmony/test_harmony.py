@@ -699,7 +699,8 @@ class TableRecorder:
         self.calls = []
 
     def decode(
-        self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None
+        self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None,
+        repeat=1,
     ):
         self.calls.append(
             {"limits": list(limits), "tables": np.array(harmony_tables), "bars": bar_tables}
@@ -860,9 +861,10 @@ def test_a_short_pickup_puts_the_first_window_on_the_beat_without_the_meter_sign
     primers = []
     original = recorder.decode
 
-    def decode(melody, primers_, limits, max_length=None, harmony_tables=None, bar_tables=None):
+    def decode(melody, primers_, limits, max_length=None, harmony_tables=None, bar_tables=None,
+               repeat=1):
         primers.append([list(p) for p in primers_])
-        return original(melody, primers_, limits, max_length, harmony_tables, bar_tables)
+        return original(melody, primers_, limits, max_length, harmony_tables, bar_tables, repeat)
 
     recorder.decode = decode
     accompany(

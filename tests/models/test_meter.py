@@ -199,7 +199,8 @@ class BarRecorder:
     def __init__(self):
         self.calls = []
 
-    def decode(self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None):
+    def decode(self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None,
+               repeat=1):
         self.calls.append({"limits": list(limits), "bars": np.array(bar_tables)})
         return [
             TOKENIZER.shift_tokens(limit - TOKENIZER.duration_steps(primer))

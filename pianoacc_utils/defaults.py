@@ -86,15 +86,18 @@ WINDOW_NEW_BARS = 0.25
 """Share of a model's window (the bars of its training segments) that each window after
 the first adds, at least one bar; the bars before them, the accompaniment already made,
 prime the decoder (``generation.WindowConfig``, ``generation.default_window``: 2 new
-bars and 6 primed for the shipped models' 8). With reranking, each window's candidates are
-chosen among once per window, so fewer new bars mean finer choices, here once per 2-bar
-window, the unit the critic hears. Chosen on the validation split with the critic among
-6, 4 and 2 new bars of 8 (``results/critic_overlap.md``): the critic told FNet from the
-pianist on 0.56 of the windows of 20 whole validation songs from the melody alone with 2
-new bars, 0.59 with 6 (the share before, 0.75), and 0.59 against 0.64 with a lead sheet.
-Three times the windows cost time: a 120-bar melody took 10.9 s against 8.0 s with 6 new
-bars, its caches filled, on 2 Intel Xeon cores (``benchmarks/results/accompany_wait.json``,
-labels ``grouped-overlap-6`` and ``grouped-overlap-2``)."""
+bars and 6 primed of 8). With reranking, each window's candidates are chosen among once
+per window, so fewer new bars mean finer choices, here once per 2-bar window, the unit
+the critic hears. Chosen on the validation split with the critic among 6, 4 and 2 new
+bars of 8 (``results/critic_overlap.md``): the critic told FNet from the pianist on 0.56
+of the windows of 20 whole validation songs from the melody alone with 2 new bars, 0.59
+with 6 (the share before, 0.75), and 0.59 against 0.64 with a lead sheet. Three times the
+windows cost time: a 120-bar melody took 10.9 s against 8.0 s with 6 new bars, its caches
+filled, on 2 Intel Xeon cores (``benchmarks/results/accompany_wait.json``, labels
+``grouped-overlap-6`` and ``grouped-overlap-2``). A model's ``config.json`` may name its
+own overlap (``generation.checkpoint_window``): the shipped ones do, chosen per model on 30
+validation songs (``results/critic_overlap_models.md``), FNet this share and the
+Transformer 6 new bars."""
 
 
 MAX_CANDIDATES = 16

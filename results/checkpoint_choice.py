@@ -71,17 +71,20 @@ def continued_checkpoint(kind: str) -> Path | None:
     return best if epochs and done >= epochs and best.is_file() else None
 
 
-def quality_bar(checkpoint: str) -> dict:
+def quality_bar(checkpoint: str, overlap: int = critic_validation.LEGACY_OVERLAP) -> dict:
     """The quality bar's checks that ``checkpoint`` passes on :data:`SEGMENTS` validation
-    segments from the melody alone, at the defaults; counted over the checks the pianist
-    of those segments passes, the others listed. Cached by the weights and the reranker."""
+    segments from the melody alone, at the defaults, each window primed by ``overlap`` bars
+    (by default those of the time this choice was made); counted over the checks the pianist
+    of those segments passes, the others listed. Cached by the weights, the reranker and
+    the overlap (in the key only when not the legacy one, so earlier runs are still found)."""
     config = evaluation.EvaluationConfig(
         split="validation", segments=SEGMENTS, chords="estimated", copy_check=False,
-        critic=False, overlap_bars=critic_validation.LEGACY_OVERLAP,  # as when it was chosen
+        critic=False, overlap_bars=overlap,
     )
     weights = hashlib.sha1(generation.resolve_checkpoint(checkpoint).read_bytes()).hexdigest()
+    legacy = overlap == critic_validation.LEGACY_OVERLAP
     described = json.dumps({"weights": weights, "config": {k: v for k, v in vars(config).items()
-                                                      if k != "overlap_bars"},  # the legacy one
+                                                      if k != "overlap_bars" or not legacy},
                             "reranker": critic_validation.reranker_digest()},
                            sort_keys=True, default=str)
     path = cache_dir() / "checkpoint_choice" / f"bar-{hashlib.sha1(described.encode()).hexdigest()[:16]}.json"

@@ -60,8 +60,6 @@ SYSTEMS = {
 }
 """System name -> (shipped model, chords it is given: ``generation.CHORD_SOURCES``)."""
 SEED = 0
-WINDOW_BARS = 8
-"""Bars of the shipped models' windows (their training segments')."""
 COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/critic_validation.py"
 started = time.time()
 
@@ -88,16 +86,17 @@ LEGACY_OVERLAP = 2
 another, so that those runs are still found."""
 
 
-def split_settings(changes: dict) -> tuple[SamplingConfig, dict]:
-    """``changes`` to the default generation as (sampling settings at seed :data:`SEED`,
-    the rules of ``generation.accompany_segment``: ``release``, ``hanging_beats`` and
-    ``candidates``, and the window's ``overlap_bars`` unless it is :data:`LEGACY_OVERLAP`)."""
+def split_settings(changes: dict, checkpoint: str) -> tuple[SamplingConfig, dict]:
+    """``changes`` to ``checkpoint``'s default generation as (sampling settings at seed
+    :data:`SEED`, the rules of ``generation.accompany_segment``: ``release``,
+    ``hanging_beats`` and ``candidates``, and the window's ``overlap_bars``, the model's own
+    unless changed, unless it is :data:`LEGACY_OVERLAP`)."""
     fields = {f.name for f in dataclasses.fields(SamplingConfig)}
     sampling = SamplingConfig(seed=SEED, **{k: v for k, v in changes.items() if k in fields})
     rules = {"release": DEFAULT_RELEASE, "hanging_beats": float(HANGING_BEATS)}
     if DEFAULT_CANDIDATES != 1:  # a key unchanged for the runs made before reranking
         rules["candidates"] = DEFAULT_CANDIDATES
-    rules["overlap_bars"] = generation.default_window(WINDOW_BARS).overlap_bars
+    rules["overlap_bars"] = generation.checkpoint_window(checkpoint).overlap_bars
     rules.update({k: v for k, v in changes.items() if k not in fields})
     if rules["overlap_bars"] == LEGACY_OVERLAP:
         del rules["overlap_bars"]
@@ -111,7 +110,7 @@ def generation_key(
     chords it is given, every generation setting and, where it reranks, the reranker's file
     (``reranker``, default the shipped one), so that a changed default, a retrained model
     or another reranker is never read from an older run's cache."""
-    sampling, rules = split_settings(changes)
+    sampling, rules = split_settings(changes, checkpoint)
     weights = generation.resolve_checkpoint(checkpoint)
     description = {
         "weights": hashlib.sha1(weights.read_bytes()).hexdigest(),
@@ -176,7 +175,7 @@ def accompany_songs(
     missing = [s for s in songs if not cached_path(key, split, s.song_id).is_file()]
     if missing:
         model, window = generation.load_checkpoint(checkpoint)
-        sampling, rules = split_settings(changes)
+        sampling, rules = split_settings(changes, checkpoint)
         # How many bars of each window prime it (absent from the key: the legacy overlap).
         window = window.with_overlap(rules.pop("overlap_bars", LEGACY_OVERLAP))
         if reranker is not None:
@@ -283,7 +282,9 @@ def run(
         pieces, systems, {"block_chords": blocks}, critic.CriticConfig(seed=SEED)
     )
     log(f"critic: {time.time() - began:.0f} s")
-    sampling, rules = split_settings({})
+    sampling, rules = split_settings({}, "fnet")
+    rules.pop("overlap_bars", None)  # each model's own: below
+    overlaps = {c: generation.checkpoint_window(c).overlap_bars for c in ("fnet", "transformer")}
     report["settings"].update(
         split=split,
         songs=[s.song_id for s in songs],
@@ -295,7 +296,8 @@ def run(
         },
         sampling_seed=SEED,
         sampling=", ".join(f"{k} {v}" for k, v in {**sampling_key(sampling), **rules}.items()
-                           if k != "seed"),
+                           if k != "seed") + ", overlap_bars " + ", ".join(
+                               f"{v} for {k}" for k, v in overlaps.items()),
         command=command,
     )
     write_json(out.with_suffix(".json"), report)

@@ -31,7 +31,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from critic_validation import LEGACY_OVERLAP, WINDOW_BARS, reranker_digest
+from critic_validation import LEGACY_OVERLAP, reranker_digest
 
 from pianoacc_utils import evaluation, generation
 from pianoacc_utils.common import cache_dir, write_atomic, write_json
@@ -109,7 +109,7 @@ def settings_key(config: evaluation.EvaluationConfig) -> dict:
         described.pop("reranker")
     overlap = config.overlap_bars
     if overlap is None:
-        overlap = generation.default_window(WINDOW_BARS).overlap_bars
+        overlap = generation.checkpoint_window(CHECKPOINT).overlap_bars
     described["overlap_bars"] = overlap
     if overlap == LEGACY_OVERLAP:
         described.pop("overlap_bars")

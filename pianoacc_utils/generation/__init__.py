@@ -41,6 +41,7 @@ from pianoacc_utils.generation.accompany import (
 )
 from pianoacc_utils.generation.checkpoints import (
     PRETRAINED,
+    checkpoint_window,
     default_window,
     load_checkpoint,
     pretrained_dir,

@@ -1,9 +1,10 @@
 """Loading a model to generate with: the shipped models or a training run's checkpoint.
 
 :func:`load_checkpoint` returns the model with the window it was trained on (bars per
-window from the run's ``config.json``; each window adding a quarter of them,
-:func:`default_window`), since the window loop
-must cut a melody as the training segments were cut. Training a model when none exists
+window from the run's ``config.json``), since the window loop must cut a melody as the
+training segments were cut, and the bars of each window that the accompaniment already
+made primes (:func:`checkpoint_window`: a shipped model's own, chosen on validation,
+else :func:`default_window`). Training a model when none exists
 is the notebooks' business (:func:`pianoacc_utils.course.checkpoints.find_checkpoint`),
 not this module's: loading never trains.
 """
@@ -64,18 +65,27 @@ def default_window(bars: int) -> WindowConfig:
     return WindowConfig(bars=bars, overlap_bars=bars - new_bars)
 
 
+def checkpoint_window(name_or_path: str | Path) -> WindowConfig:
+    """The windows a model generates with, from the ``config.json`` beside it: as many bars
+    as its training segments (8 without one), overlapping by its ``"generation"`` entry's
+    ``overlap_bars`` where it has one (the shipped models': chosen per model on the
+    validation split, ``results/critic_overlap_models.md``), else by :func:`default_window`."""
+    config_path = resolve_checkpoint(name_or_path).parent / "config.json"
+    saved = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    prepare = saved.get("prepare") or saved.get("profile", {}).get("prepare") or {}
+    window = default_window(int(prepare.get("bars_per_segment", 8)))
+    try:
+        return window.with_overlap(saved.get("generation", {}).get("overlap_bars"))
+    except PianoaccError as error:
+        raise PianoaccError(f"{config_path}: {error}") from None
+
+
 def load_checkpoint(name_or_path: str | Path) -> tuple[models.AccompanimentModel, WindowConfig]:
-    """Load a model and the window it was trained on (from ``config.json`` beside it)."""
+    """Load a model and its windows (:func:`checkpoint_window`)."""
     path = resolve_checkpoint(name_or_path)
     try:
         with weights_from_file():  # no initializer runs: the file's weights replace them
             model = keras.models.load_model(path, compile=False)
     except Exception as error:  # keras raises many kinds on a broken file
         raise PianoaccError(f"{path}: not a loadable Keras model ({error})") from error
-    bars = 8
-    config_path = path.parent / "config.json"
-    if config_path.is_file():
-        saved = json.loads(config_path.read_text())
-        prepare = saved.get("prepare") or saved.get("profile", {}).get("prepare") or {}
-        bars = int(prepare.get("bars_per_segment", bars))
-    return model, default_window(bars)
+    return model, checkpoint_window(path)

@@ -14,6 +14,7 @@ Models here are tiny (hidden 32, one encoder and one decoder block). Two kinds a
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from pianoacc_utils.generation import (
     BAR_BUCKET,
     GREEDY,
     MELODY_BUCKET,
+    PRETRAINED,
     SHIFT_STEPS,
     SHORTLIST,
     TABLE_BEATS,
@@ -44,6 +46,7 @@ from pianoacc_utils.generation import (
     WindowConfig,
     accompany,
     accompany_segment,
+    checkpoint_window,
     default_window,
     mask_logits,
     naive_decode,
@@ -744,6 +747,28 @@ def test_candidates_decoded_as_groups_draw_the_tokens_of_rows_decoded_alone(kind
     with pytest.raises(PianoaccError, match="differ within a group"):
         CachedDecoder(model, greedy).decode(melody, [primers[0], primers[1], primers[0]],
                                             [48] * 3, repeat=3)
+
+
+def test_a_checkpoint_generates_with_the_overlap_its_config_names(tmp_path):
+    """A checkpoint's windows have the bars of its training segments and overlap as its
+    ``config.json``'s ``"generation"`` entry says, else by ``default_window``; an overlap
+    the windows cannot have names the file; the shipped models carry the overlaps that
+    their validation report chose."""
+    checkpoint = tmp_path / "model.keras"
+    checkpoint.write_bytes(b"")  # found by name only: no model is loaded
+    assert checkpoint_window(checkpoint) == default_window(8)
+    config = {"profile": {"prepare": {"bars_per_segment": 16}}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert checkpoint_window(checkpoint) == default_window(16) == WindowConfig(16, 12)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "generation": {"overlap_bars": 4}}))
+    assert checkpoint_window(checkpoint) == WindowConfig(16, 4)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "generation": {"overlap_bars": 16}}))
+    with pytest.raises(PianoaccError, match=r"config\.json: windows of 16 bars overlap by 0 to 15"):
+        checkpoint_window(checkpoint)
+    report = json.loads((REPO / "results" / "critic_overlap_models.json").read_text())
+    assert set(report["chosen"]) == set(PRETRAINED)
+    for kind, overlap in report["chosen"].items():
+        assert checkpoint_window(kind) == WindowConfig(8, overlap), kind
 
 
 def test_the_default_window_adds_a_quarter_of_its_bars():

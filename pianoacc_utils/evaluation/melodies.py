@@ -171,7 +171,8 @@ def evaluate_melodies(
     (``None``: the model's default).
     With ``out_dir`` each arrangement (melody + PIANO) is written there as
     ``<melody name>.mid``. Returns a JSON-ready dict (NaN as ``None``):
-    ``checkpoint``, ``sampling``, ``generation_seconds``, ``melodies`` (per melody:
+    ``checkpoint``, ``sampling``, the generation rules, ``window`` (its bars and the
+    overlap used), ``generation_seconds``, ``melodies`` (per melody:
     ``name``, ``path``, ``meters``, ``bars``, ``tempo_bpm`` [lowest, highest],
     ``notes`` (accompaniment notes), ``metrics``) and ``medians`` (per metric, over
     the melodies where it is defined).
@@ -230,6 +231,7 @@ def evaluate_melodies(
             "release": release,
             "hanging_beats": hanging_beats,
             "candidates": candidates,
+            "window": {"bars": window.bars, "overlap_bars": window.overlap_bars},
             "compound": compound,
             "generation_seconds": round(seconds, 2),
             "melodies": rows,

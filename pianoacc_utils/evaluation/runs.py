@@ -12,7 +12,7 @@ any model should beat.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -382,7 +382,8 @@ def evaluate_checkpoints(
 
     Returns the metric summaries and a dict with, per model, the teacher-forced
     metrics (:func:`teacher_forced_metrics`, ``None`` with ``teacher_forced=False``:
-    they need the model's whole prepared split) and the generation time (seconds),
+    they need the model's whole prepared split), the windows it generated with (bars and
+    overlap: the model's own unless ``config`` sets one) and the generation time (seconds),
     plus the configuration and segment count. With ``config.copy_check`` the result
     has the :data:`~pianoacc_utils.evaluation.copying.COPY_METRICS` of every system
     against the train split (:func:`~pianoacc_utils.evaluation.copying.load_copy_index`).
@@ -404,6 +405,7 @@ def evaluate_checkpoints(
         systems[name] = lambda seg, notes=generated: notes[index[id(seg)]]
         details["models"][name] = {
             "checkpoint": str(checkpoint),
+            "window": asdict(config_window(generation.checkpoint_window(checkpoint), config)),
             "generation_seconds": round(seconds, 2),
             "teacher_forced": (
                 teacher_forced_metrics(checkpoint, config.split) if teacher_forced else None

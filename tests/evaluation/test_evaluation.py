@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pianoacc_utils import evaluation as ev
+from pianoacc_utils import generation
 from pianoacc_utils.common import PianoaccError
 from pianoacc_utils.evaluation.reference import summarise_pianist
 from pianoacc_utils.data import (
@@ -422,6 +423,28 @@ def test_evaluate_systems_adds_extra_metrics_with_their_units():
     assert "| note_count | notes | 8 [8, 8] | 32 [32, 32] |" in result.to_markdown()
     with pytest.raises(PianoaccError, match="extra_units"):
         ev.evaluate_systems(segments, {}, progress=False, extra=lambda seg, notes: {})
+
+
+def test_evaluation_details_name_the_windows_each_model_generated_with(monkeypatch):
+    """Each model's entry says the windows it generated with: the shipped models' own
+    overlaps (FNet's and the Transformer's differ), or the one the configuration sets."""
+    from pianoacc_utils.evaluation import runs
+
+    segments = [make_segment(bars=2, song_id=f"{i:03d}") for i in range(2)]
+    monkeypatch.setattr(runs, "split_segments", lambda config: (segments, [0.5, 0.5]))
+    monkeypatch.setattr(runs, "generate_for_segments",  # generation itself is tested elsewhere
+                        lambda checkpoint, segs, config: [s.accompaniment for s in segs])
+    windows = {}
+    for overlap in (None, 3):
+        config = ev.EvaluationConfig(copy_check=False, critic=False, overlap_bars=overlap)
+        _, details = runs.evaluate_checkpoints(["fnet", "transformer"], config, progress=False,
+                                               baseline=False, teacher_forced=False)
+        windows[overlap] = {name: model["window"] for name, model in details["models"].items()}
+    shipped = {kind: generation.checkpoint_window(kind) for kind in ("fnet", "transformer")}
+    assert shipped["fnet"].overlap_bars != shipped["transformer"].overlap_bars
+    assert windows[None] == {kind: {"bars": w.bars, "overlap_bars": w.overlap_bars}
+                             for kind, w in shipped.items()}
+    assert windows[3] == {kind: {"bars": 8, "overlap_bars": 3} for kind in shipped}
 
 
 def _seeded_runs(monkeypatch) -> list[ev.EvaluationConfig]:

@@ -214,6 +214,8 @@ def test_evaluate_melodies_with_a_tiny_model(tiny_checkpoint, tiny_result, arran
     json.dumps(result, allow_nan=False)  # JSON-ready: NaN already written as None
     assert result["checkpoint"] == str(tiny_checkpoint)
     assert result["sampling"]["seed"] == 3
+    window = generation.checkpoint_window(tiny_checkpoint)
+    assert result["window"] == {"bars": window.bars, "overlap_bars": window.overlap_bars}
     rows = {row["name"]: row for row in result["melodies"]}
     assert list(rows) == ["waltz", "march"]
     assert rows["waltz"]["meters"] == ["3/4"] and rows["waltz"]["bars"] == 3

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from checkpoint_choice import quality_bar
 from critic_defaults import CHECK_SLACK
+from critic_overlap import CHORDS, MARGIN, changes
 from critic_validation import (
     accompany_songs,
     critic_in_tensorflow,
@@ -64,9 +65,8 @@ OVERLAPS = (2, 6)
 """Bars of each 8-bar window that prime it: the default before ``results/critic_overlap.py``
 and today's."""
 TODAY = 6
-MARGIN = 0.01
-"""How much lower the mean accuracy must be for the other overlap to be chosen."""
-CHORDS = {"melody only": "estimated", "lead sheet": "annotated"}
+"""Today's overlap, kept where the other is not lower by more than ``MARGIN`` (the chord
+settings ``CHORDS`` and ``MARGIN`` as ``results/critic_overlap.py``)."""
 
 
 def name(model: str, chords: str, overlap: int) -> str:
@@ -83,7 +83,7 @@ def systems(songs: list) -> tuple[dict[str, list], dict[str, float]]:
                 key = name(model, chords, overlap)
                 began = time.time()
                 notes[key] = accompany_songs(songs, "validation", key, model, source,
-                                             {"overlap_bars": overlap})
+                                             changes(overlap))
                 seconds[key] = round(time.time() - began, 1)
     return notes, seconds
 

@@ -73,7 +73,7 @@ def test_vocabulary_layout():
 def test_table_covers_the_vocabulary_without_gaps():
     rows = TOKENIZER.table()
     assert rows[0][1] == 0 and rows[-1][2] == len(TOKENIZER) - 1
-    for (_, _, last), (_, first, _) in zip(rows, rows[1:]):
+    for (_, _, last), (_, first, _) in itertools.pairwise(rows):
         assert first == last + 1
     sizes = [last - first + 1 for _, first, last in rows]
     assert sizes == [3, 128, 128, 32, 32]
@@ -123,7 +123,7 @@ def test_encoding_uses_only_event_tokens(notes):
 def test_velocity_token_only_when_the_bin_changes(notes):
     ids = TOKENIZER.encode(notes)
     velocity_bins = [i - TOKENIZER.velocity_offset for i in ids if i >= TOKENIZER.velocity_offset]
-    assert all(a != b for a, b in zip(velocity_bins, velocity_bins[1:]))
+    assert all(a != b for a, b in itertools.pairwise(velocity_bins))
     onset_bins = [TOKENIZER.velocity_bin(n.velocity) for n in notes]  # notes come in onset order
     changes = sum(1 for i, b in enumerate(onset_bins) if i == 0 or b != onset_bins[i - 1])
     assert len(velocity_bins) == changes

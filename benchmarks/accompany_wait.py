@@ -40,7 +40,10 @@ numbers of other processors and of earlier code stay beside it.
 
 ``--source DIR`` runs the command from another checkout of the package (e.g. an older
 commit unpacked with ``git archive COMMIT | tar -x -C DIR``) with this virtual
-environment, to measure the wait before a change.
+environment, to measure the wait before a change. ``--baseline DIR --baseline-label
+NAME`` measures such a checkout in turns with this one, run by run, each under its own
+label: the machines this project runs on can change speed by a tenth or more from one
+minute to the next, so two labels measured one after the other compare poorly.
 
 Run: ``.venv/bin/python benchmarks/accompany_wait.py`` (about 10 minutes on 2 CPU
 cores); writes ``benchmarks/results/accompany_wait.json`` (``--out``).
@@ -143,22 +146,32 @@ def run_command(
 
 
 def measure(
-    config: str, melody: Path, folder: Path, repeats: int, source: Path | None,
+    config: str, melody: Path, folder: Path, repeats: int, sources: dict[str, Path | None],
     extra: tuple[str, ...] = (),
-) -> dict:
+) -> dict[str, dict]:
     """``repeats`` runs of one ``backend/cache`` configuration (the command given
-    ``extra`` arguments), and their summary."""
+    ``extra`` arguments) from each of ``sources`` (label: checkout, ``None`` for this
+    one), taking turns run by run so that a machine that slows down for a while slows
+    each alike; each label's runs and their summary."""
     backend, cache = config.split("/")
-    shared = folder / "cache"
-    if cache == "warm":  # fill the shared caches (and the OS's file cache) first
-        run_command(melody, folder / "warm-up.mid", backend, shared, source, extra)
-    runs = []
+    runs: dict[str, list[dict]] = {label: [] for label in sources}
+    for label, source in sources.items():
+        if cache == "warm":  # fill the shared caches (and the OS's file cache) first
+            run_command(melody, folder / f"{label}-warm-up.mid", backend,
+                        folder / label / "cache", source, extra)
     for repeat in range(repeats):
-        caches = shared if cache == "warm" else folder / f"cache-{repeat}"  # empty: cold
-        runs.append(run_command(melody, folder / f"{repeat}.mid", backend, caches, source,
-                                extra))
-        print(f"  {config:<18} run {repeat + 1}: {runs[-1]['wall']:6.2f} s wall, "
-              f"{runs[-1]['cpu']:6.2f} s CPU (load {runs[-1]['load_before']})", flush=True)
+        for label, source in sources.items():
+            caches = folder / label / ("cache" if cache == "warm" else f"cache-{repeat}")
+            runs[label].append(run_command(melody, folder / f"{label}-{repeat}.mid", backend,
+                                           caches, source, extra))
+            row = runs[label][-1]
+            print(f"  {label:<24} {config:<18} run {repeat + 1}: {row['wall']:6.2f} s wall, "
+                  f"{row['cpu']:6.2f} s CPU (load {row['load_before']})", flush=True)
+    return {label: summary(backend, cache, rows) for label, rows in runs.items()}
+
+
+def summary(backend: str, cache: str, runs: list[dict]) -> dict:
+    """The fastest, median and slowest of one configuration's runs, and the runs."""
     walls = [run["wall"] for run in runs]
     fastest = min(runs, key=lambda run: run["wall"])
     return {
@@ -215,37 +228,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, help="another checkout to run the command from")
     parser.add_argument("--label", default="current", help="name of these runs in the results")
     parser.add_argument("--note", help="what to know about these runs (kept with them)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout to measure in turns with this one's runs")
+    parser.add_argument("--baseline-label", help="name of the baseline's runs")
+    parser.add_argument("--baseline-note", help="what to know about the baseline's runs")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--arguments", default="",
                         help="more arguments of the command, e.g. '--decode-groups 2'")
     args = parser.parse_args(argv)
     extra = tuple(shlex.split(args.arguments))
 
+    if (args.baseline is None) != (args.baseline_label is None):
+        parser.error("--baseline and --baseline-label go together")
+    sources = {args.label: args.source}
+    notes = {args.label: args.note}
+    if args.baseline is not None:
+        sources = {args.baseline_label: args.baseline, **sources}
+        notes[args.baseline_label] = args.baseline_note
     payload = migrate(json.loads(args.out.read_text())) if args.out.is_file() else {}
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         melody = write_melody(folder / "melody.mid", args.bars)
-        print(f"{args.label}: {args.bars}-bar melody, {args.repeats} runs per configuration")
-        results = {
+        print(f"{', '.join(sources)}: {args.bars}-bar melody, {args.repeats} runs per "
+              "configuration")
+        measured = {
             config: measure(config, melody, folder / config.replace("/", "-"), args.repeats,
-                            args.source, extra)
+                            sources, extra)
             for config in args.configs
         }
-    entry = payload.setdefault("labels", {}).setdefault(args.label, {})
     machine = {"processor": processor(), **versions(), "command": command_versions()}
-    if entry.get("machine", machine)["processor"] != machine["processor"]:
-        raise SystemExit(f"label {args.label!r} holds runs of another processor: pick a new label")
-    entry.update(
-        source=str(args.source) if args.source else "this checkout",
-        seconds=round(entry.get("seconds", 0.0) + time.perf_counter() - began, 1),
-        machine=machine,
-    )
-    if args.note:
-        entry["note"] = args.note
-    if extra:
-        entry["arguments"] = list(extra)
-    entry.setdefault("results", {}).update(results)
+    for label, source in sources.items():
+        entry = payload.setdefault("labels", {}).setdefault(label, {})
+        if entry.get("machine", machine)["processor"] != machine["processor"]:
+            raise SystemExit(f"label {label!r} holds runs of another processor: pick a new label")
+        entry.update(
+            source=str(source) if source else "this checkout",
+            seconds=round(entry.get("seconds", 0.0) + time.perf_counter() - began, 1),
+            machine=machine,
+        )
+        if len(sources) > 1:
+            entry["measured_in_turns_with"] = [other for other in sources if other != label]
+        if notes[label]:
+            entry["note"] = notes[label]
+        if extra:
+            entry["arguments"] = list(extra)
+        entry.setdefault("results", {}).update(
+            {config: by_label[label] for config, by_label in measured.items()})
     payload.update(
         melody={"bars": args.bars, "meter": "4/4", "bpm": 100, "writer": "write_melody(seed=0)"},
         cold="empty PIANOACC_CACHE and JAX_COMPILATION_CACHE_DIR: a fresh clone after "
@@ -254,13 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
-    for config, result in results.items():
+    for config, label, result in ((config, label, result) for config, by_label in measured.items()
+                                  for label, result in by_label.items()):
         timings = result["fastest"]["timings"] or {}
         phases = ", ".join(
             f"{name} {row['wall']:.1f}" for name, row in timings.items()
             if isinstance(row, dict) and name != "total"
         )
-        print(f"{config:<18} fastest {result['wall_fastest']:6.2f} s (median "
+        print(f"{label:<24} {config:<18} fastest {result['wall_fastest']:6.2f} s (median "
               f"{result['wall_median']:.2f}, max {result['wall_max']:.2f}; CPU "
               f"{result['cpu_fastest']:.2f} s) [{timings.get('backend', '?')}: {phases}]")
     print(f"wrote {args.out}")

@@ -23,6 +23,11 @@ invocation after that much training, leaving every run resumable (run the same c
 again). The smaller sizes run first. Every sitting of a run records the processor,
 backend and precision it ran on (machines differ).
 
+What each run has measured is written to ``results/scaling_runs/<encoder>_<size>.json``
+after every sitting, to be committed: a fresh checkout has no cache, so a run whose saved
+state is gone starts again from its first step, but a finished run is never trained
+again and the fit reads the committed records.
+
 The fit is judged out of sample (:func:`held_out_check`): the largest budget each size
 has reached is held out, the law is fitted to the rest and predicts it; a law whose
 held-out error falls outside its own 95% interval is reported as failing.
@@ -30,10 +35,11 @@ held-out error falls outside its own 95% interval is reported as failing.
 Compute is measured apart from the runs, on one median-length batch per size and
 encoder (seconds per target token, fastest of 5 steps after 2 warm-up steps), because
 the runs' own wall time includes compilation and whatever else shares the machine; the
-first fit measures it (``cache/scaling/speed.json``) unless ``--speed`` did already.
+first fit measures it (``results/scaling_runs/speed.json``, with the processor) unless
+``--speed`` did already.
 
-Runs are cached one per size and encoder in ``cache/scaling/`` (an interrupted
-invocation starts again at the first missing run). The committed 2M-token campaign took
+Runs are recorded one per size and encoder in ``results/scaling_runs/`` (an interrupted
+invocation starts again at the first unfinished run). The committed 2M-token campaign took
 about 50 minutes on 2 CPU cores under JAX; to 41M tokens ``xs``, ``s`` and ``m`` take
 about 10 hours, ``l`` longer (``docs/training.md``). Writes ``results/scaling.json``.
 """
@@ -76,6 +82,7 @@ from pianoacc_utils.training.loss import compile_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "scaling.json"
+RUNS = ROOT / "results" / "scaling_runs"
 CACHE = cache_dir() / "scaling"  # PIANOACC_CACHE, else cache/ in the checkout
 SMALL = PROFILES["small"]
 SIZES = {
@@ -145,10 +152,11 @@ def train_runs(sizes: list[str], hours: float | None) -> None:
     folder = prepare(SMALL.prepare, progress=False)
     train_split, validation_split = load_split(folder, "train"), load_split(folder, "validation")
     CACHE.mkdir(parents=True, exist_ok=True)
+    RUNS.mkdir(exist_ok=True)
     deadline = None if hours is None else time.perf_counter() + hours * 3600
     for size in sizes:
         for kind in KINDS:
-            path = CACHE / f"{kind}_{size}.json"
+            path = RUNS / f"{kind}_{size}.json"
             earlier = json.loads(path.read_text()) if path.exists() else {}
             if reached_every_budget(earlier):
                 continue
@@ -161,6 +169,9 @@ def train_runs(sizes: list[str], hours: float | None) -> None:
             load = load_average()
             began = time.perf_counter()
             resuming = (CACHE / f"{kind}_{size}" / scaling.BUDGET_STATE).is_file()
+            if earlier and not resuming:
+                print(f"{kind} {size}: no saved state in {CACHE}; starting again from the "
+                      "first step", flush=True)
             run = scaling.train_to_budgets(
                 config, batches(train_split, config, True), validation, BUDGETS, SETTINGS,
                 report=lambda row: print(kind, size, row, flush=True),
@@ -172,8 +183,8 @@ def train_runs(sizes: list[str], hours: float | None) -> None:
                        "seconds": round(time.perf_counter() - began, 1),
                        "load_average": [load, load_average()],
                        "budgets_reached": len(run["budgets"])}
-            # A run that resumed adds a sitting; one started afresh (no saved state, e.g. the
-            # earlier 2M-token runs) does not inherit the sittings of what it replaces.
+            # A run that resumed adds a sitting; one started afresh (no saved state, e.g. a
+            # fresh checkout's) does not inherit the sittings of what it replaces.
             sittings = earlier.get("sittings", []) if resuming else []
             run.update(kind=kind, size=size, model=SIZES[size], sittings=[*sittings, sitting],
                        seconds=round(sum(s["seconds"] for s in [*sittings, sitting]), 1))
@@ -187,14 +198,16 @@ def measure_speed() -> dict:
     """Seconds per target token of every size and encoder, measured one after another
     (run it on an otherwise idle machine: ``--speed``)."""
     train_split = load_split(prepare(SMALL.prepare, progress=False), "train")
-    speed = {"load_average_before": load_average()}
+    speed = {"processor": processor(), "backend": keras.backend.backend(),
+             "load_average_before": load_average()}
     for size in SIZES:
         for kind in KINDS:
             config = size_config(size, kind)
             speed[f"{kind}_{size}"] = seconds_per_token(config, batches(train_split, config, True))
             print(kind, size, f"{speed[f'{kind}_{size}'] * 1e6:.1f} us per token", flush=True)
     speed["load_average_after"] = load_average()
-    write_json(CACHE / "speed.json", speed)
+    RUNS.mkdir(exist_ok=True)
+    write_json(RUNS / "speed.json", speed)
     return speed
 
 
@@ -256,9 +269,9 @@ def held_out_check(runs: list[dict]) -> dict:
 
 
 def fit() -> dict:
-    runs = [json.loads((CACHE / f"{kind}_{size}.json").read_text())
-            for size in SIZES for kind in KINDS if (CACHE / f"{kind}_{size}.json").exists()]
-    speed_path = CACHE / "speed.json"
+    runs = [json.loads((RUNS / f"{kind}_{size}.json").read_text())
+            for size in SIZES for kind in KINDS if (RUNS / f"{kind}_{size}.json").exists()]
+    speed_path = RUNS / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.exists() else {}
     if any(f"{run['kind']}_{run['size']}" not in speed for run in runs):
         speed = measure_speed()  # a size measured for the first time: all again, alike
@@ -311,7 +324,7 @@ def reached_every_budget(run: dict) -> bool:
 
 def unfinished_runs() -> list[str]:
     """The runs (``<encoder>_<size>``) that have not reached every budget of :data:`BUDGETS`."""
-    paths = {f"{kind}_{size}": CACHE / f"{kind}_{size}.json" for size in SIZES for kind in KINDS}
+    paths = {f"{kind}_{size}": RUNS / f"{kind}_{size}.json" for size in SIZES for kind in KINDS}
     return [name for name, path in paths.items()
             if not reached_every_budget(json.loads(path.read_text()) if path.exists() else {})]
 

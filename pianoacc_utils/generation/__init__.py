@@ -9,7 +9,8 @@ Three layers, from the inside out:
   :mod:`pianoacc_utils.models.cached`;
 * :mod:`~pianoacc_utils.generation.accompany`: the window loop over a whole melody
   (overlapping windows primed with the accompaniment already made, bar lines and chords
-  per window, hanging notes released), for POP909 segments and for MIDI melodies;
+  per window, hanging notes released by :mod:`~pianoacc_utils.generation.release`), for
+  POP909 segments and for MIDI melodies;
   :mod:`~pianoacc_utils.generation.rerank` optionally samples several candidates per
   window and keeps the one a classifier trained on the training split finds most like
   the pianist.
@@ -35,8 +36,8 @@ from pianoacc_utils.generation.accompany import (
     next_window,
     plan_jobs,
     primer_tokens,
-    release_notes,
     segment_chords,
+    widest_melody,
     window_arrays,
 )
 from pianoacc_utils.generation.checkpoints import (
@@ -57,6 +58,7 @@ from pianoacc_utils.generation.decoder import (
     naive_decode,
     pad_melodies,
 )
+from pianoacc_utils.generation.release import release_notes
 from pianoacc_utils.generation.rerank import (
     RERANKER_FILE,
     Reranker,

@@ -19,7 +19,8 @@ Three rules keep the accompaniment with the melody:
   to the window's end, so the accompaniment cannot drift from the melody's bars;
 * each window passes its own bar lines and chords to the model (its bar table and
   harmony table: "Time signal" and "Harmony signal" in :mod:`pianoacc_utils.models`);
-* notes the decoder left hanging are released (:func:`release_notes`, on unless
+* notes the decoder left hanging are released
+  (:func:`~pianoacc_utils.generation.release.release_notes`, on unless
   ``release=False``) at the first chord change that leaves their pitch class out, and
   after :data:`~pianoacc_utils.defaults.MAX_HELD_BEATS` beats at most. An event decoder
   must end each note with its own note-off token; sampling often skips it, and such a
@@ -51,9 +52,10 @@ from pianoacc_utils.data.melody_midi import Melody
 from pianoacc_utils.data.notes import Note, Span, normalize_notes, notes_in
 from pianoacc_utils.data.pop909 import Segment
 from pianoacc_utils.defaults import (DEFAULT_CANDIDATES, DEFAULT_COMPOUND, DEFAULT_RELEASE,
-                                     HANGING_BEATS, MAX_HELD_BEATS, STEPS_PER_BEAT)
+                                     HANGING_BEATS, STEPS_PER_BEAT)
 from pianoacc_utils.generation.decoder import BAR_BUCKET, TABLE_BEATS, CachedDecoder, pad_melodies
 from pianoacc_utils.generation import rerank
+from pianoacc_utils.generation.release import release_notes
 from pianoacc_utils.generation.rerank import Reranker
 from pianoacc_utils.generation.sampling import TOKENIZER, SamplingConfig
 
@@ -95,6 +97,13 @@ class Job:
     notes: list[Note]  # the accompaniment so far (final), in absolute steps
     position: int  # grid step up to which the accompaniment is final
     tonic: int | None = None  # the melody's key tonic, once :func:`job_tonic` found it
+    table: np.ndarray | None = None  # the chords' beat table over the melody, once needed
+
+    def chord_table(self) -> np.ndarray:
+        """:func:`harmony.beat_table` of the chords over the whole melody (made once)."""
+        if self.table is None:
+            self.table = harmony.beat_table(self.chords, self.num_steps)
+        return self.table
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,8 @@ def accompany(
     if candidates > 1 and reranker is None:
         reranker = rerank.shipped_reranker()
     jobs = plan_jobs(melodies, primers, chords)
+    decoder.reserve_melody_width(max((widest_melody(job, window, model.config) for job in jobs),
+                                     default=1))
     # One pass per window: every melody not yet accompanied to its end adds one row
     # (``candidates`` rows: one per candidate).
     while active := [job for job in jobs if job.position < job.num_steps]:
@@ -236,6 +247,18 @@ def plan_jobs(
             Job(list(notes), known, bars, int(num_steps), list(primer), min(position, num_steps))
         )
     return jobs
+
+
+def widest_melody(job: Job, window: WindowConfig, config: models.ModelConfig) -> int:
+    """The most melody tokens a window of ``job`` can hold: the windows of ``window.bars``
+    bars from each bar line and from step 0 (:func:`next_window` starts windows there, or
+    later with the same end), at most the model's ``melody_length``."""
+    bars = job.bar_starts
+    ends = [bars[k + window.bars] if k + window.bars < len(bars) else job.num_steps
+            for k in range(len(bars))]
+    spans = [(0, ends[0]), *zip(bars, ends)]
+    return min(config.melody_length,
+               max(len(TOKENIZER.encode(notes_in(job.melody, a, b))) for a, b in spans))
 
 
 def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> Window:
@@ -351,7 +374,8 @@ def keep_new_notes(
     # Hanging-note release: lift notes at chord changes and after at most
     # ``hanging_beats`` beats when the decoder never ended them.
     if release:
-        fresh = release_notes(fresh, job.chords, hanging=fresh_hanging, hanging_beats=hanging_beats)
+        fresh = release_notes(fresh, job.chords, hanging=fresh_hanging,
+                              hanging_beats=hanging_beats, table=job.chord_table())
     return fresh
 
 
@@ -416,43 +440,6 @@ def accompany_melodies(
              for n in time_map.notes_to_melody(notes) if n.start < end]
         )
     return moved
-
-
-def release_notes(
-    notes: Sequence[Note],
-    chords: Sequence[Span] = (),
-    max_beats: float = MAX_HELD_BEATS,
-    hanging: Sequence[bool] | None = None,
-    hanging_beats: float = HANGING_BEATS,
-) -> list[Note]:
-    """Notes shortened where a pianist would have lifted them.
-
-    A note ends at the first beat after its start where the chord changes to one
-    that leaves its pitch class out (beats hold the chord of
-    :func:`~pianoacc_utils.harmony.beat_table`; no chord known changes nothing), and
-    at most ``max_beats`` beats after its start. A note flagged in ``hanging`` (the
-    decoder never ended it: :meth:`~pianoacc_utils.tokenizer.EventTokenizer.decode_hanging`)
-    lasts at most ``hanging_beats`` beats. Notes only ever get shorter.
-    """
-    limits = np.full(len(notes), int(round(max_beats * STEPS_PER_BEAT)))
-    if hanging is not None:
-        if len(hanging) != len(notes):
-            raise ValueError("hanging needs one flag per note")
-        short = int(round(min(hanging_beats, max_beats) * STEPS_PER_BEAT))
-        limits[np.asarray(hanging, bool)] = short
-    table = harmony.beat_table(chords, max((n.end for n in notes), default=0)) if chords else None
-    released = []
-    for note, limit in zip(notes, limits):
-        end = min(note.end, note.start + int(limit))
-        if table is not None:
-            first, last = note.start // STEPS_PER_BEAT + 1, (end - 1) // STEPS_PER_BEAT
-            for beat in range(first, min(last, len(table) - 1) + 1):
-                row, before = table[beat, :12], table[beat - 1, :12]
-                if row.any() and not row[note.pitch % 12] and not np.array_equal(row, before):
-                    end = beat * STEPS_PER_BEAT
-                    break
-        released.append(note._replace(end=max(end, note.start + 1)))
-    return released
 
 
 def accompany_segment(

@@ -43,7 +43,7 @@ from pianoacc_utils.generation.sampling import (
     mask_logits,
     shape_logits,
 )
-from pianoacc_utils.models.cached import decode_step, init_cache
+from pianoacc_utils.models.cached import decode_step, init_cache, share_prefix
 
 MELODY_BUCKET = 32
 """Melody windows are padded to a multiple of this many tokens (few recompilations)."""
@@ -121,9 +121,14 @@ class CachedDecoder:
         # step can attend to it (the attention is causal).
         first = ops.take(prompt, ops.arange(windows) * (rows // windows), axis=0)
         _, cache = decode_step(model, first, cache, 0)
-        # Each window's caches and chord mask copied to its rows (gathers: the batch may
-        # be of unknown size where TensorFlow traces one program for several).
-        cache = rows_of(cache, group, model.config.num_heads)
+        if keras.backend.backend() == "jax" and rows > windows:
+            # The candidates of a window share its prompt's keys and values (read once per
+            # step for all of them) and keep only their own tokens' (``share_prefix``).
+            cache = share_prefix(cache, rows, index - 1)
+        else:
+            # Each window's caches copied to its rows (gathers: the batch may be of unknown
+            # size where TensorFlow traces one program for several).
+            cache = rows_of(cache, group, model.config.num_heads)
         allowed = ops.take(allowed, group, axis=0)
 
         def next_token(prompt, state, index):
@@ -183,6 +188,16 @@ class CachedDecoder:
     def _new_program(self) -> None:
         """Count a loop program made for a new shape (traced or loaded)."""
         self._programs += 1
+
+    def reserve_melody_width(self, tokens: int) -> None:
+        """Pad every later melody to at least ``tokens`` ids (a multiple of
+        :data:`MELODY_BUCKET`, at most the model's ``melody_length``), where
+        :meth:`_padded_melody` pads: a caller that knows its widest window before the
+        first (:func:`~pianoacc_utils.generation.accompany.accompany`) then decodes every
+        window with one program, not one more for each wider window (a compilation takes
+        seconds, a program kept on disk a fraction of one to load)."""
+        width = pad_melodies([[0] * max(int(tokens), 1)], self.model.config.melody_length).shape[1]
+        self._melody_width = max(self._melody_width, width)
 
     def _padded_melody(self, melody: np.ndarray) -> np.ndarray:
         """``melody`` right-padded with zeros to the widest melody this decoder has

@@ -30,6 +30,8 @@ from pianoacc_utils.models import (
     dummy_batch,
     init_cache,
 )
+from pianoacc_utils.models import cached as cached_module
+from pianoacc_utils.models.cached import share_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,6 +154,36 @@ def test_cached_decoding_equals_full_decoding(model):
     assert tuple(cache.cross_keys[-1].shape) == (3 * c.num_heads, 40, c.head_dim)
     with pytest.raises(PianoaccError, match="accompaniment_length"):
         init_cache(model, encoder_output, melody_ids, c.accompaniment_length + 1)
+
+
+def test_rows_sharing_a_prompt_see_what_rows_with_copies_of_it_see(model, monkeypatch):
+    """Three rows per window after a 6-token prompt, two windows: keeping the prompt's and
+    the melody's keys once per window (``share_prefix``) gives each row the logits of
+    the full decoder over the prompt and the row's own tokens, also past the first
+    ``RECENT`` of them (made 4 here, so that the second buffer is read); a step of more
+    than one token is refused."""
+    monkeypatch.setattr(cached_module, "RECENT", 4)
+    melody_ids, decoder_ids = random_batch(seed=5, batch=2)
+    decoder_ids[1, :] = np.where(decoder_ids[1] == 0, 5, decoder_ids[1])  # unpadded rows
+    rows = np.repeat(np.arange(2), 3)
+    own = np.random.default_rng(6).integers(3, 323, (6, decoder_ids.shape[1])).astype("int32")
+    own[:, :6] = decoder_ids[rows, :6]  # each row: its window's prompt, then tokens of its own
+    encoder_output = model.encode(melody_ids)
+    full = keras.ops.convert_to_numpy(
+        model.decode(own, model.encode(melody_ids[rows]), melody_ids[rows]))
+    cache = init_cache(model, encoder_output, melody_ids, own.shape[1])
+    _, cache = decode_step(model, decoder_ids[:, :6], cache, 0)
+    cache = share_prefix(cache, 6, keras.ops.convert_to_tensor(5))
+    steps = []
+    for index in range(5, own.shape[1]):
+        elapsed = SHIFT_STEPS[own[:, :index]].sum(axis=1).astype("int32")
+        logits, cache = decode_step(model, own[:, index : index + 1], cache,
+                                    keras.ops.convert_to_tensor(index), start_time=elapsed)
+        steps.append(keras.ops.convert_to_numpy(logits))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full[:, 5:], atol=1e-4)
+    assert own.shape[1] - 5 > 2 * cached_module.RECENT  # the later buffer was read
+    with pytest.raises(PianoaccError, match="one token at a time"):
+        decode_step(model, own[:, 5:7], cache, keras.ops.convert_to_tensor(5))
 
 
 def _probabilities(model, melody_ids, decoder_ids):

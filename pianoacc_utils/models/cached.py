@@ -18,9 +18,9 @@ Several rows may share one prompt (the candidates of one window, sampled side by
 then the prompt's keys and values are kept once per window (:class:`SharedPrefix`, made
 by :func:`share_prefix`), as are the melody's, and each row caches only the tokens it
 generates itself. A step then reads the shared keys once for all the window's rows and
-each row's own recent tokens (:data:`RECENT` positions; the older ones only once a row
-has generated more), instead of every row's copy of the whole cache: reading the caches
-is most of a step's cost. The attention is the same, its softmax taken in parts and
+each row's own tokens (the first :data:`RECENT` every step, later ones only once there
+are any), instead of every row's copy of the whole cache: reading the caches was most of
+a step's cost. The attention is the same, its softmax taken in parts and
 joined (the sums in another order: the same values to float rounding).
 
 Shapes: ``B`` batch, ``T`` new tokens, ``H`` heads, ``S`` cached positions, ``d`` head_dim,
@@ -246,8 +246,9 @@ def _attend(
 # --------------------------------------------------------------------------- a shared prefix
 
 RECENT = 128
-"""Positions of a row's own tokens that every step reads (the latest ones); the older own
-tokens are read only on the steps where a row has generated more than this many."""
+"""A row's first own tokens (after the shared prompt), kept in a buffer that every step
+reads; its later ones go to a second buffer, read only on the steps after a row has
+generated more than this many (a window adding 2 bars rarely does)."""
 
 
 def share_prefix(cache: DecoderCache, rows: int, length: Any) -> DecoderCache:

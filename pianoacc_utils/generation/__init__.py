@@ -37,7 +37,6 @@ from pianoacc_utils.generation.accompany import (
     plan_jobs,
     primer_tokens,
     segment_chords,
-    widest_melody,
     window_arrays,
 )
 from pianoacc_utils.generation.checkpoints import (

@@ -191,8 +191,6 @@ def accompany(
     if candidates > 1 and reranker is None:
         reranker = rerank.shipped_reranker()
     jobs = plan_jobs(melodies, primers, chords)
-    decoder.reserve_melody_width(max((widest_melody(job, window, model.config) for job in jobs),
-                                     default=1))
     # One pass per window: every melody not yet accompanied to its end adds one row
     # (``candidates`` rows: one per candidate).
     while active := [job for job in jobs if job.position < job.num_steps]:
@@ -247,18 +245,6 @@ def plan_jobs(
             Job(list(notes), known, bars, int(num_steps), list(primer), min(position, num_steps))
         )
     return jobs
-
-
-def widest_melody(job: Job, window: WindowConfig, config: models.ModelConfig) -> int:
-    """The most melody tokens a window of ``job`` can hold: the windows of ``window.bars``
-    bars from each bar line and from step 0 (:func:`next_window` starts windows there, or
-    later with the same end), at most the model's ``melody_length``."""
-    bars = job.bar_starts
-    ends = [bars[k + window.bars] if k + window.bars < len(bars) else job.num_steps
-            for k in range(len(bars))]
-    spans = [(0, ends[0]), *zip(bars, ends)]
-    return min(config.melody_length,
-               max(len(TOKENIZER.encode(notes_in(job.melody, a, b))) for a, b in spans))
 
 
 def next_window(job: Job, window: WindowConfig, config: models.ModelConfig) -> Window:

@@ -189,16 +189,6 @@ class CachedDecoder:
         """Count a loop program made for a new shape (traced or loaded)."""
         self._programs += 1
 
-    def reserve_melody_width(self, tokens: int) -> None:
-        """Pad every later melody to at least ``tokens`` ids (a multiple of
-        :data:`MELODY_BUCKET`, at most the model's ``melody_length``), where
-        :meth:`_padded_melody` pads: a caller that knows its widest window before the
-        first (:func:`~pianoacc_utils.generation.accompany.accompany`) then decodes every
-        window with one program, not one more for each wider window (a compilation takes
-        seconds, a program kept on disk a fraction of one to load)."""
-        width = pad_melodies([[0] * max(int(tokens), 1)], self.model.config.melody_length).shape[1]
-        self._melody_width = max(self._melody_width, width)
-
     def _padded_melody(self, melody: np.ndarray) -> np.ndarray:
         """``melody`` right-padded with zeros to the widest melody this decoder has
         decoded, so that the windows of a long melody (the last one is often shorter)

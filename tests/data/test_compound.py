@@ -110,9 +110,6 @@ class Recorder:
     def __init__(self):
         self.calls = []
 
-    def reserve_melody_width(self, tokens):
-        """Nothing is compiled here."""
-
     def decode(self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None,
                repeat=1):
         self.calls.append({"melody": np.array(melody), "limits": list(limits), "bars": np.array(bar_tables)})

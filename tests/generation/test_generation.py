@@ -56,7 +56,7 @@ from pianoacc_utils.generation import (
     shape_logits,
     velocity_logits,
 )
-from pianoacc_utils.generation.accompany import Job, next_window, plan_jobs, widest_melody
+from pianoacc_utils.generation.accompany import Job, next_window
 from pianoacc_utils.models import (
     KINDS,
     AccompanimentModel,
@@ -690,33 +690,6 @@ def test_a_narrower_melody_reuses_the_compiled_program(kind):
         each.decode(wide, [[]], [64])
         each.decode(narrow, [[]], [64])
         assert [timing.compiled for timing in each.timings] == [True, True]
-
-
-def test_a_melody_is_decoded_by_one_program_however_its_windows_widen(monkeypatch):
-    """A melody sparse for four bars, then dense: ``accompany`` pads every window's melody
-    to its widest window's (``widest_melody``, known before the first), so that all its
-    windows run one compiled program; padding each window only to the widest seen so far
-    makes a second program for the first dense window."""
-    model = tiny_model("transformer")
-    bar_starts = list(range(0, 128, 16))  # 8 bars of 16 steps
-    sparse = [Note(b, b + 8, 60, 80) for b in bar_starts[:4]]
-    dense = [Note(t, t + 1, 60 + t % 12, 80) for t in range(64, 128)]
-    job = (sparse + dense, bar_starts, 128)
-    window = WindowConfig(bars=2, overlap_bars=1)
-    widest = widest_melody(plan_jobs([job])[0], window, model.config)
-    assert widest == model.config.melody_length > MELODY_BUCKET
-    first = next_window(plan_jobs([job])[0], window, model.config)
-    assert len(first.melody_ids) <= MELODY_BUCKET, "the first window is as wide as the widest"
-
-    def programs() -> int:
-        decoder = CachedDecoder(model, SamplingConfig(seed=0))
-        accompany(model, [job], window=window, decoder=decoder, candidates=1)
-        assert len(decoder.timings) >= 7
-        return sum(timing.compiled for timing in decoder.timings)
-
-    assert programs() == 1
-    monkeypatch.setattr(CachedDecoder, "reserve_melody_width", lambda self, tokens: None)
-    assert programs() == 2
 
 
 def test_generation_progresses_when_the_token_budget_runs_out(notes_decoder):

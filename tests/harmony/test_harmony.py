@@ -698,9 +698,6 @@ class TableRecorder:
     def __init__(self):
         self.calls = []
 
-    def reserve_melody_width(self, tokens):
-        """Nothing is compiled here."""
-
     def decode(
         self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None,
         repeat=1,

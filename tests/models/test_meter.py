@@ -199,9 +199,6 @@ class BarRecorder:
     def __init__(self):
         self.calls = []
 
-    def reserve_melody_width(self, tokens):
-        """Nothing is compiled here."""
-
     def decode(self, melody, primers, limits, max_length=None, harmony_tables=None, bar_tables=None,
                repeat=1):
         self.calls.append({"limits": list(limits), "bars": np.array(bar_tables)})

@@ -804,6 +804,13 @@ def test_release_notes_at_a_chord_change_that_leaves_them_out():
     released = release_notes(notes, chords, max_beats=4)
     assert [n.end for n in released] == [32, 16, 12, 30]
     assert [n[:1] + n[2:] for n in released] == [n[:1] + n[2:] for n in notes]
+    # A table of the chords that the caller keeps (the window loop: one per song, longer
+    # than the notes) releases them as the one made for the notes does.
+    song_table = beat_table(chords + [Span(48, 96, "G:maj")], 96)
+    assert release_notes(notes, chords, max_beats=4, table=song_table) == released
+    silent = beat_table([], 96)  # the table is what is read: no chord there, no release
+    assert [n.end for n in release_notes(notes, chords, max_beats=4, table=silent)] == [
+        32, 32, 12, 30]
 
 
 def test_release_notes_without_chords_only_limits_the_length():

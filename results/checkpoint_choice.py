@@ -41,6 +41,7 @@ from critic_rerank import checks_the_pianist_passes  # noqa: E402  (the same cou
 
 from pianoacc_utils import evaluation, generation  # noqa: E402
 from pianoacc_utils.common import cache_dir, project_root, write_atomic, write_json  # noqa: E402
+from pianoacc_utils.evaluation.critic import accuracy_cell  # noqa: E402
 
 DECIDES_ON = "validation"
 """The split this script chooses on (which checkpoint ships), ``None`` where it chooses
@@ -197,7 +198,7 @@ def markdown(report: dict) -> str:
         "| critic, lead sheet, 16 epochs | + 4 epochs | chosen |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    cell = lambda c: f"{c['accuracy']:.2f} [{c['accuracy_lo']:.2f}, {c['accuracy_hi']:.2f}]"  # noqa: E731
+    cell = accuracy_cell
     for kind, decision in report["decisions"].items():
         if decision["choice"] is None:
             lines.append(f"| {kind} | | | | | | | | | not judged: {decision['why']} |")

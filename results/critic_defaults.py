@@ -35,6 +35,7 @@ from defaults_validation import CHECKPOINT, SHOWN, run
 
 from pianoacc_utils import evaluation
 from pianoacc_utils.common import write_atomic, write_json
+from pianoacc_utils.evaluation.critic import accuracy_cell
 
 DECIDES_ON = "validation"
 """The split this script chooses on (the generation defaults), ``None`` where it chooses
@@ -111,8 +112,7 @@ def main() -> int:
     ]
     for row in rows:
         mark = " **chosen**" if row is chosen else ""
-        c = row["critic"]
-        critic = f"{c['accuracy']:.2f} [{c['accuracy_lo']:.2f}, {c['accuracy_hi']:.2f}]"
+        critic = accuracy_cell(row["critic"])
         values = " | ".join(f"{row['fnet'][m]:.3g}" for m in SHOWN)
         lines.append(f"| {row['name']}{mark} | {critic} | {row['passed']}/{row['checks']} | {values} |")
     pianist = " | ".join(f"{rows[0]['pianist'][m]:.3g}" for m in SHOWN)

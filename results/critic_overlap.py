@@ -35,16 +35,15 @@ again (``benchmarks/accompany_wait.py``). Writes ``results/critic_overlap.json``
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from critic_defaults import CHECK_SLACK
 from critic_rerank import SEGMENTS, quality_bar
 from critic_validation import (
     LEGACY_OVERLAP,
-    accompany_songs,
     critic_in_tensorflow,
     critic_on_songs,
+    generate_timed,
     log,
     whole_songs,
     write_report,
@@ -82,14 +81,8 @@ def changes(overlap: int) -> dict:
 def systems(songs: list) -> tuple[dict[str, list], dict[str, float]]:
     """Every overlap's accompaniment, both chord settings, and the seconds each took to
     generate here (0 where it came from the cache)."""
-    notes, seconds = {}, {}
-    for chords, source in CHORDS.items():
-        for overlap in OVERLAPS:
-            began = time.time()
-            notes[name(chords, overlap)] = accompany_songs(
-                songs, "validation", name(chords, overlap), "fnet", source, changes(overlap))
-            seconds[name(chords, overlap)] = round(time.time() - began, 1)
-    return notes, seconds
+    return generate_timed(songs, {name(chords, overlap): ("fnet", source, changes(overlap))
+                                  for chords, source in CHORDS.items() for overlap in OVERLAPS})
 
 
 def choose(report: dict, bars: dict[int, dict]) -> int:
@@ -113,11 +106,7 @@ def markdown(report: dict) -> str:
              "critic, lead sheet [95% CI] | checks passed (of those the pianist passes) | "
              + " | ".join(SHOWN) + " |", "|---|---|---|---|---|" + "---|" * len(SHOWN)]
     for overlap in OVERLAPS:
-        cells = []
-        for chords in CHORDS:
-            row = rows[name(chords, overlap)]
-            cells.append(f"{row['accuracy']:.2f} [{row['accuracy_lo']:.2f}, "
-                         f"{row['accuracy_hi']:.2f}]")
+        cells = [critic.accuracy_cell(rows[name(chords, overlap)]) for chords in CHORDS]
         bar = bars[str(overlap)]
         cells.append(f"{bar['passed']}/{bar['checks']}")
         cells += [f"{bar['fnet'][m]:.3g}" for m in SHOWN]

@@ -34,16 +34,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from checkpoint_choice import quality_bar
 from critic_defaults import CHECK_SLACK
 from critic_overlap import CHORDS, MARGIN, changes
 from critic_validation import (
-    accompany_songs,
     critic_in_tensorflow,
     critic_on_songs,
+    generate_timed,
     log,
     whole_songs,
     write_report,
@@ -76,16 +75,10 @@ def name(model: str, chords: str, overlap: int) -> str:
 def systems(songs: list) -> tuple[dict[str, list], dict[str, float]]:
     """Every model's accompaniment at every overlap and chord setting, and the seconds each
     took to generate here (0 where it came from the cache)."""
-    notes, seconds = {}, {}
-    for model in MODELS:
-        for chords, source in CHORDS.items():
-            for overlap in OVERLAPS:
-                key = name(model, chords, overlap)
-                began = time.time()
-                notes[key] = accompany_songs(songs, "validation", key, model, source,
-                                             changes(overlap))
-                seconds[key] = round(time.time() - began, 1)
-    return notes, seconds
+    return generate_timed(songs, {
+        name(model, chords, overlap): (model, source, changes(overlap))
+        for model in MODELS for chords, source in CHORDS.items() for overlap in OVERLAPS
+    })
 
 
 def mean_accuracy(rows: dict, model: str, overlap: int) -> float:
@@ -120,11 +113,7 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for model in MODELS:
         for overlap in OVERLAPS:
-            cells = []
-            for chords in CHORDS:
-                row = rows[name(model, chords, overlap)]
-                cells.append(f"{row['accuracy']:.2f} [{row['accuracy_lo']:.2f}, "
-                             f"{row['accuracy_hi']:.2f}]")
+            cells = [critic.accuracy_cell(rows[name(model, chords, overlap)]) for chords in CHORDS]
             bar = bars[model][str(overlap)]
             mark = " **chosen**" if overlap == report["chosen"][model] else ""
             table.append(f"| {model} | {overlap}{mark} | {8 - overlap} | " + " | ".join(cells)

@@ -135,8 +135,7 @@ def markdown(report: dict) -> str:
         mark = " **chosen**" if n == report["chosen"] else ""
         values = " | ".join(f"{bars[str(n)]['fnet'][m]:.3g}" for m in SHOWN)
         table.append(
-            f"| {n}{mark} | {melody['accuracy']:.2f} [{melody['accuracy_lo']:.2f}, "
-            f"{melody['accuracy_hi']:.2f}] | {lead['accuracy']:.2f} | "
+            f"| {n}{mark} | {critic.accuracy_cell(melody)} | {lead['accuracy']:.2f} | "
             f"{bars[str(n)]['passed']}/{bars[str(n)]['checks']} | "
             f"{bars[str(n)]['passed_all']}/{bars[str(n)]['checks_all']} | {values} |"
         )

@@ -204,6 +204,20 @@ def accompany_songs(
     ]
 
 
+def generate_timed(
+    songs: list[Segment], systems: dict[str, tuple[str, str, dict]], split: str = "validation"
+) -> tuple[dict[str, list[list[Note]]], dict[str, float]]:
+    """Each system's accompaniment of every song (name -> checkpoint, chords, changes to
+    the defaults: :func:`accompany_songs`), and the seconds each took to generate here
+    (0 where it came from the cache)."""
+    notes, seconds = {}, {}
+    for name, (checkpoint, chords, changes) in systems.items():
+        began = time.time()
+        notes[name] = accompany_songs(songs, split, name, checkpoint, chords, changes)
+        seconds[name] = round(time.time() - began, 1)
+    return notes, seconds
+
+
 def generate(
     songs: list[Segment], split: str = "validation", extra: dict | None = None
 ) -> dict[str, list[list[Note]]]:
@@ -211,10 +225,7 @@ def generate(
     of each ``extra`` system (name -> checkpoint, chords, changes to the defaults)."""
     systems = {name: (checkpoint, chords, {}) for name, (checkpoint, chords) in SYSTEMS.items()}
     systems.update(extra or {})
-    return {
-        name: accompany_songs(songs, split, name, checkpoint, chords, changes)
-        for name, (checkpoint, chords, changes) in systems.items()
-    }
+    return generate_timed(songs, systems, split)[0]
 
 
 def critic_on_songs(

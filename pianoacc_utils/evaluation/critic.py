@@ -392,7 +392,7 @@ def _critic_report(
 # --------------------------------------------------------------------------- tables
 
 
-def _accuracy(row: Mapping[str, Any] | None) -> str:
+def accuracy_cell(row: Mapping[str, Any] | None) -> str:
     """"0.82 [0.78, 0.86]" for a comparison (or a critic's row); "n/a" for none."""
     if not row or row.get("accuracy") is None or not math.isfinite(row["accuracy"]):
         return "n/a"
@@ -412,9 +412,9 @@ def critic_markdown(report: Mapping[str, Any], features_of: Sequence[str] | None
     rows = [*report["systems"].items(), *report["controls"].items()]
     for name, row in rows:
         kind = " (control)" if name in report["controls"] else ""
-        cells = [_accuracy(row["critics"].get(critic)) for critic in CRITICS]
+        cells = [accuracy_cell(row["critics"].get(critic)) for critic in CRITICS]
         lines.append(
-            f"| {name}{kind} | {_accuracy(row)} | {row['critic']} | " + " | ".join(cells)
+            f"| {name}{kind} | {accuracy_cell(row)} | {row['critic']} | " + " | ".join(cells)
             + f" | {row['windows'][1]} | {row['songs']} |"
         )
     lines += ["", "Controls: " + "; ".join(
@@ -439,6 +439,6 @@ def critic_row(report: Mapping[str, Any], columns: Sequence[str]) -> str:
     """One table row: the critic's accuracy with its interval for each of ``columns``
     (systems of an evaluation; ``ground_truth`` is the pianist-against-pianist control)."""
     comparisons = {**report.get("controls", {}), **report.get("systems", {})}
-    cells = [_accuracy(comparisons.get(name)) for name in columns]
+    cells = [accuracy_cell(comparisons.get(name)) for name in columns]
     label = "| accuracy (0.5: like the pianist) | share of held-out windows | "
     return label + " | ".join(cells) + " |"

@@ -1,6 +1,8 @@
 """FNet against the Transformer at four model sizes and token budgets up to the shipped runs'.
 
     python results/scaling.py [--hours H] [--sizes xs s]   # train (resuming), fit, write the JSON
+    python results/scaling.py --sizes l --until 4000000     # the larger size, as far as 4M tokens
+    python results/scaling.py --sizes s --encoders fnet     # one encoder's run
     python results/scaling.py --speed    # measure seconds per token again (an idle machine)
     python results/scaling.py --fit      # only refit and rewrite from the cached runs
 
@@ -27,6 +29,12 @@ What each run has measured is written to ``results/scaling_runs/<encoder>_<size>
 after every sitting, to be committed: a fresh checkout has no cache, so a run whose saved
 state is gone starts again from its first step, but a finished run is never trained
 again and the fit reads the committed records.
+
+Every size up to the shipped one (``xs``, ``s``, ``m``) is fitted only once it has reached
+every budget; the larger ``l`` goes as far as the time allows (``--until``) and is fitted
+from :data:`LARGER_MIN_BUDGETS` budgets on. The report is written once each encoder has
+:data:`MIN_SIZES` sizes spanning :data:`MIN_SPAN` x in parameters, one of them larger than
+the shipped model (:func:`fit_gaps`); a size that is not ready is named in it as left out.
 
 The fit is judged out of sample (:func:`held_out_check`): the largest budget each size
 has reached is held out, the law is fitted to the rest and predicts it; a law whose
@@ -102,6 +110,13 @@ CHECKPOINT_STEPS = 200
 SETTINGS = TrainConfig(batch_size=16, learning_rate=1e-3, warmup_steps=100, seed=909,
                        harmony_dropout=SMALL.train.harmony_dropout, length_multiple=128)
 VALIDATION_SEGMENTS = 256
+SHIPPED_SIZE = "m"
+"""The size of the shipped models; sizes after it in :data:`SIZES` are larger."""
+LARGER_MIN_BUDGETS = 3
+"""Budgets a run larger than the shipped model needs before the fit uses it (one held out)."""
+MIN_SIZES = 3
+MIN_SPAN = 10.0
+"""What the fit needs per encoder: this many sizes, spanning this factor in parameters."""
 ORIGINAL_EPOCHS = 695
 ORIGINAL_TOKENS = 1024
 """The original's 695 epochs of 1024-token sequences (its budget, below, in our data)."""
@@ -146,19 +161,24 @@ def shipped_check(kind: str, validation) -> dict:
             "val_loss": round(scaling.validation_loss(model, validation), 5)}
 
 
-def train_runs(sizes: list[str], hours: float | None) -> None:
-    """Train (or go on training) every run of ``sizes``, smallest first, for at most
-    ``hours`` of this invocation; each run's JSON is rewritten after every sitting."""
+def train_runs(sizes: list[str], hours: float | None, until: int | None = None,
+               kinds: tuple[str, ...] = KINDS) -> None:
+    """Train (or go on training) every run of ``sizes`` and ``kinds``, smallest first, for at most
+    ``hours`` of this invocation and to the budgets up to ``until`` tokens (``None``: all
+    of :data:`BUDGETS`); each run's JSON is rewritten after every sitting."""
+    budgets = [budget for budget in BUDGETS if until is None or budget <= until]
+    if not budgets:
+        raise SystemExit(f"--until {until}: below the smallest budget ({BUDGETS[0]:,} tokens)")
     folder = prepare(SMALL.prepare, progress=False)
     train_split, validation_split = load_split(folder, "train"), load_split(folder, "validation")
     CACHE.mkdir(parents=True, exist_ok=True)
     RUNS.mkdir(exist_ok=True)
     deadline = None if hours is None else time.perf_counter() + hours * 3600
     for size in sizes:
-        for kind in KINDS:
+        for kind in kinds:
             path = RUNS / f"{kind}_{size}.json"
             earlier = json.loads(path.read_text()) if path.exists() else {}
-            if reached_every_budget(earlier):
+            if reached_every_budget(earlier) or reached(earlier, budgets):
                 continue
             left = None if deadline is None else deadline - time.perf_counter()
             if left is not None and left <= 0:
@@ -173,7 +193,7 @@ def train_runs(sizes: list[str], hours: float | None) -> None:
                 print(f"{kind} {size}: no saved state in {CACHE}; starting again from the "
                       "first step", flush=True)
             run = scaling.train_to_budgets(
-                config, batches(train_split, config, True), validation, BUDGETS, SETTINGS,
+                config, batches(train_split, config, True), validation, budgets, SETTINGS,
                 report=lambda row: print(kind, size, row, flush=True),
                 state_dir=CACHE / f"{kind}_{size}", checkpoint_steps=CHECKPOINT_STEPS,
                 stop_after_seconds=left,
@@ -186,6 +206,8 @@ def train_runs(sizes: list[str], hours: float | None) -> None:
             # A run that resumed adds a sitting; one started afresh (no saved state, e.g. a
             # fresh checkout's) does not inherit the sittings of what it replaces.
             sittings = earlier.get("sittings", []) if resuming else []
+            # ``finished``: every budget of the campaign, not only those up to ``until``.
+            run["finished"] = run["finished"] and reached(run, list(BUDGETS))
             run.update(kind=kind, size=size, model=SIZES[size], sittings=[*sittings, sitting],
                        seconds=round(sum(s["seconds"] for s in [*sittings, sitting]), 1))
             write_json(path, run)
@@ -269,8 +291,8 @@ def held_out_check(runs: list[dict]) -> dict:
 
 
 def fit() -> dict:
-    runs = [json.loads((RUNS / f"{kind}_{size}.json").read_text())
-            for size in SIZES for kind in KINDS if (RUNS / f"{kind}_{size}.json").exists()]
+    records = recorded_runs()
+    runs = [run for run in records if ready_for_fit(run)]
     speed_path = RUNS / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.exists() else {}
     if any(f"{run['kind']}_{run['size']}" not in speed for run in runs):
@@ -278,10 +300,11 @@ def fit() -> dict:
     validation_split = load_split(prepare(SMALL.prepare, progress=False), "validation")
     for run in runs:
         run["seconds_per_token"] = speed.get(f"{run['kind']}_{run['size']}")
-        if run["size"] == "m":
-            config = size_config("m", run["kind"])
-            run["shipped"] = shipped_check(run["kind"], batches(validation_split, config, False,
-                                                                VALIDATION_SEGMENTS))
+    shipped_runs = {
+        kind: shipped_check(kind, batches(validation_split, size_config(SHIPPED_SIZE, kind),
+                                          False, VALIDATION_SEGMENTS))
+        for kind in KINDS
+    }
     sizes = {name: {kind: count_parameters(build_model(PROFILES[name].model_config(kind)))["total"]
                     for kind in KINDS} for name in ("cpu", "full")}
     original = original_budget()
@@ -291,7 +314,7 @@ def fit() -> dict:
         points = [(run["parameters"]["total"], row["tokens"], row["val_loss"])
                   for run in mine for row in run["budgets"]]
         n, d, loss = (np.array(column, float) for column in zip(*points))
-        shipped = next(run["shipped"] for run in mine if "shipped" in run)
+        shipped = shipped_runs[kind]
         # First the runs alone, tested on the shipped run they never saw; then with the
         # shipped run as a thirteenth point, for the predictions far beyond both.
         law, check = predict(n, d, loss, {
@@ -314,19 +337,57 @@ def fit() -> dict:
         }
     return {"original_budget_tokens": original, "profile_sizes": sizes, "fits": encoders,
             "speed_load_average": [speed["load_average_before"], speed["load_average_after"]],
-            "runs": runs}
+            "shipped_runs": shipped_runs, "runs": runs,
+            "left_out": {f"{run['kind']}_{run['size']}": f"{len(run['budgets'])} of {len(BUDGETS)} "
+                         "budgets" for run in records if not ready_for_fit(run)}}
+
+
+def reached(run: dict, budgets: list[int]) -> bool:
+    """Whether a run's JSON (``{}``: none yet) has measured every budget of ``budgets``."""
+    return set(budgets) <= {row["budget"] for row in run.get("budgets", [])}
 
 
 def reached_every_budget(run: dict) -> bool:
     """Whether a run's JSON (``{}``: none yet) has measured every budget of :data:`BUDGETS`."""
-    return bool(run.get("finished")) and [r["budget"] for r in run["budgets"]] == list(BUDGETS)
+    return reached(run, list(BUDGETS))
 
 
-def unfinished_runs() -> list[str]:
-    """The runs (``<encoder>_<size>``) that have not reached every budget of :data:`BUDGETS`."""
-    paths = {f"{kind}_{size}": RUNS / f"{kind}_{size}.json" for size in SIZES for kind in KINDS}
-    return [name for name, path in paths.items()
-            if not reached_every_budget(json.loads(path.read_text()) if path.exists() else {})]
+def larger_than_shipped(size: str) -> bool:
+    return list(SIZES).index(size) > list(SIZES).index(SHIPPED_SIZE)
+
+
+def ready_for_fit(run: dict) -> bool:
+    """A size up to the shipped one once it has reached every budget (a partial run would
+    mix budgets); a larger one from :data:`LARGER_MIN_BUDGETS` budgets on (as far as the
+    time allowed)."""
+    if larger_than_shipped(run["size"]):
+        return len(run.get("budgets", [])) >= LARGER_MIN_BUDGETS
+    return reached_every_budget(run)
+
+
+def fit_gaps(runs: list[dict]) -> list[str]:
+    """What keeps ``runs`` (run JSONs) from a fit that can judge sizes, per encoder: fewer
+    than :data:`MIN_SIZES` sizes ready, a span under :data:`MIN_SPAN` x in parameters, or
+    no size larger than the shipped one; empty when the fit can be written."""
+    gaps = []
+    for kind in KINDS:
+        ready = {run["size"]: run["parameters"]["total"] for run in runs
+                 if run["kind"] == kind and ready_for_fit(run)}
+        if len(ready) < MIN_SIZES:
+            gaps.append(f"{kind}: {len(ready)} sizes ready ({', '.join(ready) or 'none'}), "
+                        f"{MIN_SIZES} needed")
+        elif max(ready.values()) < MIN_SPAN * min(ready.values()):
+            gaps.append(f"{kind}: the sizes ready span {max(ready.values()) / min(ready.values()):.1f}x, "
+                        f"{MIN_SPAN:g}x needed")
+        if not any(larger_than_shipped(size) for size in ready):
+            gaps.append(f"{kind}: no size larger than the shipped {SHIPPED_SIZE} is ready")
+    return gaps
+
+
+def recorded_runs() -> list[dict]:
+    """The run JSONs of ``results/scaling_runs/``, smallest size first."""
+    paths = [RUNS / f"{kind}_{size}.json" for size in SIZES for kind in KINDS]
+    return [json.loads(path.read_text()) for path in paths if path.exists()]
 
 
 def main() -> None:
@@ -334,17 +395,20 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="measure seconds per token again")
     parser.add_argument("--fit", action="store_true", help="only refit from the cached runs")
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--encoders", nargs="+", choices=list(KINDS), default=list(KINDS))
     parser.add_argument("--hours", type=float, help="stop training after this long (resumable)")
+    parser.add_argument("--until", type=int, metavar="TOKENS",
+                        help="train only to the budgets up to this many tokens (resumable)")
     args = parser.parse_args()
     if args.speed:
         measure_speed()
     elif not args.fit:
-        train_runs(args.sizes, args.hours)
-        unfinished = unfinished_runs()
-        if unfinished:  # a partial campaign would mix budgets: keep the last whole report
-            print(f"not finished: {', '.join(unfinished)}; {OUT.name} left as it is "
-                  "(run again to go on, or --fit to fit what there is)", flush=True)
-            return
+        train_runs(args.sizes, args.hours, args.until, tuple(args.encoders))
+    gaps = fit_gaps(recorded_runs())
+    if gaps:  # a fit over too few sizes cannot judge sizes: keep the last whole report
+        print(f"not ready to fit: {'; '.join(gaps)}; {OUT.name} left as it is "
+              "(run again to go on)", flush=True)
+        return
     report = {
         "command": "python results/scaling.py",
         "backend": keras.backend.backend(),

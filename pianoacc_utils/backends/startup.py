@@ -34,9 +34,10 @@ import warnings
 
 from pianoacc_utils.common import cache_dir
 
-FAST_COMMANDS = {"accompany": "jax"}
+FAST_COMMANDS = {"accompany": "jax", "prebuild": "jax"}
 """``pianoacc`` subcommands and the Keras backend each runs on when ``KERAS_BACKEND`` is
-unset and that backend is installed (measured: ``benchmarks/results/accompany_wait.json``)."""
+unset and that backend is installed (measured: ``benchmarks/results/accompany_wait.json``);
+``prebuild`` makes ``accompany``'s programs, so it runs where ``accompany`` does."""
 
 KERAS_EXTRAS = (
     "matplotlib", "pandas", "IPython", "sklearn", "kagglehub", "huggingface_hub", "requests",

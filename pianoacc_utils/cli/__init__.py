@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import keras
+
 from pianoacc_utils import STARTED, generation, training
 from pianoacc_utils.audio import render_wav
 from pianoacc_utils.backends.timings import Stopwatch
@@ -29,7 +31,7 @@ from pianoacc_utils.cli.options import (
     kind_temperature_arguments,
     velocity_temperature_argument,
 )
-from pianoacc_utils.common import PianoaccError, check_outputs
+from pianoacc_utils.common import PianoaccError, cache_dir, check_outputs
 from pianoacc_utils.course.notebooks import refresh_notebooks, run_notebooks
 from pianoacc_utils.data.compound import bar_units
 from pianoacc_utils.data.melody_midi import load_melody, write_arrangement
@@ -40,6 +42,7 @@ from pianoacc_utils.generation import (
     load_checkpoint,
     resolve_checkpoint,
 )
+from pianoacc_utils.generation.prebuild import prebuild_programs
 from pianoacc_utils.harmony import chord_coverage, learned_chords
 from pianoacc_utils.harmony.chords import read_chord_file
 from pianoacc_utils.prepare import PrepareConfig, load_stats, prepare
@@ -227,6 +230,15 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=_accompany)
 
 
+def accompany_sampling(args: argparse.Namespace) -> SamplingConfig:
+    """The sampling settings of ``pianoacc accompany``'s parsed options."""
+    return SamplingConfig(
+        args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask,
+        args.velocity_temperature, args.note_off_bias, args.shift_temperature,
+        args.pitch_temperature,
+    )
+
+
 def _accompany(args: argparse.Namespace) -> None:
     clock = Stopwatch(STARTED, "start_up")  # the imports ended when this command began
     chord_file = None if args.chords in ("auto", "none") else Path(args.chords)
@@ -259,11 +271,7 @@ def _accompany(args: argparse.Namespace) -> None:
         share = chord_coverage(chords, melody.end_step)
         print(f"chords: {len(chords)} from {args.chords}, covering {share:.0%} of the melody")
 
-    sampling = SamplingConfig(
-        args.temperature, args.top_k, args.top_p, args.seed, args.chord_mask,
-        args.velocity_temperature, args.note_off_bias, args.shift_temperature,
-        args.pitch_temperature,
-    )
+    sampling = accompany_sampling(args)
     clock.lap("melody")
     model, window = load_checkpoint(args.checkpoint)
     window = window.with_overlap(args.overlap_bars)
@@ -290,6 +298,31 @@ def _accompany(args: argparse.Namespace) -> None:
     if args.wav:
         rendering = render_wav(args.out, args.wav)
         print(f"wrote {rendering.path} ({rendering.seconds:.1f} s of audio, {rendering.renderer})")
+
+
+@command("prebuild", "make the decoding programs of a first 'pianoacc accompany' ahead of it "
+         "(JAX; 'make setup' runs it)")
+def _prebuild_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", default="fnet", help="the model to prepare for (default fnet, the "
+        "command's default)",
+    )
+    parser.set_defaults(func=_prebuild)
+
+
+def _prebuild(args: argparse.Namespace) -> None:
+    backend = keras.config.backend()
+    if backend != "jax":
+        print(f"prebuild: nothing to keep under {backend} (programs are kept under JAX only)")
+        return
+    # The programs of the command's own defaults: its options parsed with none given.
+    defaults = build_parser().parse_args(["accompany", "melody.mid", "-o", "out.mid"])
+    model, window = load_checkpoint(args.checkpoint)
+    decoder = generation.CachedDecoder(model, accompany_sampling(defaults))
+    made = prebuild_programs(model, decoder, window, defaults.candidates)
+    print(f"prebuild: {resolve_checkpoint(args.checkpoint)}: decoding programs for "
+          f"{made['widths']} melody widths ({made['programs']} made or loaded, "
+          f"{made['seconds']:.0f} s), kept in {cache_dir()}")
 
 
 # --------------------------------------------------------------------------- evaluate

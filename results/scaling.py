@@ -117,6 +117,9 @@ LARGER_MIN_BUDGETS = 3
 MIN_SIZES = 3
 MIN_SPAN = 10.0
 """What the fit needs per encoder: this many sizes, spanning this factor in parameters."""
+EQUAL_TIME_HOURS = (1.0, 10.0, 100.0)
+"""Hours of training on the measuring machine at which the law compares every size
+(:func:`equal_time`): a sitting, a few sittings, a long campaign."""
 ORIGINAL_EPOCHS = 695
 ORIGINAL_TOKENS = 1024
 """The original's 695 epochs of 1024-token sequences (its budget, below, in our data)."""
@@ -334,12 +337,31 @@ def fit() -> dict:
             "law_with_shipped_run": law_all.to_dict(),
             "relative_rms_residual_with_shipped_run": rms_residual(law_all, *with_shipped),
             "predictions": {**check, **beyond},
+            "equal_time": equal_time(n, d, loss, kind, speed),
         }
     return {"original_budget_tokens": original, "profile_sizes": sizes, "fits": encoders,
             "speed_load_average": [speed["load_average_before"], speed["load_average_after"]],
             "shipped_runs": shipped_runs, "runs": runs,
             "left_out": {f"{run['kind']}_{run['size']}": f"{len(run['budgets'])} of {len(BUDGETS)} "
                          "budgets" for run in records if not ready_for_fit(run)}}
+
+
+def equal_time(n, d, loss, kind: str, speed: dict) -> dict:
+    """Which size the law favours for a given time: every size of :data:`SIZES` trained
+    for each of :data:`EQUAL_TIME_HOURS` on the measuring machine (tokens = seconds / its
+    seconds per token), predicted by the law fitted to the campaign's points, with its
+    intervals; ``favoured``: the size predicted lowest for each time."""
+    parameters = {size: count_parameters(build_model(size_config(size, kind)))["total"]
+                  for size in SIZES}
+    targets = {f"{size}, {hours:g} h": (parameters[size], hours * 3600 / speed[f"{kind}_{size}"])
+               for hours in EQUAL_TIME_HOURS for size in SIZES}
+    _, predictions = predict(n, d, loss, targets)
+    favoured = {
+        f"{hours:g} h": min(SIZES, key=lambda size: predictions[f"{size}, {hours:g} h"]["predicted"])
+        for hours in EQUAL_TIME_HOURS
+    }
+    return {"predictions": predictions, "favoured": favoured,
+            "processor": speed.get("processor"), "backend": speed.get("backend")}
 
 
 def reached(run: dict, budgets: list[int]) -> bool:

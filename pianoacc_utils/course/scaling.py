@@ -116,3 +116,35 @@ def frontier_table(report: Mapping[str, Any]) -> pd.DataFrame:
             row[f"{name} run"] = f"{best['size']}, {best['budget'] / 1e6:g}M tokens"
         rows.append(row)
     return pd.DataFrame(rows).set_index("compute seconds")
+
+
+def held_out_table(report: Mapping[str, Any]) -> pd.DataFrame:
+    """The law judged out of sample, per encoder: each size's largest budget held out,
+    predicted by the law fitted to every other point, against what it measured (the
+    relative error, and whether the measurement lies in the 68% and 95% intervals)."""
+    rows = {}
+    for kind, fit in report["fits"].items():
+        for target, value in fit["out_of_sample"]["held_out"].items():
+            rows[(KIND_NAMES[kind], target)] = {
+                "predicted": value["predicted"],
+                "95% interval": "{:.3f} to {:.3f}".format(*value["interval_95"]),
+                "measured": value["measured"], "relative error": value["relative_error"],
+                "inside 68%": value["inside_68"], "inside 95%": value["inside_95"],
+            }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def equal_time_table(report: Mapping[str, Any]) -> pd.DataFrame:
+    """Which size the law favours for a given time on the measuring machine: the predicted
+    loss of every size trained for each number of hours (rows: encoder and hours; columns:
+    sizes), and the favoured size."""
+    rows = {}
+    for kind, fit in report["fits"].items():
+        timed = fit["equal_time"]
+        for hours, favoured in timed["favoured"].items():
+            row: dict[str, Any] = {
+                size: value["predicted"] for target, value in timed["predictions"].items()
+                for size, at in [target.split(", ")] if at == hours
+            }
+            rows[(KIND_NAMES[kind], hours)] = {**row, "favoured": favoured}
+    return pd.DataFrame.from_dict(rows, orient="index")

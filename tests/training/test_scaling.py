@@ -150,3 +150,23 @@ def test_the_frontier_takes_the_best_run_within_each_compute_level():
     assert table["FNet"].is_monotonic_decreasing  # more compute never does worse
     first = table.iloc[0]  # the cheapest point: FNet xs at its first budget
     assert first["FNet run"] == "xs, 0.25M tokens" and first["Transformer"] != first["Transformer"]
+
+
+def test_the_held_out_and_equal_time_tables_read_the_report():
+    from pianoacc_utils.course.scaling import equal_time_table, held_out_table
+
+    report = synthetic_report()
+    for fit in report["fits"].values():
+        fit["out_of_sample"] = {"held_out": {"s, 41,000,000 tokens": {
+            "predicted": 2.0, "interval_68": [1.95, 2.05], "interval_95": [1.9, 2.1],
+            "measured": 2.2, "relative_error": -0.0909, "inside_68": False, "inside_95": False}}}
+        fit["equal_time"] = {"favoured": {"1 h": "s", "10 h": "m"}, "predictions": {
+            f"{size}, {hours} h": {"predicted": loss} for size, hours, loss in (
+                ("s", 1, 2.0), ("m", 1, 2.1), ("s", 10, 1.9), ("m", 10, 1.7))}}
+    held = held_out_table(report)
+    assert held.loc[("FNet", "s, 41,000,000 tokens"), "95% interval"] == "1.900 to 2.100"
+    assert not held["inside 95%"].any()
+    timed = equal_time_table(report)
+    assert list(timed.columns) == ["s", "m", "favoured"]
+    assert timed.loc[("Transformer", "10 h"), "m"] == 1.7
+    assert timed.loc[("FNet", "1 h"), "favoured"] == "s"

@@ -116,15 +116,11 @@ def run_command(
     """One ``pianoacc accompany`` process with its caches in ``cache``: wall and CPU
     seconds, its ``--timings`` report (``None`` when the checkout has no such option),
     the load average before it."""
-    arguments = ["accompany", str(melody), "-o", str(out), *extra]
-    if source is None:
-        command = [str(Path(sys.executable).with_name("pianoacc")), *arguments, "--timings"]
-    else:
-        command = [sys.executable, "-c", RUNNER, str(source), *arguments]
-        cli = source / "pianoacc_utils" / "cli"  # a package since the evaluate command moved
-        cli = cli / "__init__.py" if cli.is_dir() else cli.with_suffix(".py")
-        if "--timings" in cli.read_text():
-            command.append("--timings")
+    command = pianoacc_command(source, "accompany", str(melody), "-o", str(out), *extra)
+    if command is None:
+        raise RuntimeError(f"{source}: no accompany command")
+    if "--timings" in cli_source(source):
+        command.append("--timings")
     env = command_env(backend, cache)
     load, before = load_average()[0], resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
@@ -156,15 +152,29 @@ def command_env(backend: str, cache: Path) -> dict[str, str]:
     return env
 
 
+def cli_source(source: Path | None) -> str:
+    """The command-line module of a checkout (``None``: this one), to read which commands
+    and options it has."""
+    cli = (source or ROOT) / "pianoacc_utils" / "cli"  # a package since evaluate moved
+    return (cli / "__init__.py" if cli.is_dir() else cli.with_suffix(".py")).read_text()
+
+
+def pianoacc_command(source: Path | None, name: str, *arguments: str) -> list[str] | None:
+    """The process that runs ``pianoacc <name> <arguments>`` from a checkout (``None``:
+    this one's installed command), or ``None`` where that checkout has no such command."""
+    if source is None:
+        return [str(Path(sys.executable).with_name("pianoacc")), name, *arguments]
+    if f'"{name}"' not in cli_source(source):
+        return None
+    return [sys.executable, "-c", RUNNER, str(source), name, *arguments]
+
+
 def prebuild(backend: str, cache: Path, source: Path | None) -> None:
     """What ``make setup`` makes for a first run: ``pianoacc prebuild`` into ``cache``
     (nothing for a checkout that has no such command)."""
-    if source is None:
-        command = [str(Path(sys.executable).with_name("pianoacc")), "prebuild"]
-    else:
-        if "prebuild" not in (source / "pianoacc_utils" / "cli" / "__init__.py").read_text():
-            return
-        command = [sys.executable, "-c", RUNNER, str(source), "prebuild"]
+    command = pianoacc_command(source, "prebuild")
+    if command is None:
+        return
     done = subprocess.run(command, capture_output=True, text=True, env=command_env(backend, cache),
                           cwd=ROOT, check=False)
     if done.returncode != 0:

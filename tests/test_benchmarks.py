@@ -25,7 +25,17 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from accompany_wait import write_melody
+from accompany_wait import pianoacc_command, write_melody
+
+
+def test_the_wait_benchmark_runs_only_the_commands_a_checkout_has(tmp_path):
+    old = tmp_path / "old"
+    (old / "pianoacc_utils").mkdir(parents=True)
+    (old / "pianoacc_utils" / "cli.py").write_text('@command("accompany", "melody -> MIDI")\n')
+    assert pianoacc_command(old, "prebuild") is None  # a checkout from before set-up prebuilt
+    command = pianoacc_command(old, "accompany", "in.mid")
+    assert command[0] == sys.executable and command[-3:] == [str(old), "accompany", "in.mid"]
+    assert Path(pianoacc_command(None, "prebuild")[0]).name == "pianoacc"
 
 
 def test_gpu_epoch_tiny_run_writes_every_field(tmp_path):

@@ -163,6 +163,95 @@ def report_markdown(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def continue_run(kind: str, epochs: int, warmup: int, earlier: dict,
+                 transpositions: tuple[int, ...] = (0,)) -> tuple[dict, float]:
+    """Train (or resume, or read back) ``kind``'s continuation from the shipped weights for
+    ``epochs`` epochs of the shipped run's data, that data augmented with
+    ``transpositions`` (semitones; the train split only) when other than ``(0,)``. A
+    shipped run that was continued itself is continued as its first stage was. Returns
+    the run's report entry (see the module docstring) and its training seconds over every
+    sitting; ``earlier``, the entry an earlier sitting wrote (or ``{}``), gives theirs."""
+    root = project_root()
+    shipped = root / "pretrained" / kind
+    saved = json.loads((shipped / "config.json").read_text())
+    # A shipped run that was itself continued: its first stage's profile, and the learning
+    # rate that stage ended with, as for a run of one stage (not the 0 a cosine ends at).
+    base = training.Profile.from_dict(saved.get("continued_from", saved)["profile"])
+    shipped_history = training.read_history(shipped)
+    peak = float(shipped_history["lr"][base.train.epochs - 1])
+    base = dataclasses.replace(
+        base, prepare=dataclasses.replace(base.prepare, transpositions=tuple(transpositions))
+    )
+    folder = prepare(base.prepare, progress=False)
+    settings = base.train
+    steps_per_epoch = training.SegmentBatches(
+        load_split(folder, "train"),
+        base.model_config(kind),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        seed=settings.seed,
+        length_multiple=settings.length_multiple,
+        pool_batches=settings.pool_batches,
+        harmony_dropout=settings.harmony_dropout,
+    ).batches_per_epoch
+    augmented = tuple(transpositions) != (0,)
+    profile = dataclasses.replace(
+        base,
+        name=f"{base.name}-continued",
+        description=f"{base.description}; continued from the shipped {kind} weights"
+        + (f", its training data transposed by {list(transpositions)} semitones" if augmented else ""),
+        train=dataclasses.replace(
+            settings,
+            epochs=epochs,
+            learning_rate=peak,
+            warmup_steps=warmup,
+            decay="cosine",
+            decay_steps=epochs * steps_per_epoch,
+            checkpoint_steps=50,
+        ),
+    )
+    name = f"{kind}-from-epoch-{len(shipped_history['epoch'])}"
+    if augmented:
+        name += f"-transposed-{-min(transpositions)}-down-{max(transpositions)}-up"
+    out = root / "runs" / "continued" / name
+    # A resumed run adds to the seconds of its earlier sittings; a run started afresh
+    # (no state in its folder) does not inherit those of a run made elsewhere.
+    resuming = (out / "training_state.json").is_file()
+    seconds = earlier.get("training_seconds", 0.0) if resuming and earlier.get("run") == out.name else 0.0
+    began = time.time()
+    if not training.is_finished_run(out, profile, kind):
+        training.train(
+            profile, kind, out, resume=resuming, progress=False, data=folder,
+            callbacks=[EpochLog()], init_weights=None if resuming else shipped / "model.keras",
+        )
+        seconds += time.time() - began
+    history = training.read_history(out)
+    report = {
+        "command": f"python results/continued_training.py --kind {kind} --epochs {epochs}",
+        "kind": kind,
+        "run": out.name,
+        "steps_per_epoch": steps_per_epoch,
+        "transpositions": list(transpositions),
+        "settings": dataclasses.asdict(profile.train),
+        "finished": training.is_finished_run(out, profile, kind),
+        "training_seconds": round(seconds, 1),
+        "processor": processor_name(),
+        "shipped": {
+            "epochs": len(shipped_history["epoch"]),
+            "val_loss": shipped_history["val_loss"],
+            "best_val_loss": min(shipped_history["val_loss"]),
+        },
+        "continued": {
+            "epochs": len(history["epoch"]),
+            "loss": history["loss"],
+            "val_loss": history["val_loss"],
+            "lr": history["lr"],
+            "best_val_loss": min(history["val_loss"], default=None),
+        },
+    }
+    return report, seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", default="fnet", choices=("fnet", "transformer"))
@@ -179,73 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         (root / REPORT).write_text(report_markdown(root))
         print(f"wrote {REPORT}")
         return 0
-    shipped = root / "pretrained" / args.kind
-    base = training.Profile.from_dict(json.loads((shipped / "config.json").read_text())["profile"])
-    shipped_history = training.read_history(shipped)
-    folder = prepare(base.prepare, progress=False)
-    settings = base.train
-    steps_per_epoch = training.SegmentBatches(
-        load_split(folder, "train"),
-        base.model_config(args.kind),
-        batch_size=settings.batch_size,
-        shuffle=True,
-        seed=settings.seed,
-        length_multiple=settings.length_multiple,
-        pool_batches=settings.pool_batches,
-        harmony_dropout=settings.harmony_dropout,
-    ).batches_per_epoch
-    profile = dataclasses.replace(
-        base,
-        name=f"{base.name}-continued",
-        description=f"{base.description}; continued from the shipped {args.kind} weights",
-        train=dataclasses.replace(
-            settings,
-            epochs=args.epochs,
-            learning_rate=float(shipped_history["lr"][-1]),
-            warmup_steps=args.warmup,
-            decay="cosine",
-            decay_steps=args.epochs * steps_per_epoch,
-            checkpoint_steps=50,
-        ),
-    )
-    out = root / "runs" / "continued" / f"{args.kind}-from-epoch-{len(shipped_history['epoch'])}"
     previous = json.loads((root / OUT).read_text()) if (root / OUT).is_file() else {}
-    earlier = previous.get(args.kind, {})
-    # A resumed run adds to the seconds of its earlier sittings; a run started afresh
-    # (no state in its folder) does not inherit those of a run made elsewhere.
-    resuming = (out / "training_state.json").is_file()
-    seconds = earlier.get("training_seconds", 0.0) if resuming and earlier.get("run") == out.name else 0.0
-    began = time.time()
-    if not training.is_finished_run(out, profile, args.kind):
-        resume = (out / "training_state.json").is_file()
-        training.train(
-            profile, args.kind, out, resume=resume, progress=False, data=folder,
-            callbacks=[EpochLog()], init_weights=None if resume else shipped / "model.keras",
-        )
-        seconds += time.time() - began
-    history = training.read_history(out)
-    report = {
-        "command": f"python results/continued_training.py --kind {args.kind} --epochs {args.epochs}",
-        "kind": args.kind,
-        "run": out.name,
-        "steps_per_epoch": steps_per_epoch,
-        "settings": dataclasses.asdict(profile.train),
-        "finished": training.is_finished_run(out, profile, args.kind),
-        "training_seconds": round(seconds, 1),
-        "processor": processor_name(),
-        "shipped": {
-            "epochs": len(shipped_history["epoch"]),
-            "val_loss": shipped_history["val_loss"],
-            "best_val_loss": min(shipped_history["val_loss"]),
-        },
-        "continued": {
-            "epochs": len(history["epoch"]),
-            "loss": history["loss"],
-            "val_loss": history["val_loss"],
-            "lr": history["lr"],
-            "best_val_loss": min(history["val_loss"], default=None),
-        },
-    }
+    report, seconds = continue_run(args.kind, args.epochs, args.warmup, previous.get(args.kind, {}))
+    shipped, out = root / "pretrained" / args.kind, root / "runs" / "continued" / report["run"]
     write_json(root / OUT, {**previous, args.kind: report})
     print(
         f"shipped best val_loss {report['shipped']['best_val_loss']:.4f}; continued "

@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Callable
 
 from pianoacc_utils import data, generation
-from pianoacc_utils.common import cache_dir, config_dict, write_atomic, write_json
+from pianoacc_utils.common import (
+    cache_dir, config_dict, processor_flags, processor_name, write_atomic, write_json,
+)
 from pianoacc_utils.data.notes import Note
 from pianoacc_utils.data.pop909 import Segment
 from pianoacc_utils.defaults import DEFAULT_CANDIDATES, DEFAULT_RELEASE, HANGING_BEATS
@@ -62,6 +64,13 @@ SYSTEMS = {
 SEED = 0
 COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/critic_validation.py"
 started = time.time()
+
+
+def processor() -> dict:
+    """The processor that sampled (seeded samples differ between processors): its name and
+    whether it has AVX-512 and AMX units."""
+    flags = processor_flags()
+    return {"name": processor_name(), "avx512f": "avx512f" in flags, "amx_bf16": "amx_bf16" in flags}
 
 
 def log(message: str) -> None:
@@ -277,15 +286,17 @@ def markdown(report: dict) -> str:
 
 
 def run(
-    split: str, count: int, out: Path, command: str, script: str, extra: dict | None = None
+    split: str, count: int, out: Path, command: str, script: str, extra: dict | None = None,
+    arguments: tuple[str, ...] = (),
 ) -> None:
     """Accompany the first ``count`` whole songs of ``split`` with every system of
     :data:`SYSTEMS` and ``extra`` (:func:`generate`; cached), then, in a TensorFlow
-    process, run the critic and write ``out`` .json and .md."""
+    process (``script --songs count`` with ``arguments``), run the critic and write
+    ``out`` .json and .md."""
     songs = whole_songs(count, split)
     log(f"{len(songs)} {split} songs, {sum(s.num_bars for s in songs)} bars")
     systems = generate(songs, split, extra)
-    critic_in_tensorflow(script, count)
+    critic_in_tensorflow(script, count, *arguments)
     began = time.time()
     pieces = [critic.segment_piece(s) for s in songs]
     blocks = [block_chord_baseline(s) for s in songs]
@@ -306,6 +317,7 @@ def run(
                for name, (c, h, changes) in (extra or {}).items()},
         },
         sampling_seed=SEED,
+        processor=processor(),
         sampling=", ".join(f"{k} {v}" for k, v in {**sampling_key(sampling), **rules}.items()
                            if k != "seed") + ", overlap_bars " + ", ".join(
                                f"{v} for {k}" for k, v in overlaps.items()),

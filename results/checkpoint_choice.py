@@ -40,6 +40,7 @@ import critic_validation  # noqa: E402  (the same songs, cache and critic)
 from critic_rerank import checks_the_pianist_passes  # noqa: E402  (the same counting)
 
 from pianoacc_utils import evaluation, generation  # noqa: E402
+from pianoacc_utils.backends.exported import package_fingerprint  # noqa: E402
 from pianoacc_utils.common import cache_dir, project_root, write_atomic, write_json  # noqa: E402
 from pianoacc_utils.evaluation.critic import accuracy_cell  # noqa: E402
 
@@ -76,8 +77,9 @@ def quality_bar(checkpoint: str, overlap: int = critic_validation.LEGACY_OVERLAP
     """The quality bar's checks that ``checkpoint`` passes on :data:`SEGMENTS` validation
     segments from the melody alone, at the defaults, each window primed by ``overlap`` bars
     (by default those of the time this choice was made); counted over the checks the pianist
-    of those segments passes, the others listed. Cached by the weights, the reranker and
-    the overlap (in the key only when not the legacy one, so earlier runs are still found)."""
+    of those segments passes, the others listed. Cached by the weights, the reranker, the
+    package's source, the processor and the overlap (in the key only when not the legacy
+    one)."""
     config = evaluation.EvaluationConfig(
         split="validation", segments=SEGMENTS, chords="estimated", copy_check=False,
         critic=False, overlap_bars=overlap,
@@ -86,7 +88,9 @@ def quality_bar(checkpoint: str, overlap: int = critic_validation.LEGACY_OVERLAP
     legacy = overlap == critic_validation.LEGACY_OVERLAP
     described = json.dumps({"weights": weights, "config": {k: v for k, v in vars(config).items()
                                                       if k != "overlap_bars" or not legacy},
-                            "reranker": critic_validation.reranker_digest()},
+                            "reranker": critic_validation.reranker_digest(),
+                            "package": package_fingerprint(),
+                            "processor": critic_validation.processor()},
                            sort_keys=True, default=str)
     path = cache_dir() / "checkpoint_choice" / f"bar-{hashlib.sha1(described.encode()).hexdigest()[:16]}.json"
     if path.is_file():

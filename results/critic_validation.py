@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from pianoacc_utils import data, generation
+from pianoacc_utils.backends.exported import package_fingerprint
 from pianoacc_utils.common import (
     cache_dir, config_dict, processor_flags, processor_name, write_atomic, write_json,
 )
@@ -116,14 +117,16 @@ def generation_key(
     checkpoint: str, chords: str, changes: dict, reranker: Path | None = None
 ) -> str:
     """The cache folder of one way of accompanying: the model (its weights' digest), the
-    chords it is given, every generation setting and, where it reranks, the reranker's file
-    (``reranker``, default the shipped one), so that a changed default, a retrained model
-    or another reranker is never read from an older run's cache."""
+    chords it is given, every generation setting, the package's source and the processor
+    that samples, and, where it reranks, the reranker's file (``reranker``, default the
+    shipped one), so that a changed default, a retrained model, changed code, another
+    machine's samples or another reranker is never read from an older run's cache."""
     sampling, rules = split_settings(changes, checkpoint)
     weights = generation.resolve_checkpoint(checkpoint)
     description = {
         "weights": hashlib.sha1(weights.read_bytes()).hexdigest(),
         "chords": chords, "sampling": sampling_key(sampling), "rules": rules,
+        "package": package_fingerprint(), "processor": processor(),
     }
     if rules.get("candidates", DEFAULT_CANDIDATES) > 1:  # and the reranker that chose
         description["reranker"] = reranker_digest(reranker)

@@ -93,7 +93,7 @@ def whole_songs(count: int, split: str = "validation") -> list[Segment]:
 LEGACY_OVERLAP = 2
 """Bars of overlap of the shipped models' windows in every run before
 ``results/critic_overlap.py`` chose 6: an overlap enters a cache key only when it is
-another, so that those runs are still found."""
+another (keys made before the package's source entered them kept this form)."""
 
 
 def split_settings(changes: dict, checkpoint: str) -> tuple[SamplingConfig, dict]:
@@ -136,7 +136,7 @@ def generation_key(
 
 LATER_SETTINGS = ("shift_temperature", "pitch_temperature")
 """Sampling settings added after the cache's first runs: they enter a cache key only when
-set, so that the runs made before them are still found."""
+set (keys made before the package's source entered them kept this form)."""
 
 
 def sampling_key(sampling: SamplingConfig) -> dict:

@@ -31,9 +31,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from critic_validation import LEGACY_OVERLAP, reranker_digest
+from critic_validation import LEGACY_OVERLAP, processor, reranker_digest
 
 from pianoacc_utils import evaluation, generation
+from pianoacc_utils.backends.exported import package_fingerprint
 from pianoacc_utils.common import cache_dir, write_atomic, write_json
 from pianoacc_utils.defaults import (
     DEFAULT_CHORD_MASK,
@@ -100,8 +101,7 @@ def label(setting: dict) -> str:
 def settings_key(config: evaluation.EvaluationConfig) -> dict:
     """``config``'s settings as a cache key: the reranker's digest where it chooses among
     candidates, and the overlap the windows get, which enters only where it is not the
-    one of every run before ``results/critic_overlap.py`` (``critic_validation.LEGACY_OVERLAP``),
-    so that those runs are still found."""
+    one of every run before ``results/critic_overlap.py`` (``critic_validation.LEGACY_OVERLAP``)."""
     described = dict(vars(config))
     if config.candidates > 1:  # and the reranker that chose among them
         described["reranker"] = reranker_digest(config.reranker)
@@ -117,8 +117,12 @@ def settings_key(config: evaluation.EvaluationConfig) -> dict:
 
 
 def run(config: evaluation.EvaluationConfig) -> dict:
-    """``evaluation_report`` of the checkpoint with ``config``, cached by its settings."""
-    described = {"checkpoint": CHECKPOINT, **settings_key(config)}
+    """``evaluation_report`` of the checkpoint with ``config``, cached by its settings, the
+    checkpoint's weights, the package's source and the processor (another model, other
+    code or another machine's samples is never read from an older run's cache)."""
+    weights = hashlib.sha1(generation.resolve_checkpoint(CHECKPOINT).read_bytes()).hexdigest()
+    described = {"checkpoint": CHECKPOINT, "weights": weights, **settings_key(config),
+                 "package": package_fingerprint(), "processor": processor()}
     settings = json.dumps(described, sort_keys=True, default=str)
     path = cache_dir() / "defaults_validation" / f"{hashlib.sha256(settings.encode()).hexdigest()[:16]}.json"
     if path.is_file():

@@ -37,7 +37,6 @@ import checkpoint_choice  # noqa: E402  (the same measures and rule)
 import continued_training  # noqa: E402  (the same continuation)
 import critic_validation  # noqa: E402
 
-from pianoacc_utils import generation  # noqa: E402
 from pianoacc_utils.common import project_root, write_atomic, write_json  # noqa: E402
 from pianoacc_utils.evaluation.critic import accuracy_cell  # noqa: E402
 
@@ -74,33 +73,16 @@ def judge(kind: str, songs: int) -> dict:
     if not training["finished"]:
         raise SystemExit(f"{training['run']}: not finished; train it first ({training['command']})")
     checkpoint = f"runs/continued/{training['run']}/best.keras"
-    overlap = generation.checkpoint_window(kind).overlap_bars
-    names = {c: (f"{kind}_{c}", f"{kind}_transposed_{c}") for c in CHORDS}
-    extra = {names[c][1]: (checkpoint, chords, {"overlap_bars": overlap})
-             for c, chords in CHORDS.items()}
-    bars = {"shipped": checkpoint_choice.quality_bar(kind, overlap),
-            "continued": checkpoint_choice.quality_bar(checkpoint, overlap)}
-    scratch = Path(critic_validation.cache_dir()) / "augmentation"
-    critic_validation.run("validation", songs, scratch, COMMAND, __file__, extra,
-                          arguments=("--judge", "--kind", kind))
-    critic_report = json.loads(scratch.with_suffix(".json").read_text())
-    systems = critic_report["systems"]
-    critic = {which: {c: {k: systems[names[c][i]][k]
-                          for k in ("accuracy", "accuracy_lo", "accuracy_hi", "critic")}
-                      for c in CHORDS}
-              for i, which in enumerate(("shipped", "continued"))}
     control = json.loads((project_root() / checkpoint_choice.TRAINING).read_text())[kind]
     losses = {"shipped": training["shipped"]["best_val_loss"],
               "continued": training["continued"]["best_val_loss"]}
-    accuracy = {w: {c: critic[w][c]["accuracy"] for c in CHORDS} for w in critic}
-    checks = {w: bars[w]["passed"] for w in bars}
-    judged = {
-        "validation_loss": {**losses, "control": control["continued"]["best_val_loss"],
-                            "control_epochs": control["continued"]["epochs"]},
-        "critic": critic, "quality_bar": bars, "overlap_bars": overlap,
-        "choice": checkpoint_choice.choose(accuracy["shipped"], accuracy["continued"],
-                                           losses, checks),
-    }
+    scratch = Path(critic_validation.cache_dir()) / "augmentation"
+    judged, critic_report = checkpoint_choice.judge_against_shipped(
+        kind, checkpoint, "transposed", losses, songs, scratch, COMMAND, __file__,
+        ("--judge", "--kind", kind))
+    judged = {"validation_loss": {**losses, "control": control["continued"]["best_val_loss"],
+                                  "control_epochs": control["continued"]["epochs"]},
+              **judged}
     entry["judged"] = judged
     report = {**json.loads(path.read_text()), kind: entry}
     report["critic_report"] = critic_report

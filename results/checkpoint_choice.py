@@ -116,6 +116,39 @@ def choose(
     return "continued" if mean(continued) < mean(shipped) - EQUAL_WITHIN else "shipped"
 
 
+def judge_against_shipped(
+    kind: str, checkpoint: str, label: str, losses: dict, songs: int, scratch: Path,
+    command: str, script: str, arguments: tuple[str, ...],
+) -> tuple[dict, dict]:
+    """``checkpoint`` (a model of ``kind`` other than the shipped one) measured against the
+    shipped ``kind`` on validation as :func:`decisions` measures, and the rule's choice:
+    both quality bars, the critic on the first ``songs`` validation songs (the shipped
+    model's systems and ``<kind>_<label>_<chords>``, each window primed as the shipped
+    model's; report in ``scratch`` .json and .md) and ``losses`` (``{"shipped",
+    "continued"}``, the caller's). ``script`` with ``arguments`` is re-run in a TensorFlow
+    process for the critic (:func:`critic_validation.run`), so everything before the critic
+    must be cached by then: the quality bars are. Returns (the judgement, the critic's
+    report)."""
+    overlap = generation.checkpoint_window(kind).overlap_bars
+    names = {c: (f"{kind}_{c}", f"{kind}_{label}_{c}") for c in CHORDS}
+    extra = {names[c][1]: (checkpoint, chords, {"overlap_bars": overlap})
+             for c, chords in CHORDS.items()}
+    bars = {"shipped": quality_bar(kind, overlap), "continued": quality_bar(checkpoint, overlap)}
+    critic_validation.run("validation", songs, scratch, command, script, extra,
+                          arguments=arguments)
+    critic_report = json.loads(scratch.with_suffix(".json").read_text())
+    systems = critic_report["systems"]
+    critic = {which: {c: {k: systems[names[c][i]][k]
+                          for k in ("accuracy", "accuracy_lo", "accuracy_hi", "critic")}
+                      for c in CHORDS}
+              for i, which in enumerate(("shipped", "continued"))}
+    accuracy = {w: {c: critic[w][c]["accuracy"] for c in CHORDS} for w in critic}
+    checks = {w: bars[w]["passed"] for w in bars}
+    judged = {"critic": critic, "quality_bar": bars, "overlap_bars": overlap,
+              "choice": choose(accuracy["shipped"], accuracy["continued"], losses, checks)}
+    return judged, critic_report
+
+
 def decisions(critic_report: dict, bars: dict) -> dict:
     """Per model kind: both validation losses, both critics per chord setting (with
     intervals), both quality bars (``bars``: kind -> shipped/continued ->

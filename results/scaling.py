@@ -356,6 +356,9 @@ def equal_time(n, d, loss, kind: str, speed: dict) -> dict:
     targets = {f"{size}, {hours:g} h": (parameters[size], hours * 3600 / speed[f"{kind}_{size}"])
                for hours in EQUAL_TIME_HOURS for size in SIZES}
     _, predictions = predict(n, d, loss, targets)
+    for hours in EQUAL_TIME_HOURS:
+        for size in SIZES:
+            predictions[f"{size}, {hours:g} h"].update(size=size, hours=hours)
     favoured = {
         f"{hours:g} h": min(SIZES, key=lambda size: predictions[f"{size}, {hours:g} h"]["predicted"])
         for hours in EQUAL_TIME_HOURS

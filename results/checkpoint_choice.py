@@ -134,8 +134,10 @@ def judge_against_shipped(
     extra = {names[c][1]: (checkpoint, chords, {"overlap_bars": overlap})
              for c, chords in CHORDS.items()}
     bars = {"shipped": quality_bar(kind, overlap), "continued": quality_bar(checkpoint, overlap)}
+    shipped = {name: system for name, system in critic_validation.SYSTEMS.items()
+               if system[0] == kind}  # the other kind's systems play no part
     critic_validation.run("validation", songs, scratch, command, script, extra,
-                          arguments=arguments)
+                          arguments=arguments, base=shipped)
     critic_report = json.loads(scratch.with_suffix(".json").read_text())
     systems = critic_report["systems"]
     critic = {which: {c: {k: systems[names[c][i]][k]

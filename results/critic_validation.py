@@ -231,11 +231,14 @@ def generate_timed(
 
 
 def generate(
-    songs: list[Segment], split: str = "validation", extra: dict | None = None
+    songs: list[Segment], split: str = "validation", extra: dict | None = None,
+    base: dict | None = None,
 ) -> dict[str, list[list[Note]]]:
-    """Every system of :data:`SYSTEMS`' accompaniment of every song, at the defaults, and
-    of each ``extra`` system (name -> checkpoint, chords, changes to the defaults)."""
-    systems = {name: (checkpoint, chords, {}) for name, (checkpoint, chords) in SYSTEMS.items()}
+    """Every system of ``base`` (default :data:`SYSTEMS`)' accompaniment of every song, at
+    the defaults, and of each ``extra`` system (name -> checkpoint, chords, changes to the
+    defaults)."""
+    base = SYSTEMS if base is None else base
+    systems = {name: (checkpoint, chords, {}) for name, (checkpoint, chords) in base.items()}
     systems.update(extra or {})
     return generate_timed(songs, systems, split)[0]
 
@@ -290,15 +293,16 @@ def markdown(report: dict) -> str:
 
 def run(
     split: str, count: int, out: Path, command: str, script: str, extra: dict | None = None,
-    arguments: tuple[str, ...] = (),
+    arguments: tuple[str, ...] = (), base: dict | None = None,
 ) -> None:
-    """Accompany the first ``count`` whole songs of ``split`` with every system of
-    :data:`SYSTEMS` and ``extra`` (:func:`generate`; cached), then, in a TensorFlow
-    process (``script --songs count`` with ``arguments``), run the critic and write
-    ``out`` .json and .md."""
+    """Accompany the first ``count`` whole songs of ``split`` with every system of ``base``
+    (default :data:`SYSTEMS`) and ``extra`` (:func:`generate`; cached), then, in a
+    TensorFlow process (``script --songs count`` with ``arguments``), run the critic and
+    write ``out`` .json and .md."""
+    base = SYSTEMS if base is None else base
     songs = whole_songs(count, split)
     log(f"{len(songs)} {split} songs, {sum(s.num_bars for s in songs)} bars")
-    systems = generate(songs, split, extra)
+    systems = generate(songs, split, extra, base)
     critic_in_tensorflow(script, count, *arguments)
     began = time.time()
     pieces = [critic.segment_piece(s) for s in songs]
@@ -315,7 +319,7 @@ def run(
         songs=[s.song_id for s in songs],
         bars=sum(s.num_bars for s in songs),
         systems={
-            **{name: {"checkpoint": c, "chords": h} for name, (c, h) in SYSTEMS.items()},
+            **{name: {"checkpoint": c, "chords": h} for name, (c, h) in base.items()},
             **{name: {"checkpoint": c, "chords": h, "changes": changes}
                for name, (c, h, changes) in (extra or {}).items()},
         },

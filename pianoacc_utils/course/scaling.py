@@ -143,8 +143,8 @@ def equal_time_table(report: Mapping[str, Any]) -> pd.DataFrame:
         timed = fit["equal_time"]
         for hours, favoured in timed["favoured"].items():
             row: dict[str, Any] = {
-                size: value["predicted"] for target, value in timed["predictions"].items()
-                for size, at in [target.split(", ")] if at == hours
+                value["size"]: value["predicted"] for value in timed["predictions"].values()
+                if f"{value['hours']:g} h" == hours
             }
             rows[(KIND_NAMES[kind], hours)] = {**row, "favoured": favoured}
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -161,7 +161,8 @@ def test_the_held_out_and_equal_time_tables_read_the_report():
             "predicted": 2.0, "interval_68": [1.95, 2.05], "interval_95": [1.9, 2.1],
             "measured": 2.2, "relative_error": -0.0909, "inside_68": False, "inside_95": False}}}
         fit["equal_time"] = {"favoured": {"1 h": "s", "10 h": "m"}, "predictions": {
-            f"{size}, {hours} h": {"predicted": loss} for size, hours, loss in (
+            f"{size}, {hours} h": {"predicted": loss, "size": size, "hours": float(hours)}
+            for size, hours, loss in (
                 ("s", 1, 2.0), ("m", 1, 2.1), ("s", 10, 1.9), ("m", 10, 1.7))}}
     held = held_out_table(report)
     assert held.loc[("FNet", "s, 41,000,000 tokens"), "95% interval"] == "1.900 to 2.100"

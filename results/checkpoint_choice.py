@@ -73,22 +73,26 @@ def continued_checkpoint(kind: str) -> Path | None:
     return best if epochs and done >= epochs and best.is_file() else None
 
 
-def quality_bar(checkpoint: str, overlap: int = critic_validation.LEGACY_OVERLAP) -> dict:
+def quality_bar(
+    checkpoint: str, overlap: int = critic_validation.LEGACY_OVERLAP, reranker: str | None = None
+) -> dict:
     """The quality bar's checks that ``checkpoint`` passes on :data:`SEGMENTS` validation
     segments from the melody alone, at the defaults, each window primed by ``overlap`` bars
     (by default those of the time this choice was made); counted over the checks the pianist
     of those segments passes, the others listed. Cached by the weights, the reranker, the
     package's source, the processor and the overlap (in the key only when not the legacy
-    one)."""
+    one). ``reranker``: the file of the reranker that chooses among candidates (``None``:
+    the shipped one)."""
     config = evaluation.EvaluationConfig(
         split="validation", segments=SEGMENTS, chords="estimated", copy_check=False,
-        critic=False, overlap_bars=overlap,
+        critic=False, overlap_bars=overlap, reranker=reranker,
     )
     weights = hashlib.sha1(generation.resolve_checkpoint(checkpoint).read_bytes()).hexdigest()
     legacy = overlap == critic_validation.LEGACY_OVERLAP
     described = json.dumps({"weights": weights, "config": {k: v for k, v in vars(config).items()
-                                                      if k != "overlap_bars" or not legacy},
-                            "reranker": critic_validation.reranker_digest(),
+                                                      if (k != "overlap_bars" or not legacy)
+                                                      and (k != "reranker" or v is not None)},
+                            "reranker": critic_validation.reranker_digest(reranker),
                             "package": package_fingerprint(),
                             "processor": critic_validation.processor()},
                            sort_keys=True, default=str)
@@ -118,7 +122,7 @@ def choose(
 
 def judge_against_shipped(
     kind: str, checkpoint: str, label: str, losses: dict, songs: int, scratch: Path,
-    command: str, script: str, arguments: tuple[str, ...],
+    command: str, script: str, arguments: tuple[str, ...], reranker: str | None = None,
 ) -> tuple[dict, dict]:
     """``checkpoint`` (a model of ``kind`` other than the shipped one) measured against the
     shipped ``kind`` on validation as :func:`decisions` measures, and the rule's choice:
@@ -128,12 +132,15 @@ def judge_against_shipped(
     "continued"}``, the caller's). ``script`` with ``arguments`` is re-run in a TensorFlow
     process for the critic (:func:`critic_validation.run`), so everything before the critic
     must be cached by then: the quality bars are. Returns (the judgement, the critic's
-    report)."""
+    report). ``reranker``: the file of the reranker that chooses among ``checkpoint``'s
+    candidates (``None``: the shipped one)."""
     overlap = generation.checkpoint_window(kind).overlap_bars
     names = {c: (f"{kind}_{c}", f"{kind}_{label}_{c}") for c in CHORDS}
-    extra = {names[c][1]: (checkpoint, chords, {"overlap_bars": overlap})
+    own = {"reranker": reranker} if reranker is not None else {}
+    extra = {names[c][1]: (checkpoint, chords, {"overlap_bars": overlap, **own})
              for c, chords in CHORDS.items()}
-    bars = {"shipped": quality_bar(kind, overlap), "continued": quality_bar(checkpoint, overlap)}
+    bars = {"shipped": quality_bar(kind, overlap),
+            "continued": quality_bar(checkpoint, overlap, reranker)}
     shipped = {name: system for name, system in critic_validation.SYSTEMS.items()
                if system[0] == kind}  # the other kind's systems play no part
     critic_validation.run("validation", songs, scratch, command, script, extra,

@@ -116,17 +116,33 @@ def validation_loss(checkpoint: str) -> float:
     return loss
 
 
-def judge(songs: int) -> dict:
+def out_path(reranker: Path | None, songs: int = checkpoint_choice.SONGS) -> Path:
+    """Where the judgement is written: :data:`OUT`, or beside it for a reranker of its own
+    or another number of songs."""
+    name = OUT.name if reranker is None else f"{OUT.name}_{reranker.stem}_reranker"
+    if songs != checkpoint_choice.SONGS:
+        name += f"_{songs}_songs"
+    return OUT.with_name(name)
+
+
+def judge(songs: int, reranker: Path | None = None) -> dict:
+    """The larger model against the shipped FNet, its candidates chosen by ``reranker``'s
+    trees (``None``: the shipped reranker's)."""
     source, state = saved_state()
     checkpoint = str(candidate(source, state))
     losses = {"shipped": round(validation_loss(KIND), 5),
               "continued": round(validation_loss(checkpoint), 5)}
     record = json.loads((campaign.RUNS / f"{KIND}_{SIZE}.json").read_text())
-    scratch = Path(critic_validation.cache_dir()) / "larger_model"
+    scratch = Path(critic_validation.cache_dir()) / out_path(reranker, songs).name
+    arguments = () if reranker is None else ("--reranker", str(reranker))
     judged, critic_report = checkpoint_choice.judge_against_shipped(
-        KIND, checkpoint, "larger", losses, songs, scratch, COMMAND, __file__, ())
+        KIND, checkpoint, "larger", losses, songs, scratch, COMMAND, __file__, arguments,
+        None if reranker is None else str(reranker))
     report = {
         "checkpoint": checkpoint,
+        "reranker": None if reranker is None else {
+            "file": str(reranker), "sha1": critic_validation.reranker_digest(reranker),
+            "report": f"results/reranker_{reranker.stem}.md"},
         "training": {"tokens": state["seen"], "steps": state["steps"],
                      "parameters": record["parameters"]["total"],
                      "record": f"results/scaling_runs/{KIND}_{SIZE}.json",
@@ -135,7 +151,7 @@ def judge(songs: int) -> dict:
         **judged,
         "critic_report": critic_report,
     }
-    write_json(OUT.with_suffix(".json"), report)
+    write_json(out_path(reranker, songs).with_suffix(".json"), report)
     return report
 
 
@@ -148,11 +164,18 @@ def markdown(report: dict) -> str:
                         f"{millions(shipped['tokens'])} tokens ({shipped['epochs']} epochs)"),
             ("continued", f"FNet `l`: {training['parameters'] / 1e6:.2f}M parameters, "
                           f"{millions(training['tokens'])} tokens ({training['steps']} steps)"))
+    own = report.get("reranker")
+    songs = len(settings["songs"])
+    command = COMMAND + (f" --reranker {own['file']}" if own else "")
+    if songs != checkpoint_choice.SONGS:
+        command += f" --songs {songs}"
+    json_path = out_path(Path(own["file"]) if own else None, songs).with_suffix(".json")
     lines = [
-        "# The larger FNet against the shipped one (validation split)",
+        "# The larger FNet against the shipped one (validation split)"
+        + (", each with a reranker of its own" if own else ""),
         "",
-        f"Written by `{COMMAND}`; `python results/larger_model.py --report` rewrites it from "
-        "`results/larger_model.json`. The larger model is the scaling campaign's FNet `l` "
+        f"Written by `{command}`; adding `--report` rewrites it from "
+        f"`{json_path}`. The larger model is the scaling campaign's FNet `l` "
         f"(`{training['record']}`) as its last sitting left it, written out as "
         f"`{report['checkpoint']}` (git-ignored). Measures as in `results/checkpoint_choice.md`: "
         "the teacher-forced loss on the whole validation split (nats per target token, both "
@@ -165,6 +188,11 @@ def markdown(report: dict) -> str:
         "most accurate of the three critics counts), every system sampled on "
         f"{sampled_on(settings.get('processor'))}. Test outputs play no part.",
         "",
+        *([f"The larger model's candidates are chosen by a reranker of its own, trained as "
+           "the shipped one but on the larger model's windows in place of the shipped models' "
+           f"(`{own['report']}`; trees in `{own['file']}`, git-ignored); the shipped FNet's by "
+           "the shipped reranker (`results/reranker.md`). The same model with the shipped "
+           "reranker: `results/larger_model.md`.", ""] if own else []),
         "| model | validation loss | checks passed | critic, melody only | critic, lead sheet |",
         "|---|---|---|---|---|",
     ]
@@ -183,11 +211,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--songs", type=int, default=checkpoint_choice.SONGS,
                         help=f"validation songs for the critic (default {checkpoint_choice.SONGS})")
-    parser.add_argument("--report", action="store_true", help=f"only rewrite {OUT}.md")
+    parser.add_argument("--reranker", type=Path, default=None,
+                        help="choose the larger model's candidates with this reranker's trees "
+                             "(results/reranker.py --checkpoint) instead of the shipped one's")
+    parser.add_argument("--report", action="store_true", help="only rewrite the .md")
     args = parser.parse_args()
-    report = json.loads(OUT.with_suffix(".json").read_text()) if args.report else judge(args.songs)
-    write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
-    critic_validation.log(f"wrote {OUT}.json and .md")
+    out = out_path(args.reranker, args.songs)
+    report = (json.loads(out.with_suffix(".json").read_text()) if args.report
+              else judge(args.songs, args.reranker))
+    write_atomic(out.with_suffix(".md"), markdown(report).encode())
+    critic_validation.log(f"wrote {out}.json and .md")
 
 
 if __name__ == "__main__":

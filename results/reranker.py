@@ -77,15 +77,41 @@ TREES = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=15, early_stopping=
              class_weight="balanced", random_state=0)
 """``HistGradientBoostingClassifier`` settings: the critic's trees (200 instead of 100)
 with the two classes weighted equally (a pianist's window against five others')."""
+SHOWN = ("notes_per_beat", "notes_per_onset", "duration_median", "velocity_mean",
+         "top_pitch", "bass_pitch")
+"""Features whose mean per kind of window the report shows (what the critic has found to
+give the models away: density, breaking of chords, length, loudness, register)."""
 COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/reranker.py"
+
+
+def window_means(features: np.ndarray, counts: dict) -> dict[str, dict[str, float]]:
+    """The mean of each :data:`SHOWN` feature over each kind of window (``counts`` gives the
+    kinds in the order of ``features``' rows, as :func:`windows` returns them); a window
+    without the feature (no note, so no duration) is left out of its mean."""
+    columns = [feature_names().index(name) for name in SHOWN]
+    means, first = {}, 0
+    for name, count in counts.items():
+        block = features[first : first + count][:, columns]
+        means[name] = {f: round(float(v), 3) for f, v in zip(SHOWN, np.nanmean(block, axis=0))}
+        first += count
+    return means
 OUT = Path(__file__).resolve().parent / "reranker"
 
 
+def model_systems(checkpoint: str) -> dict[str, tuple[str, str]]:
+    """The windows a reranker for one model learns from in place of :data:`SYSTEMS`: that
+    FNet checkpoint from the melody alone and with the annotated chords."""
+    return {f"{name}_{Path(checkpoint).parent.name}": (checkpoint, chords)
+            for name, chords in (("fnet_melody_only", "estimated"), ("fnet_lead_sheet", "annotated"))}
+
+
 def windows(
-    count: int, base: Path | None = None
+    count: int, base: Path | None = None, systems: dict[str, tuple[str, str]] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Features, labels (1: the pianist) and songs of every window, and window counts;
-    with ``base`` (a reranker's file), the second round's windows too."""
+    with ``base`` (a reranker's file), the second round's windows too; ``systems`` in
+    place of :data:`SYSTEMS`."""
+    systems = SYSTEMS if systems is None else systems
     songs = whole_songs(count, "train")
     log(f"{len(songs)} training songs, {sum(s.num_bars for s in songs)} bars")
     pieces = [critic.segment_piece(s) for s in songs]
@@ -97,10 +123,10 @@ def windows(
         "pianist_jittered": [critic.jittered(p.pianist, rng) for p in pieces],
     }
     rounds = ROUND_TWO_SYSTEMS if base is not None else {}
-    for name in [*SYSTEMS, *others, *rounds]:
+    for name in [*systems, *others, *rounds]:
         used = pieces
-        if name in SYSTEMS:
-            notes = accompany_songs(songs, "train", name, *SYSTEMS[name],
+        if name in systems:
+            notes = accompany_songs(songs, "train", name, *systems[name],
                                    {"candidates": 1, "overlap_bars": LEGACY_OVERLAP})
         elif name in rounds:
             used = pieces[:ROUND_TWO_SONGS]
@@ -123,12 +149,18 @@ def main() -> None:
                         help="a second round, over the first round's reranker in this file")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the trees (default: the shipped file)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="learn from this FNet checkpoint's windows in place of the "
+                             "shipped models' (write it with --out elsewhere)")
     args = parser.parse_args()
+    if args.checkpoint is not None and args.out is None:
+        parser.error("--checkpoint needs --out: the shipped reranker is the shipped models'")
+    systems = SYSTEMS if args.checkpoint is None else model_systems(args.checkpoint)
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
-    features, labels, groups, counts = windows(args.songs, args.base)
+    features, labels, groups, counts = windows(args.songs, args.base, systems)
     began = time.time()
     model = HistGradientBoostingClassifier(**TREES)
     held_out = cross_val_predict(model, features, labels, groups=groups, cv=GroupKFold(5),
@@ -143,19 +175,26 @@ def main() -> None:
     path = args.out or shipped
     reranker.save(path)
     out = OUT if args.base is None else OUT.with_name("reranker_round2")
-    if args.base is None and path.resolve() != shipped.resolve():
+    if args.checkpoint is not None:  # one model's own reranker: its report beside the others
+        out = OUT.with_name(f"reranker_{path.stem}")
+    elif args.base is None and path.resolve() != shipped.resolve():
         out = path.with_suffix("")  # a first round elsewhere: the shipped one's report stays
     command = COMMAND
     if args.base is not None:
         command += f" --base {relative(args.base)}"
     if args.out is not None:
         command += f" --out {relative(args.out)}"
+    if args.checkpoint is not None:
+        command += f" --checkpoint {args.checkpoint}"
     report = {
-        "command": command, "songs": args.songs, "systems": SYSTEMS, "windows": counts,
+        "command": command, "songs": args.songs, "systems": systems, "windows": counts,
         "trees": TREES, "held_out_accuracy": round(accuracy, 4), "held_out_auc": round(auc, 4),
         "nodes": int(len(reranker.trees.feature)), "numpy_against_sklearn": gap,
         "seconds": round(time.time() - began, 1), "file": relative(path),
+        "means": window_means(features, counts),
     }
+    if args.checkpoint is not None:
+        report["checkpoint"] = args.checkpoint
     if args.base is not None:
         report.update(base=relative(args.base), round_two_songs=ROUND_TWO_SONGS,
                       round_two_systems=ROUND_TWO_SYSTEMS)
@@ -184,14 +223,27 @@ def relative(path: Path) -> str:
         return str(path)
 
 
+def means_table(means: dict | None) -> str:
+    """The report's table of feature means per kind of window ('' for reports without)."""
+    if not means:
+        return ""
+    rows = ["| windows | " + " | ".join(SHOWN) + " |", "|---|" + "---|" * len(SHOWN)]
+    rows += [f"| {name} | " + " | ".join(f"{v:.3g}" for v in values.values()) + " |"
+             for name, values in means.items()]
+    return ("Means over each kind of window (units: `generation.critic_features`; notes per "
+            "beat, notes per onset, beats, MIDI velocity, MIDI pitch):\n\n"
+            + "\n".join(rows) + "\n\n")
+
+
 def markdown(report: dict) -> str:
     counts = report["windows"]
     return (
         "# The reranker\n\n"
         f"Written by `{report['command']}`; the trees are in `{report['file']}`.\n\n"
         f"Gradient-boosted trees over the critic's named features of 2-bar windows, trained to "
-        f"tell the pianist ({counts['pianist']} windows) from the shipped models and two "
-        "controls: "
+        f"tell the pianist ({counts['pianist']} windows) from "
+        + ("the shipped models" if "checkpoint" not in report else
+           f"one model, `{report['checkpoint']}`,") + " and two controls: "
         + ", ".join(f"{name} ({n} windows)" for name, n in counts.items()
                     if name != "pianist" and name not in report.get("round_two_systems", {}))
         + f" on the first {report['songs']} whole songs of the **training** split, accompanied "
@@ -201,10 +253,14 @@ def markdown(report: dict) -> str:
         "| measure, 5 folds grouped by song | value |\n|---|---|\n"
         f"| accuracy on held-out songs | {report['held_out_accuracy']:.3f} |\n"
         f"| AUC on held-out songs | {report['held_out_auc']:.3f} |\n\n"
+        + means_table(report.get("means")) +
         f"{report['nodes']} tree nodes; the NumPy evaluation of `generation.rerank` differs "
         f"from scikit-learn's by at most {report['numpy_against_sklearn']:.1e} in log-odds. "
         + ("Whether it replaces the first round is decided on validation: "
            "`results/critic_rerank_rounds.md`.\n" if "base" in report else
+           "Whether that model with this reranker would ship is decided on validation: "
+           f"`results/larger_model_{Path(report['file']).stem}_reranker.md`.\n"
+           if "checkpoint" in report else
            "How many candidates it chooses among is decided on validation: "
            "`results/critic_rerank.md`.\n")
     )

@@ -1,0 +1,62 @@
+"""The rules by which scripts in ``results/`` choose, on made-up measurements."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(RESULTS))
+    try:
+        import checkpoint_choice
+        import reranker
+    finally:
+        sys.path.remove(str(RESULTS))
+    return checkpoint_choice, reranker
+
+
+SHIPPED = {"melody_only": 0.60, "lead_sheet": 0.58}
+LOSSES = {"shipped": 1.63, "continued": 1.59}
+CHECKS = {"shipped": 17, "continued": 17}
+
+
+@pytest.mark.parametrize(
+    ("continued", "losses", "checks", "chosen"),
+    [
+        ({"melody_only": 0.55, "lead_sheet": 0.56}, LOSSES, CHECKS, "continued"),
+        # lower by no more than the margin on the mean of the two: a tie keeps the shipped
+        ({"melody_only": 0.595, "lead_sheet": 0.575}, LOSSES, CHECKS, "shipped"),
+        # much better from the melody alone, worse by more than the margin with a lead sheet
+        ({"melody_only": 0.50, "lead_sheet": 0.60}, LOSSES, CHECKS, "shipped"),
+        # the critic prefers it, but its loss is not lower, or it passes fewer checks
+        ({"melody_only": 0.55, "lead_sheet": 0.56}, {"shipped": 1.59, "continued": 1.59},
+         CHECKS, "shipped"),
+        ({"melody_only": 0.55, "lead_sheet": 0.56}, LOSSES,
+         {"shipped": 17, "continued": 16}, "shipped"),
+    ],
+)
+def test_a_model_replaces_the_shipped_one_only_when_every_measure_agrees(
+    scripts, continued, losses, checks, chosen
+):
+    checkpoint_choice, _ = scripts
+    assert checkpoint_choice.choose(SHIPPED, continued, losses, checks) == chosen
+
+
+def test_the_reranker_report_averages_each_kind_of_window_apart(scripts):
+    _, reranker = scripts
+    names = reranker.feature_names()
+    features = np.zeros((5, len(names)))
+    column = names.index("duration_median")
+    features[:2, column] = [0.8, 1.0]  # two pianist windows
+    features[2:, column] = [0.4, 0.5, 0.6]  # three of a model
+    means = reranker.window_means(features, {"pianist": 2, "model": 3})
+    assert means["pianist"]["duration_median"] == pytest.approx(0.9)
+    assert means["model"]["duration_median"] == pytest.approx(0.5)
+    assert set(means["model"]) == set(reranker.SHOWN)

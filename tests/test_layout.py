@@ -189,8 +189,9 @@ def test_key_estimation_sits_with_harmony():
 
 
 PROJECT_TESTS = {"test_project.py", "test_layout.py", "test_readme.py", "test_pins.py",
-                 "test_benchmarks.py"}
-"""Test files of the project as a whole (dependencies, layout, README, pins, benchmarks)."""
+                 "test_benchmarks.py", "test_results.py"}
+"""Test files of the project as a whole (dependencies, layout, README, pins, benchmarks, the
+rules by which the scripts of ``results/`` choose)."""
 
 
 def test_tests_are_laid_out_as_the_package():

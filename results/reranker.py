@@ -82,6 +82,7 @@ SHOWN = ("notes_per_beat", "notes_per_onset", "duration_median", "velocity_mean"
 """Features whose mean per kind of window the report shows (what the critic has found to
 give the models away: density, breaking of chords, length, loudness, register)."""
 COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/reranker.py"
+OUT = Path(__file__).resolve().parent / "reranker"
 
 
 def window_means(features: np.ndarray, counts: dict) -> dict[str, dict[str, float]]:
@@ -95,7 +96,6 @@ def window_means(features: np.ndarray, counts: dict) -> dict[str, dict[str, floa
         means[name] = {f: round(float(v), 3) for f, v in zip(SHOWN, np.nanmean(block, axis=0))}
         first += count
     return means
-OUT = Path(__file__).resolve().parent / "reranker"
 
 
 def model_systems(checkpoint: str) -> dict[str, tuple[str, str]]:

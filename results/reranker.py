@@ -224,12 +224,14 @@ def relative(path: Path) -> str:
 
 
 def means_table(means: dict | None) -> str:
-    """The report's table of feature means per kind of window ('' for reports without)."""
+    """The report's table of feature means per kind of window, the pianist's first, columns
+    in :data:`SHOWN`'s order whatever the order of the report's keys ('' for reports
+    without)."""
     if not means:
         return ""
     rows = ["| windows | " + " | ".join(SHOWN) + " |", "|---|" + "---|" * len(SHOWN)]
-    rows += [f"| {name} | " + " | ".join(f"{v:.3g}" for v in values.values()) + " |"
-             for name, values in means.items()]
+    rows += [f"| {name} | " + " | ".join(f"{means[name][f]:.3g}" for f in SHOWN) + " |"
+             for name in sorted(means, key=lambda name: name != "pianist")]
     return ("Means over each kind of window (units: `generation.critic_features`; notes per "
             "beat, notes per onset, beats, MIDI velocity, MIDI pitch):\n\n"
             + "\n".join(rows) + "\n\n")
@@ -258,8 +260,8 @@ def markdown(report: dict) -> str:
         f"from scikit-learn's by at most {report['numpy_against_sklearn']:.1e} in log-odds. "
         + ("Whether it replaces the first round is decided on validation: "
            "`results/critic_rerank_rounds.md`.\n" if "base" in report else
-           "Whether that model with this reranker would ship is decided on validation: "
-           f"`results/larger_model_{Path(report['file']).stem}_reranker.md`.\n"
+           "Whether that model with this reranker would ship is decided on validation by "
+           f"`results/larger_model.py --reranker {report['file']}`.\n"
            if "checkpoint" in report else
            "How many candidates it chooses among is decided on validation: "
            "`results/critic_rerank.md`.\n")

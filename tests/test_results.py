@@ -60,3 +60,16 @@ def test_the_reranker_report_averages_each_kind_of_window_apart(scripts):
     assert means["pianist"]["duration_median"] == pytest.approx(0.9)
     assert means["model"]["duration_median"] == pytest.approx(0.5)
     assert set(means["model"]) == set(reranker.SHOWN)
+
+
+def test_the_means_table_keeps_its_columns_when_the_report_is_read_back(scripts):
+    _, reranker = scripts
+    means = {"pianist": dict.fromkeys(reranker.SHOWN, 1.0), "model": dict.fromkeys(reranker.SHOWN, 2.0)}
+    means["model"]["duration_median"] = 0.5
+    written = {name: dict(sorted(values.items())) for name, values in sorted(means.items())}
+    rows = reranker.means_table(written).splitlines()
+    header = rows[2].strip("|").split("|")
+    model = rows[5].strip("|").split("|")
+    assert [cell.strip() for cell in header[1:]] == list(reranker.SHOWN)
+    assert model[0].strip() == "model" and rows[4].startswith("| pianist |")
+    assert model[1 + reranker.SHOWN.index("duration_median")].strip() == "0.5"

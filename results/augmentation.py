@@ -1,8 +1,8 @@
 """Data augmentation as a lever: a shipped model trained on with its data in more keys, judged on validation.
 
     .venv/bin/python results/augmentation.py [--kind fnet] [--transpose 2] [--epochs 1]
-    KERAS_BACKEND=jax .venv/bin/python results/augmentation.py --judge [--songs N]
-    .venv/bin/python results/augmentation.py --report
+    KERAS_BACKEND=jax .venv/bin/python results/augmentation.py --judge [--songs N] [--reranker FILE]
+    .venv/bin/python results/augmentation.py --report [--songs N] [--reranker FILE]
 
 The shipped models saw each training song in its own key only (``transpositions [0]``).
 The first command trains ``kind`` on from its shipped weights, as
@@ -21,7 +21,9 @@ the same whole validation songs (the cache of ``results/critic_validation.py`` i
 the defaults, each window primed as the shipped model's are. The rule of
 :func:`checkpoint_choice.choose` says whether the run would ship in place of the shipped
 model; what it adds over training on without transposing is read against the control's loss.
-Writes ``results/augmentation.json`` and ``.md``.
+Writes ``results/augmentation.json`` and ``.md``; with ``--reranker FILE`` (trees trained on
+the transposed run's own samples, ``results/reranker.py --checkpoint``) or another number
+of songs, a report beside them (:func:`out_path`).
 """
 
 from __future__ import annotations
@@ -64,11 +66,23 @@ def train(kind: str, transpose: int, epochs: int, warmup: int) -> dict:
     return report
 
 
-def judge(kind: str, songs: int) -> dict:
+def out_path(reranker: Path | None, songs: int = critic_validation.SONGS) -> Path:
+    """Where a judgement is written: :data:`OUT`, or beside it for a reranker of the
+    transposed run's own (``results/reranker.py --checkpoint``) or another number of songs."""
+    name = OUT.name if reranker is None else f"{OUT.name}_{reranker.stem}_reranker"
+    if songs != critic_validation.SONGS:
+        name += f"_{songs}_songs"
+    return OUT.with_name(name)
+
+
+def judge(kind: str, songs: int, reranker: Path | None = None) -> dict:
     """The validation measures of the shipped model and the finished transposed run, and
-    the rule's choice between them (``augmentation.json``'s ``kind`` entry, ``judged``)."""
-    path = OUT.with_suffix(".json")
-    entry = json.loads(path.read_text())[kind]
+    the rule's choice between them (``augmentation.json``'s ``kind`` entry, ``judged``;
+    with ``reranker``, the file of trees that chooses among the transposed run's
+    candidates, or another number of ``songs``, a report of its own: :func:`out_path`)."""
+    path = out_path(reranker, songs).with_suffix(".json")
+    entry = json.loads(OUT.with_suffix(".json").read_text())[kind]
+    entry = {"training": entry["training"]}
     training = entry["training"]
     if not training["finished"]:
         raise SystemExit(f"{training['run']}: not finished; train it first ({training['command']})")
@@ -76,16 +90,23 @@ def judge(kind: str, songs: int) -> dict:
     control = json.loads((project_root() / checkpoint_choice.TRAINING).read_text())[kind]
     losses = {"shipped": training["shipped"]["best_val_loss"],
               "continued": training["continued"]["best_val_loss"]}
-    scratch = Path(critic_validation.cache_dir()) / "augmentation"
+    scratch = Path(critic_validation.cache_dir()) / out_path(reranker, songs).name
+    arguments = ("--judge", "--kind", kind)
+    if reranker is not None:
+        arguments += ("--reranker", str(reranker))
     judged, critic_report = checkpoint_choice.judge_against_shipped(
-        kind, checkpoint, "transposed", losses, songs, scratch, COMMAND, __file__,
-        ("--judge", "--kind", kind))
+        kind, checkpoint, "transposed", losses, songs, scratch, COMMAND, __file__, arguments,
+        None if reranker is None else str(reranker))
     judged = {"validation_loss": {**losses, "control": control["continued"]["best_val_loss"],
                                   "control_epochs": control["continued"]["epochs"]},
               **judged}
     entry["judged"] = judged
-    report = {**json.loads(path.read_text()), kind: entry}
-    report["critic_report"] = critic_report
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    report = {**previous, kind: entry, "critic_report": critic_report}
+    if reranker is not None:
+        report["reranker"] = {"file": str(reranker),
+                              "sha1": critic_validation.reranker_digest(reranker),
+                              "report": f"results/reranker_{reranker.stem}.md"}
     write_json(path, report)
     return report
 
@@ -100,11 +121,17 @@ def sampled_on(processor: dict | None) -> str:
 
 def markdown(report: dict) -> str:
     settings = report["critic_report"]["settings"]
+    own = report.get("reranker")
+    songs = len(settings["songs"])
+    options = (f" --reranker {own['file']}" if own else "") + (
+        f" --songs {songs}" if songs != critic_validation.SONGS else "")
+    json_path = out_path(Path(own["file"]) if own else None, songs).with_suffix(".json")
     lines = [
-        "# Data augmentation: the shipped model trained on in more keys (validation split)",
+        "# Data augmentation: the shipped model trained on in more keys (validation split)"
+        + (", each with a reranker of its own" if own else ""),
         "",
-        f"Written by `{COMMAND}` after the training command below; "
-        "`python results/augmentation.py --report` rewrites it from `results/augmentation.json`. "
+        f"Written by `{COMMAND}{options}` after the training command below; "
+        f"`python results/augmentation.py --report{options}` rewrites it from `{json_path}`. "
         f"Measures as in `results/checkpoint_choice.md`: the best teacher-forced validation loss "
         f"(whole validation split, nats per token), the quality bar's checks "
         f"({checkpoint_choice.SEGMENTS} validation segments of 32 bars, melody only; the checks "
@@ -114,12 +141,17 @@ def markdown(report: dict) -> str:
         "accurate of the three critics counts), every system sampled on "
         f"{sampled_on(settings.get('processor'))}. Test outputs play no part.",
         "",
+        *([f"The transposed run's candidates are chosen by a reranker of its own, trained as "
+           "the shipped one but on the transposed run's windows in place of the shipped "
+           f"models' (`{own['report']}`; trees in `{own['file']}`, git-ignored); the shipped "
+           "model's by the shipped reranker (`results/reranker.md`). The same run with the "
+           "shipped reranker: `results/augmentation.md`.", ""] if own else []),
         "| model | training | validation loss | checks passed | critic, melody only "
         "| critic, lead sheet |",
         "|---|---|---|---|---|---|",
     ]
     for kind, entry in report.items():
-        if kind == "critic_report" or "judged" not in entry:
+        if kind in ("critic_report", "reranker") or "judged" not in entry:
             continue
         training, judged = entry["training"], entry["judged"]
         loss, critic, bar = judged["validation_loss"], judged["critic"], judged["quality_bar"]
@@ -163,13 +195,18 @@ def main() -> None:
     parser.add_argument("--judge", action="store_true", help="measure the finished run on validation")
     parser.add_argument("--songs", type=int, default=critic_validation.SONGS,
                         help=f"validation songs for the critic (default {critic_validation.SONGS})")
+    parser.add_argument("--reranker", type=Path, default=None,
+                        help="with --judge or --report: choose the transposed run's candidates "
+                             "with this reranker's trees (results/reranker.py --checkpoint) "
+                             "instead of the shipped one's")
     parser.add_argument("--report", action="store_true", help=f"only rewrite {OUT}.md")
     args = parser.parse_args()
     if args.report or args.judge:
-        report = (judge(args.kind, args.songs) if args.judge
-                  else json.loads(OUT.with_suffix(".json").read_text()))
-        write_atomic(OUT.with_suffix(".md"), markdown(report).encode())
-        critic_validation.log(f"wrote {OUT}.json and .md")
+        out = out_path(args.reranker, args.songs)
+        report = (judge(args.kind, args.songs, args.reranker) if args.judge
+                  else json.loads(out.with_suffix(".json").read_text()))
+        write_atomic(out.with_suffix(".md"), markdown(report).encode())
+        critic_validation.log(f"wrote {out}.json and .md")
         return
     if args.transpose < 1:
         raise SystemExit(f"--transpose {args.transpose}: expected 1 or more semitones")

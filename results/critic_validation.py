@@ -181,11 +181,11 @@ def accompany_songs(
     ``chord_spans`` (a song's chord spans) replaces the chord source; ``chords`` then
     names it (in the cache's folder name: one name per way of finding chords).
     ``reranker``: the file of the reranker that chooses among candidates (``None``: the
-    shipped one); a ``"reranker"`` among ``changes`` names it too (so a system of
+    model's own where it has one, else the shipped one: ``generation.reranker_file``); a ``"reranker"`` among ``changes`` names it too (so a system of
     :func:`generate` can carry its own)."""
     changes = dict(changes or {})
     reranker = changes.pop("reranker", reranker)
-    reranker = None if reranker is None else Path(reranker)
+    reranker = generation.reranker_file(checkpoint) if reranker is None else Path(reranker)
     key = generation_key(checkpoint, chords, changes, reranker)
     missing = [s for s in songs if not cached_path(key, split, s.song_id).is_file()]
     if missing:

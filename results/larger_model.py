@@ -96,11 +96,12 @@ def candidate(source: Path, state: dict) -> Path:
     return model_path
 
 
-def validation_loss(checkpoint: str) -> float:
-    """``checkpoint``'s loss on the whole validation split (nats per target token), as the
-    campaign measures it; cached by the weights."""
+def validation_loss(checkpoint: str, split: str = "validation") -> float:
+    """``checkpoint``'s loss on the whole validation split (or ``split``; nats per target
+    token), as the campaign measures it; cached by the weights."""
     weights = hashlib.sha1(generation.resolve_checkpoint(checkpoint).read_bytes()).hexdigest()
-    path = cache_dir() / "larger_model" / f"loss-{weights[:16]}.json"
+    name = f"loss-{weights[:16]}" if split == "validation" else f"loss-{split}-{weights[:16]}"
+    path = cache_dir() / "larger_model" / f"{name}.json"
     if path.is_file():
         return json.loads(path.read_text())["loss"]
     import keras
@@ -110,8 +111,8 @@ def validation_loss(checkpoint: str) -> float:
 
     model = keras.saving.load_model(generation.resolve_checkpoint(checkpoint), compile=False)
     compile_model(model, campaign.SETTINGS)
-    split = load_split(prepare(campaign.SMALL.prepare, progress=False), "validation")
-    loss = campaign.scaling.validation_loss(model, campaign.batches(split, model.config, False))
+    data = load_split(prepare(campaign.SMALL.prepare, progress=False), split)
+    loss = campaign.scaling.validation_loss(model, campaign.batches(data, model.config, False))
     write_json(path, {"checkpoint": checkpoint, "loss": loss})
     return loss
 

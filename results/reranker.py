@@ -98,6 +98,15 @@ def window_means(features: np.ndarray, counts: dict) -> dict[str, dict[str, floa
     return means
 
 
+def judged_by(checkpoint: str) -> str:
+    """The command that judges ``checkpoint`` against the shipped model on validation: a
+    run trained on in more keys (``runs/continued/``) by ``results/augmentation.py``, the
+    scaling campaign's FNet ``l`` by ``results/larger_model.py``."""
+    if Path(checkpoint).parts[:2] == ("runs", "continued"):
+        return "results/augmentation.py --judge --songs 40"
+    return "results/larger_model.py"
+
+
 def model_systems(checkpoint: str) -> dict[str, tuple[str, str]]:
     """The windows a reranker for one model learns from in place of :data:`SYSTEMS`: that
     FNet checkpoint from the melody alone and with the annotated chords."""
@@ -261,7 +270,7 @@ def markdown(report: dict) -> str:
         + ("Whether it replaces the first round is decided on validation: "
            "`results/critic_rerank_rounds.md`.\n" if "base" in report else
            "Whether that model with this reranker would ship is decided on validation by "
-           f"`results/larger_model.py --reranker {report['file']}`.\n"
+           f"`{judged_by(report['checkpoint'])} --reranker {report['file']}`.\n"
            if "checkpoint" in report else
            "How many candidates it chooses among is decided on validation: "
            "`results/critic_rerank.md`.\n")

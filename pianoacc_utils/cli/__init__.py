@@ -192,8 +192,9 @@ def _accompany_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", type=Path, required=True, help="arrangement MIDI to write")
     parser.add_argument(
         "--checkpoint", default="fnet",
-        help="fnet or transformer (shipped models), a .keras file or a training folder "
-        "(default fnet)",
+        help="fnet or transformer (the shipped models), fnet-l (the shipped 6.9M-parameter "
+        "FNet: slower, a little less often told from the pianist on validation), a .keras file "
+        "or a training folder (default fnet)",
     )
     parser.add_argument(
         "--temperature", type=float, default=DEFAULT_TEMPERATURE,
@@ -285,6 +286,7 @@ def _accompany(args: argparse.Namespace) -> None:
         model, [melody], sampling, window, chords=[chords], release=args.release,
         hanging_beats=args.hanging_beats, compound=args.compound, decoder=decoder,
         candidates=args.candidates,
+        reranker=generation.checkpoint_reranker(args.checkpoint) if args.candidates > 1 else None,
     )
     generated = clock.lap_decoding(decoder.timings)["wall"]
     write_arrangement(melody, notes, args.out)

@@ -38,7 +38,8 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PATH",
-        help="a .keras file, a training folder, or a shipped model (fnet, transformer); repeatable",
+        help="a .keras file, a training folder, or a shipped model (fnet, transformer, fnet-l); "
+        "repeatable",
     )
     parser.add_argument("--segments", type=int, help="evaluate N segments spread over the split")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))

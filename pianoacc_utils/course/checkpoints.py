@@ -10,6 +10,10 @@ from pianoacc_utils import training
 from pianoacc_utils.common import PianoaccError, project_root
 from pianoacc_utils.generation.checkpoints import PRETRAINED
 
+COURSE_MODELS = ("fnet", "transformer")
+"""The model kinds the notebooks train and compare (the shipped ``fnet-l`` is an FNet of
+another size: ``pianoacc accompany --checkpoint fnet-l``)."""
+
 
 def find_checkpoint(
     kind: str,
@@ -26,8 +30,8 @@ def find_checkpoint(
     about a minute on a CPU). ``None`` there, or no ``runs_dir``, turns that last
     step into a :class:`PianoaccError` naming what is missing.
     """
-    if kind not in PRETRAINED:
-        raise PianoaccError(f"model kind {kind!r}: expected one of {', '.join(PRETRAINED)}")
+    if kind not in COURSE_MODELS:
+        raise PianoaccError(f"model kind {kind!r}: expected one of {', '.join(COURSE_MODELS)}")
     run = Path(runs_dir) / kind if runs_dir is not None else None
     if run is not None and (run / "best.keras").is_file():
         return run / "best.keras"

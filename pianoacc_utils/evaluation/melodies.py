@@ -166,8 +166,9 @@ def evaluate_melodies(
     accompany`` would one by one; ``sampling`` defaults to ``SamplingConfig()``.
     The model plays to chords estimated from each melody (``chords="estimated"``,
     as ``pianoacc accompany`` does by default) or to none (``"none"``); ``release``,
-    ``hanging_beats``, ``candidates`` and ``reranker`` as in ``generation.accompany``, ``compound`` as in
-    ``generation.accompany_melodies``; ``overlap_bars`` as in ``generation.WindowConfig``
+    ``hanging_beats``, ``candidates`` and ``reranker`` as in ``generation.accompany``
+    (``reranker`` ``None``: the checkpoint's own, ``generation.reranker_file``), ``compound``
+    as in ``generation.accompany_melodies``; ``overlap_bars`` as in ``generation.WindowConfig``
     (``None``: the model's default).
     With ``out_dir`` each arrangement (melody + PIANO) is written there as
     ``<melody name>.mid``. Returns a JSON-ready dict (NaN as ``None``):
@@ -200,7 +201,8 @@ def evaluate_melodies(
         hanging_beats=hanging_beats,
         compound=compound,
         candidates=candidates,
-        reranker=reranker,
+        reranker=(generation.checkpoint_reranker(checkpoint)
+                  if reranker is None and candidates > 1 else reranker),
     )
     seconds = time.perf_counter() - began
     rows = []

@@ -224,7 +224,8 @@ class EvaluationConfig:
     (``generation.release_notes``), those the decoder never ended after at most
     ``hanging_beats`` beats. ``candidates``: windows sampled per window, of which the
     reranker keeps the one most like the pianist (``generation.rerank``; 1: no
-    reranking); ``reranker``: that reranker's file (``None``: the shipped one).
+    reranking); ``reranker``: that reranker's file (``None``: the model's own where it has
+    one, else the shipped one: ``generation.reranker_file``).
     ``overlap_bars``: bars of each window primed by the accompaniment already made
     (``generation.WindowConfig``; ``None``: the model's default,
     ``generation.default_window``). ``compound``: how melody files' compound bars are
@@ -354,7 +355,9 @@ def generate_for_segments(
     window = config_window(window, config)
     sampling = config.sampling()
     decoder = generation.CachedDecoder(model, sampling)
-    reranker = None if config.reranker is None else generation.Reranker.load(config.reranker)
+    reranker = (None if config.candidates == 1
+                else generation.checkpoint_reranker(checkpoint) if config.reranker is None
+                else generation.Reranker.load(config.reranker))
     results: list[list[Note]] = []
     for first in range(0, len(segments), config.batch_size):
         batch = segments[first : first + config.batch_size]

@@ -40,11 +40,14 @@ from pianoacc_utils.generation.accompany import (
     window_arrays,
 )
 from pianoacc_utils.generation.checkpoints import (
+    OWN_RERANKER,
     PRETRAINED,
+    checkpoint_reranker,
     checkpoint_window,
     default_window,
     load_checkpoint,
     pretrained_dir,
+    reranker_file,
     resolve_checkpoint,
 )
 from pianoacc_utils.generation.decoder import (

@@ -21,9 +21,17 @@ from pianoacc_utils.backends.loading import weights_from_file
 from pianoacc_utils.common import PianoaccError, project_root
 from pianoacc_utils.defaults import WINDOW_NEW_BARS
 from pianoacc_utils.generation.accompany import WindowConfig
+from pianoacc_utils.generation.rerank import RERANKER_FILE, Reranker, shipped_reranker
 
-PRETRAINED = {"fnet": "fnet", "transformer": "transformer"}
-"""Names accepted by :func:`load_checkpoint` for the models shipped in ``pretrained/``."""
+PRETRAINED = {"fnet": "fnet", "transformer": "transformer", "fnet-l": "fnet_l"}
+"""Names accepted by :func:`load_checkpoint` for the models shipped in ``pretrained/``:
+the two 1M-parameter models of the course and ``fnet-l``, the 6.9M-parameter FNet of the
+scaling campaign (``docs/training.md``), slower but ahead on validation by the rule the
+shipped models were chosen by (``results/larger_model_fnet_l_reranker.md``)."""
+
+OWN_RERANKER = "reranker.npz"
+"""A model's own reranker, beside its weights: trees trained on that model's samples
+(``results/reranker.py --checkpoint``), since a reranker learns what its model gets wrong."""
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -55,6 +63,21 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     if not path.is_file():
         raise PianoaccError(f"{path}: checkpoint not found")
     return path
+
+
+def reranker_file(name_or_path: str | Path) -> Path:
+    """The file of the reranker that chooses among a model's candidates: its own
+    (:data:`OWN_RERANKER` beside its weights) where it has one, else the shipped reranker."""
+    own = resolve_checkpoint(name_or_path).parent / OWN_RERANKER
+    return own if own.is_file() else pretrained_dir() / RERANKER_FILE
+
+
+def checkpoint_reranker(name_or_path: str | Path) -> Reranker:
+    """The reranker of :func:`reranker_file`, loaded (the shipped one loaded once)."""
+    path = reranker_file(name_or_path)
+    if path == pretrained_dir() / RERANKER_FILE:
+        return shipped_reranker()
+    return Reranker.load(path)
 
 
 def default_window(bars: int) -> WindowConfig:

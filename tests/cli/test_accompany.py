@@ -138,6 +138,36 @@ def test_accompany_keeps_the_melody_and_stays_within_it(tmp_path, checkpoint, ca
         np.testing.assert_allclose(after, before, atol=1e-6)
 
 
+def test_a_model_with_its_own_reranker_is_reranked_by_it(tmp_path, checkpoint, monkeypatch):
+    """A checkpoint folder with a ``reranker.npz`` beside its weights (as the shipped
+    ``fnet-l``) has its candidates chosen by those trees; without one, by the shipped
+    reranker; with one candidate, by none."""
+    import shutil
+
+    from pianoacc_utils.generation import OWN_RERANKER, rerank, shipped_reranker
+
+    own = tmp_path / "run"
+    shutil.copytree(checkpoint, own)
+    shutil.copy(REPO / "pretrained" / "fnet_l" / OWN_RERANKER, own / OWN_RERANKER)
+    used = []
+    score = rerank.candidate_score
+    monkeypatch.setattr(rerank, "candidate_score",
+                        lambda reranker, *args, **kwargs: used.append(reranker)
+                        or score(reranker, *args, **kwargs))
+    source = simple_melody(tmp_path / "melody.mid", 6)
+    for folder, candidates in ((own, 2), (checkpoint, 2), (own, 1)):
+        out = tmp_path / f"{folder.name}-{candidates}.mid"
+        assert run_cli(source, "-o", out, "--checkpoint", folder, "--candidates", candidates,
+                       "--seed", 1) == 0
+        assert out.is_file()
+        used.append(candidates)
+    first = used.index(2)
+    mine, = set(map(id, used[:first]))
+    assert mine != id(shipped_reranker()) and first > 0
+    assert set(map(id, used[first + 1 : -2])) == {id(shipped_reranker())}
+    assert used[-2:] == [2, 1]  # one candidate: nothing scored
+
+
 def test_requested_track_and_wav(tmp_path, checkpoint, capsys):
     """``--track Bass`` accompanies the bass line of a band file; ``--wav`` renders the result."""
     source = multitrack_song(tmp_path / "band.mid")

@@ -150,16 +150,18 @@ def test_reranking_keeps_the_candidate_the_reranker_prefers(monkeypatch, sign):
     assert decoder.timings and len(decoder.timings) == 1  # one batched decoding of 4 rows
 
 
-def test_the_shipped_reranker_prefers_the_pianist_to_block_chords(pop909_dir):
-    """On a validation song it never saw, the pianist's 2-bar windows score higher than
-    block chords on every beat, on average and in most windows."""
+@pytest.mark.parametrize("model", ["fnet", "fnet-l"])
+def test_the_shipped_rerankers_prefer_the_pianist_to_block_chords(pop909_dir, model):
+    """On a validation song they never saw, the pianist's 2-bar windows score higher than
+    block chords on every beat, on average and in most windows: for the shipped reranker
+    and for ``fnet-l``'s own."""
     from pianoacc_utils import data
 
     song_id = data.split_songs(data.song_ids(pop909_dir))["validation"][0]
     song = load_song(song_id, root=pop909_dir)
     (whole,) = segment(song, bars=len(song.grid.bar_starts))
     piece = segment_piece(whole)
-    reranker = shipped_reranker()
+    reranker = generation.checkpoint_reranker(model)
     scores = {}
     for name, notes in (("pianist", piece.pianist), ("blocks", block_chord_baseline(whole))):
         windows = critic_windows(piece.melody, notes, piece.bar_starts, piece.num_steps,
@@ -200,6 +202,32 @@ def test_a_reranker_given_reaches_the_windows_of_segments_and_of_evaluations(
     )
     runs.generate_for_segments("fnet", [segment_of], EvaluationConfig(reranker=str(path)))
     runs.generate_for_segments("fnet", [segment_of], EvaluationConfig())
-    assert isinstance(used[0], Reranker) and used[1] is None
+    runs.generate_for_segments("fnet", [segment_of], EvaluationConfig(candidates=1))
+    assert isinstance(used[0], Reranker) and used[1] is shipped_reranker() and used[2] is None
     rows = np.random.default_rng(0).normal(size=(4, len(feature_names())))
     assert np.array_equal(used[0].trees.decision(rows), Reranker.load(path).trees.decision(rows))
+    # A model with a reranker of its own is reranked by it unless another is named.
+    own = tmp_path / "run"
+    own.mkdir()
+    (own / "model.keras").write_bytes(b"")  # found by name only: no model is loaded
+    shipped_like(tmp_path).save(own / generation.OWN_RERANKER)
+    runs.generate_for_segments(own, [segment_of], EvaluationConfig())
+    assert isinstance(used[3], Reranker) and used[3] is not shipped_reranker()
+    assert np.array_equal(used[3].trees.decision(rows), used[0].trees.decision(rows))
+
+
+def test_a_model_is_reranked_by_its_own_reranker_where_it_has_one(tmp_path):
+    """The reranker beside a model's weights chooses among its candidates (a reranker
+    learns what its own model gets wrong); without one, the shipped reranker does. The
+    shipped models: the two course models share the shipped reranker, ``fnet-l`` has its
+    own, whose trees read today's critic features."""
+    (tmp_path / "model.keras").write_bytes(b"")  # found by name only: no model is loaded
+    shipped_file = generation.pretrained_dir() / generation.RERANKER_FILE
+    assert generation.reranker_file(tmp_path / "model.keras") == shipped_file
+    assert generation.checkpoint_reranker(tmp_path) is shipped_reranker()
+    shipped_like(tmp_path).save(tmp_path / generation.OWN_RERANKER)
+    assert generation.reranker_file(tmp_path) == tmp_path / generation.OWN_RERANKER
+    assert generation.checkpoint_reranker(tmp_path / "model.keras") is not shipped_reranker()
+    assert {name: generation.reranker_file(name) == shipped_file
+            for name in generation.PRETRAINED} == {"fnet": True, "transformer": True,
+                                                  "fnet-l": False}

@@ -60,9 +60,21 @@ def losses() -> dict[str, float]:
     return {name: round(validation_loss(name, "test"), 5) for name in MODELS}
 
 
+def test_table(report: dict) -> list[str]:
+    """Each model's test loss and critic accuracies, a row each (markdown lines)."""
+    systems, loss = report["systems"], report["test_loss"]
+    lines = ["| model | test loss | critic, melody only | critic, lead sheet |",
+             "|---|---|---|---|"]
+    for name, described in MODELS.items():
+        key = name.replace("-", "_")
+        lines.append(f"| {described} | {loss[name]:.4f} | "
+                     f"{accuracy_cell(systems[f'{key}_melody_only'])} | "
+                     f"{accuracy_cell(systems[f'{key}_lead_sheet'])} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     settings = report["settings"]
-    systems, loss = report["systems"], report["test_loss"]
     lines = [
         "# The larger FNet on whole test songs (reported, not chosen on)",
         "",
@@ -81,14 +93,8 @@ def markdown(report: dict) -> str:
         "accurate of the three critics counts). Loss: teacher-forced on the whole test "
         "split, nats per target token.",
         "",
-        "| model | test loss | critic, melody only | critic, lead sheet |",
-        "|---|---|---|---|",
+        *test_table(report),
     ]
-    for name, described in MODELS.items():
-        key = name.replace("-", "_")
-        lines.append(f"| {described} | {loss[name]:.4f} | "
-                     f"{accuracy_cell(systems[f'{key}_melody_only'])} | "
-                     f"{accuracy_cell(systems[f'{key}_lead_sheet'])} |")
     lines += ["", "The critic's full report (controls and what gives each system away) follows.",
               "", critic_markdown(report)]
     return "\n".join(lines) + "\n"
@@ -191,7 +197,6 @@ def card(report: dict) -> str:
             f"{accuracy_cell(critic['shipped']['lead_sheet'])} | "
             f"{bar['continued']['passed']} and {bar['shipped']['passed']} of "
             f"{bar['continued']['checks']} | `{JUDGED[songs].with_suffix('.md')}` |")
-    systems, loss = report["systems"], report["test_loss"]
     lines += [
         "",
         "Both margins were just over the rule's 0.01 and well inside the intervals.",
@@ -201,14 +206,8 @@ def card(report: dict) -> str:
         f"`{OUT}.md`: {len(report['settings']['songs'])} whole test songs, both models sampled "
         f"side by side on {sampled_on(report['settings'].get('processor'))}.",
         "",
-        "| model | test loss | critic, melody only | critic, lead sheet |",
-        "|---|---|---|---|",
+        *test_table(report),
     ]
-    for name, described in MODELS.items():
-        key = name.replace("-", "_")
-        lines.append(f"| {described} | {loss[name]:.4f} | "
-                     f"{accuracy_cell(systems[f'{key}_melody_only'])} | "
-                     f"{accuracy_cell(systems[f'{key}_lead_sheet'])} |")
     lines += [
         "",
         "## Speed",

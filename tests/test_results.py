@@ -1,7 +1,10 @@
-"""The rules by which scripts in ``results/`` choose, on made-up measurements."""
+"""The rules by which scripts in ``results/`` choose, on made-up measurements, and what
+they write from the committed reports."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -73,3 +76,55 @@ def test_the_means_table_keeps_its_columns_when_the_report_is_read_back(scripts)
     assert [cell.strip() for cell in header[1:]] == list(reranker.SHOWN)
     assert model[0].strip() == "model" and rows[4].startswith("| pianist |")
     assert model[1 + reranker.SHOWN.index("duration_median")].strip() == "0.5"
+
+
+@pytest.fixture(scope="module")
+def reporting():
+    sys.path.insert(0, str(RESULTS))
+    try:
+        import critic_velocity
+        import larger_model_test
+    finally:
+        sys.path.remove(str(RESULTS))
+    return critic_velocity, larger_model_test
+
+
+def velocity_report(critic_velocity, accuracies: dict) -> dict:
+    """A critic report with made-up accuracies: temperature -> (melody only, lead sheet)."""
+    return {"systems": {critic_velocity.name(t, c): {"accuracy": a}
+                        for t, pair in accuracies.items()
+                        for c, a in zip(critic_velocity.CHORDS, pair)}}
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "kept"),
+    [
+        # both lower by more than the margin: the one lower on the mean of the two
+        ({1.4: (0.66, 0.65), 1.0: (0.62, 0.63), 1.2: (0.60, 0.61)}, 1.2),
+        # lower from the melody alone only: neither is kept
+        ({1.4: (0.66, 0.65), 1.0: (0.60, 0.655), 1.2: (0.62, 0.70)}, None),
+        # lower by no more than the margin
+        ({1.4: (0.66, 0.65), 1.0: (0.655, 0.645), 1.2: (0.652, 0.641)}, None),
+    ],
+)
+def test_a_velocity_temperature_replaces_todays_only_when_both_settings_gain(
+    reporting, accuracies, kept
+):
+    critic_velocity, _ = reporting
+    chosen, drops = critic_velocity.critic_choice(velocity_report(critic_velocity, accuracies))
+    assert chosen == kept
+    assert set(drops) == set(critic_velocity.SETTINGS)
+
+
+def test_the_larger_models_card_is_written_from_the_committed_reports(reporting, monkeypatch):
+    """``pretrained/fnet_l/MODEL_CARD.md`` is what ``results/larger_model_test.py`` writes
+    from the committed reports, and names the digests of the files beside it."""
+    _, larger_model_test = reporting
+    monkeypatch.chdir(RESULTS.parent)  # the script's paths are the repository's
+    report = json.loads(larger_model_test.OUT.with_suffix(".json").read_text())
+    written = larger_model_test.card(report)
+    assert larger_model_test.CARD.read_text() == written
+    for name in ("model.keras", "reranker.npz"):
+        digest = hashlib.sha1((larger_model_test.CARD.parent / name).read_bytes()).hexdigest()
+        assert f"`{name}` (SHA-1 {digest[:12]})" in written
+    assert report["settings"]["split"] == "test" and larger_model_test.DECIDES_ON is None

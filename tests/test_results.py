@@ -4,6 +4,7 @@ they write from the committed reports."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -14,15 +15,19 @@ import pytest
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-@pytest.fixture(scope="module")
-def scripts():
+def results_modules(*names: str) -> tuple:
+    """The scripts of ``results/`` named, imported as modules (their folder on the path
+    only while importing)."""
     sys.path.insert(0, str(RESULTS))
     try:
-        import checkpoint_choice
-        import reranker
+        return tuple(importlib.import_module(name) for name in names)
     finally:
         sys.path.remove(str(RESULTS))
-    return checkpoint_choice, reranker
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    return results_modules("checkpoint_choice", "reranker")
 
 
 SHIPPED = {"melody_only": 0.60, "lead_sheet": 0.58}
@@ -80,13 +85,7 @@ def test_the_means_table_keeps_its_columns_when_the_report_is_read_back(scripts)
 
 @pytest.fixture(scope="module")
 def reporting():
-    sys.path.insert(0, str(RESULTS))
-    try:
-        import critic_velocity
-        import larger_model_test
-    finally:
-        sys.path.remove(str(RESULTS))
-    return critic_velocity, larger_model_test
+    return results_modules("critic_velocity", "larger_model_test")
 
 
 def velocity_report(critic_velocity, accuracies: dict) -> dict:

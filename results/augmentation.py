@@ -67,12 +67,8 @@ def train(kind: str, transpose: int, epochs: int, warmup: int) -> dict:
 
 
 def out_path(reranker: Path | None, songs: int = critic_validation.SONGS) -> Path:
-    """Where a judgement is written: :data:`OUT`, or beside it for a reranker of the
-    transposed run's own (``results/reranker.py --checkpoint``) or another number of songs."""
-    name = OUT.name if reranker is None else f"{OUT.name}_{reranker.stem}_reranker"
-    if songs != critic_validation.SONGS:
-        name += f"_{songs}_songs"
-    return OUT.with_name(name)
+    """Where a judgement is written (``checkpoint_choice.judgement_path``)."""
+    return checkpoint_choice.judgement_path(OUT, reranker, songs)
 
 
 def judge(kind: str, songs: int, reranker: Path | None = None) -> dict:
@@ -104,9 +100,7 @@ def judge(kind: str, songs: int, reranker: Path | None = None) -> dict:
     previous = json.loads(path.read_text()) if path.is_file() else {}
     report = {**previous, kind: entry, "critic_report": critic_report}
     if reranker is not None:
-        report["reranker"] = {"file": str(reranker),
-                              "sha1": critic_validation.reranker_digest(reranker),
-                              "report": f"results/reranker_{reranker.stem}.md"}
+        report["reranker"] = checkpoint_choice.own_reranker(reranker)
     write_json(path, report)
     return report
 

@@ -120,6 +120,25 @@ def choose(
     return "continued" if mean(continued) < mean(shipped) - EQUAL_WITHIN else "shipped"
 
 
+def judgement_path(out: Path, reranker: Path | None, songs: int) -> Path:
+    """Where a judgement against the shipped model is written: ``out``, or beside it for a
+    reranker of the judged model's own (``results/reranker.py --checkpoint``) or another
+    number of songs than :data:`SONGS`."""
+    name = out.name if reranker is None else f"{out.name}_{reranker.stem}_reranker"
+    if songs != SONGS:
+        name += f"_{songs}_songs"
+    return out.with_name(name)
+
+
+def own_reranker(reranker: Path | None) -> dict | None:
+    """A judgement's record of the judged model's own reranker: its file, digest and
+    training report (``None``: it was reranked by the shipped one)."""
+    if reranker is None:
+        return None
+    return {"file": str(reranker), "sha1": critic_validation.reranker_digest(reranker),
+            "report": f"results/reranker_{reranker.stem}.md"}
+
+
 def judge_against_shipped(
     kind: str, checkpoint: str, label: str, losses: dict, songs: int, scratch: Path,
     command: str, script: str, arguments: tuple[str, ...], reranker: str | None = None,

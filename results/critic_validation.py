@@ -181,8 +181,9 @@ def accompany_songs(
     ``chord_spans`` (a song's chord spans) replaces the chord source; ``chords`` then
     names it (in the cache's folder name: one name per way of finding chords).
     ``reranker``: the file of the reranker that chooses among candidates (``None``: the
-    model's own where it has one, else the shipped one: ``generation.reranker_file``); a ``"reranker"`` among ``changes`` names it too (so a system of
-    :func:`generate` can carry its own)."""
+    model's own where it has one, else the shipped one: ``generation.reranker_file``); a
+    ``"reranker"`` among ``changes`` names it too (so a system of :func:`generate` can
+    carry its own)."""
     changes = dict(changes or {})
     reranker = changes.pop("reranker", reranker)
     reranker = generation.reranker_file(checkpoint) if reranker is None else Path(reranker)

@@ -118,12 +118,8 @@ def validation_loss(checkpoint: str, split: str = "validation") -> float:
 
 
 def out_path(reranker: Path | None, songs: int = checkpoint_choice.SONGS) -> Path:
-    """Where the judgement is written: :data:`OUT`, or beside it for a reranker of its own
-    or another number of songs."""
-    name = OUT.name if reranker is None else f"{OUT.name}_{reranker.stem}_reranker"
-    if songs != checkpoint_choice.SONGS:
-        name += f"_{songs}_songs"
-    return OUT.with_name(name)
+    """Where the judgement is written (``checkpoint_choice.judgement_path``)."""
+    return checkpoint_choice.judgement_path(OUT, reranker, songs)
 
 
 def judge(songs: int, reranker: Path | None = None) -> dict:
@@ -141,9 +137,7 @@ def judge(songs: int, reranker: Path | None = None) -> dict:
         None if reranker is None else str(reranker))
     report = {
         "checkpoint": checkpoint,
-        "reranker": None if reranker is None else {
-            "file": str(reranker), "sha1": critic_validation.reranker_digest(reranker),
-            "report": f"results/reranker_{reranker.stem}.md"},
+        "reranker": checkpoint_choice.own_reranker(reranker),
         "training": {"tokens": state["seen"], "steps": state["steps"],
                      "parameters": record["parameters"]["total"],
                      "record": f"results/scaling_runs/{KIND}_{SIZE}.json",

@@ -286,7 +286,7 @@ def _accompany(args: argparse.Namespace) -> None:
         model, [melody], sampling, window, chords=[chords], release=args.release,
         hanging_beats=args.hanging_beats, compound=args.compound, decoder=decoder,
         candidates=args.candidates,
-        reranker=generation.checkpoint_reranker(args.checkpoint) if args.candidates > 1 else None,
+        reranker=generation.candidate_reranker(args.checkpoint, args.candidates),
     )
     generated = clock.lap_decoding(decoder.timings)["wall"]
     write_arrangement(melody, notes, args.out)

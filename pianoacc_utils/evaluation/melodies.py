@@ -201,8 +201,8 @@ def evaluate_melodies(
         hanging_beats=hanging_beats,
         compound=compound,
         candidates=candidates,
-        reranker=(generation.checkpoint_reranker(checkpoint)
-                  if reranker is None and candidates > 1 else reranker),
+        reranker=(reranker if reranker is not None
+                  else generation.candidate_reranker(checkpoint, candidates)),
     )
     seconds = time.perf_counter() - began
     rows = []

@@ -355,9 +355,7 @@ def generate_for_segments(
     window = config_window(window, config)
     sampling = config.sampling()
     decoder = generation.CachedDecoder(model, sampling)
-    reranker = (None if config.candidates == 1
-                else generation.checkpoint_reranker(checkpoint) if config.reranker is None
-                else generation.Reranker.load(config.reranker))
+    reranker = generation.candidate_reranker(checkpoint, config.candidates, config.reranker)
     results: list[list[Note]] = []
     for first in range(0, len(segments), config.batch_size):
         batch = segments[first : first + config.batch_size]

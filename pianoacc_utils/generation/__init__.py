@@ -42,6 +42,7 @@ from pianoacc_utils.generation.accompany import (
 from pianoacc_utils.generation.checkpoints import (
     OWN_RERANKER,
     PRETRAINED,
+    candidate_reranker,
     checkpoint_reranker,
     checkpoint_window,
     default_window,

@@ -80,6 +80,17 @@ def checkpoint_reranker(name_or_path: str | Path) -> Reranker:
     return Reranker.load(path)
 
 
+def candidate_reranker(
+    name_or_path: str | Path, candidates: int, file: str | Path | None = None
+) -> Reranker | None:
+    """What chooses among a model's ``candidates`` per window: nothing for one candidate,
+    else the trees in ``file`` where one is named, else the model's own
+    (:func:`checkpoint_reranker`)."""
+    if candidates == 1:
+        return None
+    return checkpoint_reranker(name_or_path) if file is None else Reranker.load(Path(file))
+
+
 def default_window(bars: int) -> WindowConfig:
     """The windows of a model trained on ``bars``-bar segments: each window after the first
     adds :data:`~pianoacc_utils.defaults.WINDOW_NEW_BARS` of them (at least one bar), the

@@ -228,6 +228,9 @@ def test_a_model_is_reranked_by_its_own_reranker_where_it_has_one(tmp_path):
     shipped_like(tmp_path).save(tmp_path / generation.OWN_RERANKER)
     assert generation.reranker_file(tmp_path) == tmp_path / generation.OWN_RERANKER
     assert generation.checkpoint_reranker(tmp_path / "model.keras") is not shipped_reranker()
+    assert generation.candidate_reranker(tmp_path, 1) is None  # one candidate: nothing chooses
+    named = generation.candidate_reranker(tmp_path, 8, tmp_path / generation.OWN_RERANKER)
+    assert named.features == generation.candidate_reranker(tmp_path, 8).features
     assert {name: generation.reranker_file(name) == shipped_file
             for name in generation.PRETRAINED} == {"fnet": True, "transformer": True,
                                                   "fnet-l": False}

@@ -67,8 +67,8 @@ class SamplingConfig:
     (:func:`velocity_logits`); no effect when ``temperature`` is 0 (greedy). Top-p and
     top-k still apply to every token. Its default
     (:data:`~pianoacc_utils.defaults.DEFAULT_VELOCITY_TEMPERATURE`) was chosen on the
-    validation split so that the velocities vary about as much as the pianists'
-    (``results/velocity_validation.md``).
+    validation split against a critic that listens for the pianist
+    (``results/critic_velocity.md``).
     ``shift_temperature`` / ``pitch_temperature``: the same for the choice among time
     shifts (how long to wait) and among note-ons (which pitch), ``None``: ``temperature``
     (the default: ``results/critic_temperatures.md`` measured them against the critic).

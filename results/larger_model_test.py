@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -85,8 +86,9 @@ def markdown(report: dict) -> str:
         "`results/larger_model_fnet_l_reranker_40_songs.md`, 40 songs); this report only "
         f"says what that gives on test. {len(settings['songs'])} whole test songs "
         f"({settings['bars']} bars; the songs of `results/critic_test.md`), accompanied as "
-        "`pianoacc accompany` does at the defaults (sampling seed 0, 8 candidates per "
-        "window, windows primed by 6 bars; each model's candidates chosen by its own "
+        "`pianoacc accompany` does at the defaults of the time (sampling seed 0, velocity "
+        f"temperature {velocity_made_at(settings)}, 8 candidates per window, windows primed "
+        "by 6 bars; each model's candidates chosen by its own "
         "reranker: `results/reranker.md`, `results/reranker_fnet_l.md`), both models "
         f"sampled on {sampled_on(settings.get('processor'))}. Critic accuracy on held-out "
         "songs (0.5: indistinguishable; 95% interval from resampling songs; the most "
@@ -105,6 +107,16 @@ JUDGED = {20: Path("results/larger_model_fnet_l_reranker.json"),
           40: Path("results/larger_model_fnet_l_reranker_40_songs.json")}
 """The validation judgements that made ``fnet-l`` ship (``results/larger_model.py``)."""
 WAIT = Path("benchmarks/results/accompany_wait.json")
+
+
+def velocity_made_at(settings: dict) -> str:
+    """The velocity temperature a report's systems were sampled at, as its ``sampling``
+    setting records it: the default of the time (1.4 for the committed report; 1.2 since
+    ``results/critic_velocity.md``)."""
+    found = re.search(r"velocity_temperature ([0-9.]+)", settings["sampling"])
+    if found is None:
+        raise ValueError(f"{OUT}.json: no velocity temperature in settings.sampling")
+    return found.group(1)
 
 
 def tenths(seconds: float) -> str:
@@ -204,7 +216,8 @@ def card(report: dict) -> str:
         "## Test (reported, not chosen on)",
         "",
         f"`{OUT}.md`: {len(report['settings']['songs'])} whole test songs, both models sampled "
-        f"side by side on {sampled_on(report['settings'].get('processor'))}.",
+        f"side by side on {sampled_on(report['settings'].get('processor'))} at the defaults "
+        f"of the time (velocity temperature {velocity_made_at(report['settings'])}).",
         "",
         *test_table(report),
     ]

@@ -34,11 +34,14 @@ EXTRA = {
     "fnet_lead_sheet_one_candidate": ("fnet", "annotated", BEFORE),
     "fnet_melody_only_earlier_defaults": ("fnet", "estimated", {**EARLIER, "candidates": 1}),
     "fnet_lead_sheet_earlier_defaults": ("fnet", "annotated", {**EARLIER, "candidates": 1}),
+    "fnet_melody_only_velocity_1_4": ("fnet", "estimated", {"velocity_temperature": 1.4}),
+    "fnet_lead_sheet_velocity_1_4": ("fnet", "annotated", {"velocity_temperature": 1.4}),
 }
 """FNet without reranking (one candidate per window, windows adding 6 bars as before
 ``results/critic_overlap.py``) and at the sampling defaults before
-the critic chose them (``critic_levers.EARLIER``), so that the report shows what the
-choices made on validation changed on test."""
+the critic chose them (``critic_levers.EARLIER``), and at the velocity temperature before
+``results/critic_velocity.md`` chose 1.2 (1.4), so that the report shows what the choices
+made on validation changed on test."""
 COMMAND = "KERAS_BACKEND=jax .venv/bin/python results/critic_test.py"
 
 

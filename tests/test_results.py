@@ -127,3 +127,27 @@ def test_the_larger_models_card_is_written_from_the_committed_reports(reporting,
         digest = hashlib.sha1((larger_model_test.CARD.parent / name).read_bytes()).hexdigest()
         assert f"`{name}` (SHA-1 {digest[:12]})" in written
     assert report["settings"]["split"] == "test" and larger_model_test.DECIDES_ON is None
+
+
+def test_the_larger_models_report_names_the_velocity_temperature_it_was_sampled_at(reporting):
+    """The committed test report was sampled at 1.4, the default before 1.2; a report whose
+    settings lack it is refused with the file named."""
+    _, larger_model_test = reporting
+    report = json.loads((RESULTS.parent / larger_model_test.OUT).with_suffix(".json").read_text())
+    assert larger_model_test.velocity_made_at(report["settings"]) == "1.4"
+    with pytest.raises(ValueError, match="larger_model_test.json"):
+        larger_model_test.velocity_made_at({"sampling": "temperature 1.0"})
+
+
+def test_the_pianists_dynamics_are_measured_per_song_and_written_from_the_report():
+    """``results/pianist_dynamics.py``: the percentiles of the songs' means are ordered, the
+    mean is a velocity spread, and the committed ``.md`` is what it writes from the JSON."""
+    (pianist_dynamics,) = results_modules("pianist_dynamics")
+    row = pianist_dynamics.song_set("validation", 3)
+    assert row["windows"] > 0 and 0 < row["mean"] < 64
+    assert row["song_p10"] <= row["song_median"] <= row["song_p90"]
+    out = RESULTS.parent / pianist_dynamics.OUT
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".md").read_text() == pianist_dynamics.markdown(report)
+    assert [(r["split"], r["songs"]) for r in report["sets"]] == [
+        (split, count) for split, count, _ in pianist_dynamics.SETS]

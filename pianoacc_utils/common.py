@@ -14,6 +14,8 @@ import json
 import os
 import platform
 import tempfile
+import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -118,6 +120,18 @@ def file_lock(path: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def worker_processes(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``workers`` forked processes for per-song work (reading MIDI files,
+    NumPy), which never calls Keras or JAX. Once JAX has started its threads, every fork
+    prints JAX's warning that forking a multithreaded process may deadlock; the children
+    here run none of JAX's code, so the warning is silenced for the pool's forks only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        with ProcessPoolExecutor(workers) as pool:
+            yield pool
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ import json
 import os
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from pianoacc_utils.common import (
     config_dict,
     config_hash,
     file_lock,
+    worker_processes,
     write_json,
 )
 from pianoacc_utils.defaults import REBAR_METERS
@@ -215,7 +215,7 @@ def _prepare(
     workers = workers or min(len(jobs), os.cpu_count() or 1) or 1
     results = []
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with worker_processes(workers) as pool:
             mapped = pool.map(_song_sequences, jobs, chunksize=8)
             results = list(tqdm(mapped, total=len(jobs), desc="prepare", disable=not progress))
     else:

@@ -222,3 +222,34 @@ def test_file_lock_keeps_other_processes_out_while_held(tmp_path):
     with file_lock(lock):
         assert run().stdout.strip() == "held"
     assert run().stdout.strip() == "free"
+
+
+FORK_CHECK = """
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+import jax.numpy as jnp
+from pianoacc_utils.common import worker_processes
+
+jnp.ones(4).block_until_ready()  # JAX's threads are running
+for name, pool in (("plain", lambda: ProcessPoolExecutor(2)), ("helper", lambda: worker_processes(2))):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pool() as workers:
+            assert list(workers.map(abs, [-1, -2, -3])) == [1, 2, 3]
+    print(name, sum("os.fork()" in str(w.message) for w in caught))
+"""
+
+
+def test_song_workers_fork_without_jaxs_warning():
+    """The per-song worker pool (``common.worker_processes``, used by ``prepare``, the copy
+    check and the course's exploration) forks after JAX has started without printing
+    JAX's fork warning, which a plain pool prints in the same process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORK_CHECK], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    counts = dict(line.split() for line in done.stdout.split("\n") if line)
+    assert int(counts["plain"]) > 0, "JAX no longer warns on fork: this test checks nothing"
+    assert counts["helper"] == "0"

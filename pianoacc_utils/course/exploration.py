@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pianoacc_utils import data
+from pianoacc_utils.common import worker_processes
 from pianoacc_utils.data.notes import BeatGrid, Note, Span
 from pianoacc_utils.defaults import PITCH_NAMES, STEPS_PER_BEAT
 from pianoacc_utils.prepare import SPLITS, load_split
@@ -342,7 +342,7 @@ def map_songs(
     workers = min(workers or os.cpu_count() or 1, max(len(folders), 1))
     if workers <= 1:
         return [function(folder) for folder in folders]
-    with ProcessPoolExecutor(workers) as pool:
+    with worker_processes(workers) as pool:
         return list(pool.map(function, folders, chunksize=8))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -23,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from pianoacc_utils import data
-from pianoacc_utils.common import PianoaccError, cache_dir, config_hash
+from pianoacc_utils.common import PianoaccError, cache_dir, config_hash, worker_processes
 from pianoacc_utils.data.notes import Note, note_arrays
 from pianoacc_utils.data.pop909 import Segment
 
@@ -177,7 +176,7 @@ def build_copy_index(
     jobs = [(song_id, str(root), tuple(config.window_bars)) for song_id in splits[config.split]]
     workers = workers or min(len(jobs), os.cpu_count() or 1) or 1
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with worker_processes(workers) as pool:
             results = list(pool.map(_song_windows, jobs, chunksize=8))
     else:
         results = [_song_windows(job) for job in jobs]

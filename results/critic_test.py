@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from critic_levers import EARLIER
+from critic_velocity import BEFORE as VELOCITY_BEFORE
 from critic_validation import LEGACY_OVERLAP, run
 
 DECIDES_ON = None
@@ -34,8 +35,10 @@ EXTRA = {
     "fnet_lead_sheet_one_candidate": ("fnet", "annotated", BEFORE),
     "fnet_melody_only_earlier_defaults": ("fnet", "estimated", {**EARLIER, "candidates": 1}),
     "fnet_lead_sheet_earlier_defaults": ("fnet", "annotated", {**EARLIER, "candidates": 1}),
-    "fnet_melody_only_velocity_1_4": ("fnet", "estimated", {"velocity_temperature": 1.4}),
-    "fnet_lead_sheet_velocity_1_4": ("fnet", "annotated", {"velocity_temperature": 1.4}),
+    "fnet_melody_only_velocity_1_4": ("fnet", "estimated",
+                                      {"velocity_temperature": VELOCITY_BEFORE}),
+    "fnet_lead_sheet_velocity_1_4": ("fnet", "annotated",
+                                     {"velocity_temperature": VELOCITY_BEFORE}),
 }
 """FNet without reranking (one candidate per window, windows adding 6 bars as before
 ``results/critic_overlap.py``) and at the sampling defaults before

@@ -17,8 +17,8 @@ import argparse
 from pathlib import Path
 
 from critic_levers import EARLIER
-from critic_velocity import BEFORE as VELOCITY_BEFORE
 from critic_validation import LEGACY_OVERLAP, run
+from critic_velocity import BEFORE as VELOCITY_BEFORE
 
 DECIDES_ON = None
 """The split this script chooses on: none (it only reports); ``tests/test_project.py``

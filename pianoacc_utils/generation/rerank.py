@@ -152,6 +152,26 @@ def shipped_reranker() -> Reranker:
     return Reranker.load(root / "pretrained" / RERANKER_FILE)
 
 
+def candidate_windows(
+    melody: Sequence[Note],
+    notes: Sequence[Note],
+    bar_starts: Sequence[int],
+    start: int,
+    end: int,
+    tonic: int,
+) -> list[CriticWindow]:
+    """The windows a candidate's ``notes`` for the steps ``[start, end)`` are judged in:
+    2 bars each, counted from the bar line at or before ``start`` (a last single bar is
+    its own window); none where the melody is silent throughout."""
+    lines = [b for b in bar_starts if b < end]
+    first = max([i for i, b in enumerate(lines) if b <= start], default=0)
+    lines = lines[first:] or [start]
+    windows = critic_windows(melody, notes, lines, end, bars=2, tonic=tonic)
+    if len(lines) % 2:  # the last bar alone
+        windows += critic_windows(melody, notes, lines[-1:], end, bars=1, tonic=tonic)
+    return windows
+
+
 def candidate_score(
     reranker: Reranker,
     melody: Sequence[Note],
@@ -162,16 +182,9 @@ def candidate_score(
     tonic: int,
 ) -> float:
     """How much a candidate's ``notes`` for the steps ``[start, end)`` sound like the
-    pianist's: the mean log-odds of its 2-bar windows there (a last single bar is its own
-    window), counted from the bar line at or before ``start``. 0 where the melody is
-    silent throughout."""
-    lines = [b for b in bar_starts if b < end]
-    first = max([i for i, b in enumerate(lines) if b <= start], default=0)
-    lines = lines[first:] or [start]
-    windows = critic_windows(melody, notes, lines, end, bars=2, tonic=tonic)
-    if len(lines) % 2:  # the last bar alone
-        windows += critic_windows(melody, notes, lines[-1:], end, bars=1, tonic=tonic)
-    scores = reranker.window_scores(windows)
+    pianist's: the mean log-odds of its windows there (:func:`candidate_windows`); 0 where
+    the melody is silent throughout."""
+    scores = reranker.window_scores(candidate_windows(melody, notes, bar_starts, start, end, tonic))
     return float(scores.mean()) if len(scores) else 0.0
 
 

@@ -151,3 +151,43 @@ def test_the_pianists_dynamics_are_measured_per_song_and_written_from_the_report
     assert out.with_suffix(".md").read_text() == pianist_dynamics.markdown(report)
     assert [(r["split"], r["songs"]) for r in report["sets"]] == [
         (split, count) for split, count, _ in pianist_dynamics.SETS]
+
+
+def choice_report(critic_choice, accuracies: dict) -> dict:
+    """A critic report with made-up accuracies: rule -> (melody only, lead sheet); every
+    rule not named at today's accuracies."""
+    today = accuracies[critic_choice.TODAY]
+    return {"systems": {critic_choice.name(rule, chords): {"accuracy": pair[i]}
+                        for rule in critic_choice.RULES
+                        for pair in [accuracies.get(rule, today)]
+                        for i, chords in enumerate(critic_choice.CHORDS)}}
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "kept"),
+    [
+        ({"keep the best": (0.64, 0.61), "draw, beta 1": (0.60, 0.59),
+          "draw, beta 2": (0.62, 0.58)}, "draw, beta 1"),
+        # lower with a lead sheet only, or by no more than the margin: today's stays
+        ({"keep the best": (0.64, 0.61), "draw, beta 1": (0.66, 0.55)}, "keep the best"),
+        ({"keep the best": (0.64, 0.61), "draw, beta 2": (0.632, 0.601)}, "keep the best"),
+    ],
+)
+def test_another_way_of_choosing_candidates_replaces_todays_only_when_both_settings_gain(
+    accuracies, kept
+):
+    (critic_choice,) = results_modules("critic_choice")
+    chosen, drops = critic_choice.choice(choice_report(critic_choice, accuracies))
+    assert chosen == kept
+    assert set(drops) == set(critic_choice.RULES) - {critic_choice.TODAY}
+
+
+def test_the_choice_of_how_candidates_are_chosen_is_written_from_its_report():
+    """The committed ``results/critic_choice.md`` is what the script writes from its JSON,
+    and its verdict follows from the accuracies there."""
+    (critic_choice,) = results_modules("critic_choice")
+    out = RESULTS.parent / critic_choice.OUT
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".md").read_text() == critic_choice.markdown(report)
+    assert critic_choice.choice(report["critic_report"])[0] == report["choice"]
+    assert report["critic_report"]["settings"]["split"] == "validation"

@@ -1,7 +1,7 @@
 """Shared test setup: where POP909 is, a private cache, headless plotting, quiet TensorFlow.
 
 Variables that libraries read when they are first imported (Keras backend, TensorFlow
-log level, Matplotlib backend) are set when this file loads, before any test module
+log level and oneDNN kernels, Matplotlib backend) are set when this file loads, before any test module
 imports them; the data locations are set by the session fixture :func:`test_environment`.
 """
 
@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN on, as pianoacc_utils.backends.startup.ONEDNN sets it when the package loads: here
+# because some test modules import Keras, and so TensorFlow, before the package.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("PIANOACC_CPU_PRECISION", "float32")  # the same numbers on any processor
 os.environ["MPLBACKEND"] = "Agg"
 

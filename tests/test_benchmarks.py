@@ -174,3 +174,16 @@ def test_suite_time_clones_beside_shared_and_reads_pytest_summary(tmp_path):
                           text=True, check=True).stdout
     assert head == subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                                   text=True, check=True).stdout
+
+
+def test_onednn_ratios_come_from_the_rows():
+    """benchmarks/onednn.py's summary is each model's step without oneDNN over the step with
+    it, and the committed file's summary is what its own rows give."""
+    import onednn
+
+    rows = [{"profile": "quick", "kind": "fnet", "onednn": "0", "step_seconds_median": 0.3},
+            {"profile": "quick", "kind": "fnet", "onednn": "1", "step_seconds_median": 0.2}]
+    assert onednn.ratios(rows) == {"quick/fnet": 1.5}
+    committed = json.loads((BENCHMARKS / "results" / "onednn.json").read_text())
+    assert committed["without_over_with"] == onednn.ratios(committed["rows"])
+    assert {row["onednn"] for row in committed["rows"]} == set(onednn.SETTINGS)

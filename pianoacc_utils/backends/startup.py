@@ -2,7 +2,8 @@
 
 Keras reads its backend once, at its first import, so :mod:`pianoacc_utils` calls
 :func:`choose_backend` and :func:`prepare_backend` before it imports a module that
-loads Keras. TensorFlow is the default (``KERAS_BACKEND`` overrides it), except for the
+loads Keras; :func:`choose_backend` also turns TensorFlow's oneDNN kernels on
+(:data:`ONEDNN`), which TensorFlow reads when it loads. TensorFlow is the default (``KERAS_BACKEND`` overrides it), except for the
 ``pianoacc`` subcommands of :data:`FAST_COMMANDS`, which start and generate faster on
 JAX (``benchmarks/accompany_wait.py``). On JAX :func:`prepare_backend`
 
@@ -75,10 +76,22 @@ def default_backend(argv: list[str]) -> str:
     return "tensorflow"
 
 
+ONEDNN = "1"
+"""``TF_ENABLE_ONEDNN_OPTS`` unless it is set: TensorFlow's oneDNN kernels on every x86
+processor. TensorFlow turns them on by itself only on processors with AVX-512's
+neural-network instructions or AMX (the Intel Xeons and the AVX-512 AMD EPYCs this project
+runs on); on a 2-core AMD EPYC without AVX-512 it left them off, and a training step of
+the quick and small profiles' FNet and Transformer took 1.5-2.0 times as long there as
+with them on (``benchmarks/onednn.py``, ``benchmarks/results/onednn.json``). On, every
+machine runs TensorFlow's float kernels from the same library."""
+
+
 def choose_backend(argv: list[str]) -> str:
-    """Set ``KERAS_BACKEND`` (unless it is set: :func:`default_backend` for ``argv``) and
-    quieten TensorFlow's logs; returns the backend Keras will load."""
+    """Set ``KERAS_BACKEND`` (unless it is set: :func:`default_backend` for ``argv``),
+    TensorFlow's oneDNN kernels on (:data:`ONEDNN`, unless set) and quieten TensorFlow's
+    logs; returns the backend Keras will load."""
     os.environ.setdefault("KERAS_BACKEND", default_backend(argv))
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", ONEDNN)  # read when TensorFlow loads
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info and warning logs off
     # keras-hub loads tqdm.auto, which in a Jupyter kernel without ipywidgets warns that it
     # cannot draw progress bars; the package draws none.

@@ -203,7 +203,8 @@ def candidate_style(seg: Segment, tonic: int, option: dict) -> np.ndarray:
 
 def rebuild(songs: list[Segment], made: dict[str, dict], rule: tuple[str, float],
             styles: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[list[Note]]:
-    """Every song made again from its windows' candidates, choosing by ``rule``."""
+    """Every song made again from its windows' candidates, choosing by ``rule`` (a steer
+    keeps each candidate's style in ``made``, for the next steer)."""
     kind, weight = rule
     rng = np.random.default_rng(SEED)
     trained, melodies, within = styles
@@ -225,8 +226,11 @@ def rebuild(songs: list[Segment], made: dict[str, dict], rule: tuple[str, float]
             elif kind == "draw":
                 weights = np.exp(weight * (scores - scores.max()))
                 index = int(rng.choice(len(scores), p=weights / weights.sum()))
-            else:
-                found = np.array([candidate_style(seg, tonic, o) for o in options])
+            else:  # each candidate's style found once, for every steer that reads it
+                if "style" not in options[0]:
+                    for option in options:
+                        option["style"] = candidate_style(seg, tonic, option)
+                found = np.array([o["style"] for o in options])
                 distance = np.nan_to_num((found - target) / within) ** 2
                 index = rerank.choose(scores - weight * distance.sum(axis=1))
             notes += [Note(*n) for n in options[index]["notes"]]

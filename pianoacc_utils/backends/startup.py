@@ -79,8 +79,8 @@ def default_backend(argv: list[str]) -> str:
 ONEDNN = "1"
 """``TF_ENABLE_ONEDNN_OPTS`` unless it is set: TensorFlow's oneDNN kernels on every x86
 processor. TensorFlow turns them on by itself only on processors with AVX-512's
-neural-network instructions or AMX (the Intel Xeons and the AVX-512 AMD EPYCs this project
-runs on); on a 2-core AMD EPYC without AVX-512 it left them off, and a training step of
+neural-network instructions or AMX; on a 2-core AMD EPYC without AVX-512 it left them off
+(``benchmarks/results/onednn.json`` records it), and a training step of
 the quick and small profiles' FNet and Transformer took 1.5-2.0 times as long there as
 with them on (``benchmarks/onednn.py``, ``benchmarks/results/onednn.json``). On, every
 machine runs TensorFlow's float kernels from the same library."""

@@ -133,16 +133,18 @@ def melody_key(melody: Sequence[Note]) -> str:
     return json.dumps([len(melody), list(melody[0]) if melody else None])
 
 
-def candidates(songs: list[Segment], chords: str) -> dict[str, dict]:
+def candidates(songs: list[Segment], chords: str,
+               changes: dict | None = None) -> dict[str, dict]:
     """Per song id: ``windows`` (each a list of candidates: ``notes``, ``score``, ``start``,
-    ``end``) and ``generated`` (the accompaniment made), FNet at today's defaults; from the
-    cache, or generated and cached."""
-    key = generation_key("fnet", chords, {})
+    ``end``) and ``generated`` (the accompaniment made), FNet at today's defaults with
+    ``changes``; from the cache, or generated and cached."""
+    changes = dict(changes or {})
+    key = generation_key("fnet", chords, changes)
     folder = cache_dir() / "critic_choice" / key
     missing = [s for s in songs if not (folder / f"{s.song_id}.json").is_file()]
     if missing:
         model, window = generation.load_checkpoint("fnet")
-        sampling, rules = split_settings({}, "fnet")
+        sampling, rules = split_settings(changes, "fnet")
         window = window.with_overlap(rules.pop("overlap_bars", LEGACY_OVERLAP))
         rules["reranker"] = generation.Reranker.load(generation.reranker_file("fnet"))
         decoder = generation.CachedDecoder(model, sampling)

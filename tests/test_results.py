@@ -191,3 +191,43 @@ def test_the_choice_of_how_candidates_are_chosen_is_written_from_its_report():
     assert out.with_suffix(".md").read_text() == critic_choice.markdown(report)
     assert critic_choice.choice(report["critic_report"])[0] == report["choice"]
     assert report["critic_report"]["settings"]["split"] == "validation"
+
+
+def candidates_report(critic_candidates, accuracies: dict) -> dict:
+    """A critic report with made-up accuracies: count -> (melody only, lead sheet)."""
+    return {"systems": {critic_candidates.name(count, chords): {"accuracy": pair[i]}
+                        for count, pair in accuracies.items()
+                        for i, chords in enumerate(critic_candidates.CHORDS)}}
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "kept"),
+    [
+        # both lower: the fewest within the margin of the lowest mean
+        ({8: (0.64, 0.61), 12: (0.62, 0.59), 16: (0.615, 0.585)}, 12),
+        # lower with a lead sheet only, the other no higher than the margin allows
+        ({8: (0.64, 0.61), 12: (0.64, 0.61), 16: (0.645, 0.57)}, 16),
+        # a lead sheet gains, but the melody alone loses more than the margin
+        ({8: (0.64, 0.61), 12: (0.64, 0.61), 16: (0.66, 0.56)}, 8),
+        # the mean lowers by no more than the margin
+        ({8: (0.64, 0.61), 12: (0.635, 0.605), 16: (0.632, 0.602)}, 8),
+    ],
+)
+def test_more_candidates_replace_todays_count_only_when_the_mean_gains_and_neither_loses(
+    accuracies, kept
+):
+    (critic_candidates,) = results_modules("critic_candidates")
+    chosen, drops = critic_candidates.choice(candidates_report(critic_candidates, accuracies))
+    assert chosen == kept
+    assert set(drops) == set(critic_candidates.COUNTS) - {critic_candidates.TODAY}
+
+
+def test_the_choice_of_how_many_candidates_is_written_from_its_report():
+    """The committed ``results/critic_candidates.md`` is what the script writes from its
+    JSON, its verdict follows from the accuracies there, and it judged validation songs."""
+    (critic_candidates,) = results_modules("critic_candidates")
+    out = RESULTS.parent / critic_candidates.OUT
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".md").read_text() == critic_candidates.markdown(report)
+    assert critic_candidates.choice(report["critic_report"])[0] == report["choice"]
+    assert report["critic_report"]["settings"]["split"] == "validation"

@@ -31,12 +31,12 @@ whose mean is within :data:`MARGIN` of the lowest (candidates cost time). Writes
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 from critic_choice import candidates
-from critic_validation import critic_in_tensorflow, critic_on_songs, log, whole_songs, write_report
+from critic_validation import (
+    critic_in_tensorflow, critic_on_songs, log, songs_or_report, whole_songs, write_report,
+)
 
 from pianoacc_utils.data.notes import Note, normalize_notes
 from pianoacc_utils.data.pop909 import Segment
@@ -147,17 +147,12 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
-    parser.add_argument("--report", action="store_true", help="only rewrite the .md")
-    args = parser.parse_args()
-    if args.report:
-        report = json.loads(OUT.with_suffix(".json").read_text())
-        write_report(OUT, report, markdown(report))
+    count = songs_or_report(__doc__, OUT, markdown, SONGS)
+    if count is None:
         return
-    songs = whole_songs(args.songs)
+    songs = whole_songs(count)
     made = systems(songs)
-    critic_in_tensorflow(__file__, args.songs)
+    critic_in_tensorflow(__file__, count)
     critic_report = critic_on_songs(songs, made, command=COMMAND)
     kept, drops = choice(critic_report)
     report = {"critic_report": critic_report, "choice": kept,

@@ -43,7 +43,6 @@ candidates are cached as JSON under ``cache_dir()/critic_choice`` (git-ignored),
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from pathlib import Path
@@ -51,8 +50,8 @@ from typing import Any, Sequence
 
 import numpy as np
 from critic_validation import (
-    LEGACY_OVERLAP, critic_in_tensorflow, critic_on_songs, generation_key, log, split_settings,
-    whole_songs, write_report,
+    LEGACY_OVERLAP, critic_in_tensorflow, critic_on_songs, generation_key, log, songs_or_report,
+    split_settings, whole_songs, write_report,
 )
 
 from pianoacc_utils import generation, harmony
@@ -324,17 +323,12 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
-    parser.add_argument("--report", action="store_true", help="only rewrite the .md")
-    args = parser.parse_args()
-    if args.report:
-        report = json.loads(OUT.with_suffix(".json").read_text())
-        write_report(OUT, report, markdown(report))
+    count = songs_or_report(__doc__, OUT, markdown, SONGS)
+    if count is None:
         return
-    songs = whole_songs(args.songs)
+    songs = whole_songs(count)
     made = systems(songs)
-    critic_in_tensorflow(__file__, args.songs)
+    critic_in_tensorflow(__file__, count)
     critic_report = critic_on_songs(songs, made, command=COMMAND)
     kept, drops = choice(critic_report)
     report = {"critic_report": critic_report, "choice": kept, "drops": drops}

@@ -270,6 +270,22 @@ def write_report(out: Path, report: dict, text: str) -> None:
     log(f"wrote {out}.json and .md")
 
 
+def songs_or_report(
+    doc: str, out: Path, markdown: Callable[[dict], str], songs: int
+) -> int | None:
+    """The command line of a script that judges ``--songs N`` songs (default ``songs``)
+    or, with ``--report``, only writes ``out``.md again from ``out``.json (then ``None``)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=songs, help=f"default {songs}")
+    parser.add_argument("--report", action="store_true", help="only rewrite the .md")
+    args = parser.parse_args()
+    if args.report:
+        report = json.loads(out.with_suffix(".json").read_text())
+        write_report(out, report, markdown(report))
+        return None
+    return args.songs
+
+
 def markdown(report: dict) -> str:
     """The report's tables under a few lines on what was compared."""
     settings = report["settings"]

@@ -24,12 +24,11 @@ as many of the quality bar's checks as today's defaults less one (32 validation 
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 from critic_validation import (
-    accompany_songs, critic_in_tensorflow, critic_on_songs, log, whole_songs, write_report,
+    accompany_songs, critic_in_tensorflow, critic_on_songs, log, songs_or_report, whole_songs,
+    write_report,
 )
 from checkpoint_choice import checks_the_pianist_passes
 from defaults_validation import run as quality_run
@@ -141,17 +140,12 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--songs", type=int, default=SONGS, help=f"default {SONGS}")
-    parser.add_argument("--report", action="store_true", help="only rewrite the .md")
-    args = parser.parse_args()
-    if args.report:
-        report = json.loads(OUT.with_suffix(".json").read_text())
-        write_report(OUT, report, markdown(report))
+    count = songs_or_report(__doc__, OUT, markdown, SONGS)
+    if count is None:
         return
-    songs = whole_songs(args.songs)
+    songs = whole_songs(count)
     made = systems(songs)
-    critic_in_tensorflow(__file__, args.songs)
+    critic_in_tensorflow(__file__, count)
     critic_report = critic_on_songs(songs, made, command=COMMAND)
     kept, drops = critic_choice(critic_report)
     choice, counted = None, {}

@@ -231,3 +231,24 @@ def test_the_choice_of_how_many_candidates_is_written_from_its_report():
     assert out.with_suffix(".md").read_text() == critic_candidates.markdown(report)
     assert critic_candidates.choice(report["critic_report"])[0] == report["choice"]
     assert report["critic_report"]["settings"]["split"] == "validation"
+
+
+def test_a_judging_scripts_command_line_judges_songs_or_only_rewrites_its_report(
+    tmp_path, monkeypatch
+):
+    """``critic_validation.songs_or_report``: ``--report`` writes the .md again from the
+    .json and judges nothing; otherwise it gives the number of songs to judge."""
+    (critic_validation,) = results_modules("critic_validation")
+    out = tmp_path / "made_up"
+    out.with_suffix(".json").write_text(json.dumps({"accuracy": 0.6}))
+
+    def markdown(report):
+        return f"accuracy {report['accuracy']}\n"
+
+    monkeypatch.setattr("sys.argv", ["script", "--report"])
+    assert critic_validation.songs_or_report("Doc.", out, markdown, 40) is None
+    assert out.with_suffix(".md").read_text() == "accuracy 0.6\n"
+    monkeypatch.setattr("sys.argv", ["script", "--songs", "3"])
+    assert critic_validation.songs_or_report("Doc.", out, markdown, 40) == 3
+    monkeypatch.setattr("sys.argv", ["script"])
+    assert critic_validation.songs_or_report("Doc.", out, markdown, 40) == 40

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from critic_choice import candidates
+import numpy as np
+from critic_choice import assemble, candidates
 from critic_validation import (
-    critic_in_tensorflow, critic_on_songs, log, songs_or_report, whole_songs, write_report,
+    accuracy_drops, critic_in_tensorflow, critic_on_songs, log, songs_or_report, whole_songs, write_report,
 )
 
-from pianoacc_utils.data.notes import Note, normalize_notes
+from pianoacc_utils.data.notes import Note
 from pianoacc_utils.data.pop909 import Segment
 from pianoacc_utils.defaults import DEFAULT_CANDIDATES, MAX_CANDIDATES
 from pianoacc_utils.evaluation import critic
@@ -62,14 +63,10 @@ MARGIN = 0.01
 def rebuild(songs: list[Segment], made: dict[str, dict], count: int) -> list[list[Note]]:
     """Every song made again keeping, in each window, the best of its first ``count``
     candidates."""
-    rebuilt = []
-    for seg in songs:
-        notes: list[Note] = []
-        for options in made[seg.song_id]["windows"]:
-            kept = options[rerank.choose([o["score"] for o in options[:count]])]
-            notes += [Note(*n) for n in kept["notes"]]
-        rebuilt.append(normalize_notes(notes))
-    return rebuilt
+    def pick(options: list[dict]) -> int:
+        return rerank.choose([o["score"] for o in options[:count]])
+
+    return [assemble(made[seg.song_id]["windows"], pick) for seg in songs]
 
 
 def name(count: int, chords: str) -> str:
@@ -95,15 +92,15 @@ def systems(songs: list[Segment]) -> dict[str, list[list[Note]]]:
 def choice(report: dict) -> tuple[int, dict]:
     """The count the rule of this script keeps, and each count's drop in accuracy against
     :data:`TODAY` per chord setting."""
-    rows = report["systems"]
-    drops = {k: {c: rows[name(TODAY, c)]["accuracy"] - rows[name(k, c)]["accuracy"]
-                 for c in CHORDS} for k in COUNTS if k != TODAY}
+    others = [k for k in COUNTS if k != TODAY]
+    drops = accuracy_drops(report["systems"], name, TODAY, others, CHORDS)
+    mean = {k: float(np.mean(list(d.values()))) for k, d in drops.items()}
     kept = [k for k, d in drops.items()
-            if sum(d.values()) / len(d) > MARGIN and all(v >= -MARGIN for v in d.values())]
+            if mean[k] > MARGIN and all(v >= -MARGIN for v in d.values())]
     if not kept:
         return TODAY, drops
-    best = max(sum(drops[k].values()) / len(CHORDS) for k in kept)
-    return min(k for k in kept if sum(drops[k].values()) / len(CHORDS) >= best - MARGIN), drops
+    best = max(mean[k] for k in kept)
+    return min(k for k in kept if mean[k] >= best - MARGIN), drops
 
 
 def markdown(report: dict) -> str:

@@ -46,11 +46,11 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from critic_validation import (
-    LEGACY_OVERLAP, critic_in_tensorflow, critic_on_songs, generation_key, log, songs_or_report,
+    LEGACY_OVERLAP, accuracy_drops, critic_in_tensorflow, critic_on_songs, generation_key, log, songs_or_report,
     split_settings, whole_songs, write_report,
 )
 
@@ -219,24 +219,33 @@ def rebuild(songs: list[Segment], made: dict[str, dict], rule: tuple[str, float]
             distance = (((melodies - melody_description(seg.melody)) / spread) ** 2).sum(axis=1)
             target = np.nanmean(trained[np.argsort(distance)[:NEAREST]], axis=0)
         tonic = harmony.melody_tonic(seg.melody)[0] if seg.melody else 0
-        notes: list[Note] = []
-        for options in made[seg.song_id]["windows"]:
+
+        def pick(options: list[dict]) -> int:
             scores = np.array([o["score"] for o in options])
             if kind == "best":
-                index = rerank.choose(scores)
-            elif kind == "draw":
+                return rerank.choose(scores)
+            if kind == "draw":
                 weights = np.exp(weight * (scores - scores.max()))
-                index = int(rng.choice(len(scores), p=weights / weights.sum()))
-            else:  # each candidate's style found once, for every steer that reads it
-                if "style" not in options[0]:
-                    for option in options:
-                        option["style"] = candidate_style(seg, tonic, option)
-                found = np.array([o["style"] for o in options])
-                distance = np.nan_to_num((found - target) / within) ** 2
-                index = rerank.choose(scores - weight * distance.sum(axis=1))
-            notes += [Note(*n) for n in options[index]["notes"]]
-        rebuilt.append(normalize_notes(notes))
+                return int(rng.choice(len(scores), p=weights / weights.sum()))
+            # a steer: each candidate's style found once, for every steer that reads it
+            if "style" not in options[0]:
+                for option in options:
+                    option["style"] = candidate_style(seg, tonic, option)
+            found = np.array([o["style"] for o in options])
+            distance = np.nan_to_num((found - target) / within) ** 2
+            return rerank.choose(scores - weight * distance.sum(axis=1))
+
+        rebuilt.append(assemble(made[seg.song_id]["windows"], pick))
     return rebuilt
+
+
+def assemble(windows: list[list[dict]], pick: Callable[[list[dict]], int]) -> list[Note]:
+    """A song from its windows' candidates: in each window the one ``pick`` chooses (its
+    index among the window's candidates)."""
+    notes: list[Note] = []
+    for options in windows:
+        notes += [Note(*n) for n in options[pick(options)]["notes"]]
+    return normalize_notes(notes)
 
 
 def name(rule: str, chords: str) -> str:
@@ -267,8 +276,7 @@ def choice(report: dict) -> tuple[str, dict]:
     """The rule the rule of this script keeps, and each rule's drop in accuracy against
     today's per chord setting."""
     rows = report["systems"]
-    drops = {r: {c: rows[name(TODAY, c)]["accuracy"] - rows[name(r, c)]["accuracy"]
-                 for c in CHORDS} for r in RULES if r != TODAY}
+    drops = accuracy_drops(rows, name, TODAY, [r for r in RULES if r != TODAY], CHORDS)
     kept = [r for r, d in drops.items() if all(v > MARGIN for v in d.values())]
     return (max(kept, key=lambda r: sum(drops[r].values())) if kept else TODAY), drops
 

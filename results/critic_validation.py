@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from pianoacc_utils import data, generation
 from pianoacc_utils.backends.exported import package_fingerprint
@@ -268,6 +268,18 @@ def write_report(out: Path, report: dict, text: str) -> None:
     write_json(out.with_suffix(".json"), report)
     write_atomic(out.with_suffix(".md"), text.encode())
     log(f"wrote {out}.json and .md")
+
+
+def accuracy_drops(
+    rows: dict, name: Callable[[object, str], str], today: object, others: Iterable,
+    chords: Iterable[str],
+) -> dict:
+    """How much lower than ``today``'s each of ``others``' critic accuracy is, per chord
+    setting: ``{other: {chords: drop}}`` (rows of a critic report, each named by
+    ``name(setting, chords)``); above 0 the critic tells ``other`` apart less often."""
+    chords = list(chords)
+    return {other: {c: rows[name(today, c)]["accuracy"] - rows[name(other, c)]["accuracy"]
+                    for c in chords} for other in others}
 
 
 def songs_or_report(

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from critic_validation import (
-    accompany_songs, critic_in_tensorflow, critic_on_songs, log, songs_or_report, whole_songs,
+    accompany_songs, accuracy_drops, critic_in_tensorflow, critic_on_songs, log, songs_or_report, whole_songs,
     write_report,
 )
 from checkpoint_choice import checks_the_pianist_passes
@@ -77,8 +77,7 @@ def critic_choice(report: dict) -> tuple[float | None, dict]:
     """The setting the critic's half of the rule keeps (``None``: none), and each setting's
     drops in accuracy against :data:`BEFORE` per chord setting."""
     rows = report["systems"]
-    drops = {t: {c: rows[name(BEFORE, c)]["accuracy"]
-                 - rows[name(t, c)]["accuracy"] for c in CHORDS} for t in SETTINGS}
+    drops = accuracy_drops(rows, name, BEFORE, SETTINGS, CHORDS)
     kept = [t for t in SETTINGS if all(d > MARGIN for d in drops[t].values())]
     if not kept:
         return None, drops
